@@ -1,0 +1,253 @@
+"""The REST API of dashboard-api.md as a Klein app object.
+
+:class:`DashboardAPI` holds its collaborators (the project, the token source,
+the clock) and hands out ``resource()``. Authentication is part of the route
+decorator, so no route can forget it, and every error leaves as JSON
+``{"error": ...}`` through handlers registered once on the class.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from typing import Any, Callable, Protocol, TypeVar
+
+from klein import Klein
+from twisted.internet.defer import CancelledError
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.iweb import IRequest
+from twisted.web.resource import IResource
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+
+from loopdash import API_VERSION, __version__
+from loopdash.auth import Denied, TokenFile, bearer_token, check_token
+from loopdash.project import Project
+from loopdash.status import (
+    execution_status,
+    iso_utc,
+    log_entry_json,
+    metrics_payload,
+    page_json,
+    run_detail_json,
+    run_row_json,
+    stories_payload,
+)
+
+#: Largest page a client may ask for; larger limits are capped, not refused.
+MAX_LOG_PAGE = 1000
+MAX_HISTORY_PAGE = 1000
+
+JSON_CONTENT_TYPE = b"application/json; charset=utf-8"
+
+
+class Clock(Protocol):
+    def seconds(self) -> float: ...
+
+
+class ApiError(Exception):
+    """An answer other than 200, with the message for the JSON error body."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(status, message)
+        self.status = status
+        self.message = message
+
+
+def encode_json(value: object) -> bytes:
+    # allow_nan=False: NaN is not JSON; the parsers never let one through.
+    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode(
+        "utf-8"
+    )
+
+
+def json_body(request: IRequest, value: object, status: int = 200) -> bytes:
+    request.setResponseCode(status)
+    request.setHeader(b"Content-Type", JSON_CONTENT_TYPE)
+    request.setHeader(b"Cache-Control", b"no-store")
+    return encode_json(value)
+
+
+def query_text(request: IRequest, name: str) -> str | None:
+    values = request.args.get(name.encode()) if request.args else None
+    if not values:
+        return None
+    last: bytes = values[-1]
+    return last.decode("utf-8", errors="replace")
+
+
+def query_int(request: IRequest, name: str, default: int, maximum: int) -> int:
+    """A non-negative integer query parameter; 400 when malformed, capped at ``maximum``."""
+    raw = query_text(request, name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw.strip(), 10)
+    except ValueError:
+        raise ApiError(400, f"Invalid value for '{name}': expected a non-negative integer") from None
+    if value < 0:
+        raise ApiError(400, f"Invalid value for '{name}': expected a non-negative integer")
+    return min(value, maximum)
+
+
+Handler = TypeVar("Handler", bound=Callable[..., Any])
+
+
+def api_route(
+    app: Klein, path: str, *, public: bool = False, methods: tuple[str, ...] = ("GET",)
+) -> Callable[[Handler], Handler]:
+    """Route ``path`` to a handler returning a JSON value, authenticated unless ``public``."""
+
+    def decorate(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        def endpoint(self: DashboardAPI, request: IRequest, **kwargs: Any) -> Any:
+            if not public:
+                self.authenticate(request)
+            return json_body(request, handler(self, request, **kwargs))
+
+        app.route(path, methods=list(methods))(endpoint)
+        return handler
+
+    return decorate
+
+
+class DashboardAPI:
+    """The REST routes over one project."""
+
+    app = Klein()
+    log = Logger()
+
+    def __init__(
+        self,
+        project: Project,
+        tokens: TokenFile,
+        clock: Clock,
+        stale_after: float,
+    ) -> None:
+        self.project = project
+        self.tokens = tokens
+        self.clock = clock
+        self.stale_after = stale_after
+
+    def resource(self) -> IResource:
+        return self.app.resource()
+
+    def authenticate(self, request: IRequest) -> None:
+        presented = bearer_token(request.requestHeaders.getRawHeaders(b"authorization"))
+        check_token(presented, self.tokens.current())
+
+    def _known_run(self, run_id: str | None) -> str | None:
+        """The run id, checked: 404 for one that does not exist (or is not a run id)."""
+        if run_id is None:
+            return None
+        if not self.project.has_run(run_id):
+            raise ApiError(404, f"Run not found: {run_id}")
+        return run_id
+
+    # -- routes ----------------------------------------------------------------
+
+    @api_route(app, "/api/health", public=True)
+    def health(self, request: IRequest) -> object:
+        return {
+            "status": "ok",
+            "timestamp": iso_utc(self.clock.seconds()),
+            "version": API_VERSION,
+            "server_version": __version__,
+        }
+
+    @api_route(app, "/api/status")
+    def status(self, request: IRequest) -> object:
+        return execution_status(self.project.snapshot(), self.clock.seconds(), self.stale_after)
+
+    @api_route(app, "/api/stories")
+    def stories(self, request: IRequest) -> object:
+        # prd.json belongs to the project, not to a run: a known run_id answers the same.
+        self._known_run(query_text(request, "run_id"))
+        return stories_payload(self.project.prd().value)
+
+    @api_route(app, "/api/logs")
+    def logs(self, request: IRequest) -> object:
+        self._known_run(query_text(request, "run_id"))
+        limit = query_int(request, "limit", 100, MAX_LOG_PAGE)
+        offset = query_int(request, "offset", 0, 2**62)
+        log = self.project.log
+        log.refresh()
+        entries = log.entries(offset, offset + limit)
+        return page_json("logs", [log_entry_json(e) for e in entries], log.total, limit, offset)
+
+    @api_route(app, "/api/metrics")
+    def metrics(self, request: IRequest) -> object:
+        run_id = self._known_run(query_text(request, "run_id"))
+        if run_id is None:
+            run_ids = self.project.run_ids()
+            if not run_ids:
+                raise ApiError(404, "Metrics file not found")
+            run_id = run_ids[-1]
+        metrics = self.project.metrics(run_id).value
+        if metrics is None:
+            raise ApiError(404, "Metrics file not found")
+        return metrics_payload(metrics, run_id)
+
+    @api_route(app, "/api/history")
+    def history(self, request: IRequest) -> object:
+        limit = query_int(request, "limit", 20, MAX_HISTORY_PAGE)
+        offset = query_int(request, "offset", 0, 2**62)
+        run_ids = self.project.run_ids()
+        newest_first = run_ids[::-1][offset : offset + limit]
+        rows = [run_row_json(self.project.run_row(r)) for r in newest_first]
+        return page_json("runs", rows, len(run_ids), limit, offset)
+
+    @api_route(app, "/api/runs")
+    def runs(self, request: IRequest) -> object:
+        return [run_row_json(self.project.run_row(r)) for r in reversed(self.project.run_ids())]
+
+    @api_route(app, "/api/runs/<string:run_id>")
+    def run(self, request: IRequest, run_id: str) -> object:
+        self._known_run(run_id)
+        return run_detail_json(self.project.run_row(run_id), self.project.metrics(run_id).value)
+
+    # -- errors: each leaves as JSON, registered once --------------------------
+
+    @app.handle_errors(Denied)
+    def _denied(self, request: IRequest, failure: Failure) -> bytes:
+        error = failure.value
+        assert isinstance(error, Denied)
+        if error.status == 401:
+            request.setHeader(b"WWW-Authenticate", b'Bearer realm="loopdash"')
+        return json_body(request, {"error": error.message}, error.status)
+
+    @app.handle_errors(ApiError)
+    def _api_error(self, request: IRequest, failure: Failure) -> bytes:
+        error = failure.value
+        assert isinstance(error, ApiError)
+        return json_body(request, {"error": error.message}, error.status)
+
+    @app.handle_errors(HTTPException)
+    def _http_error(self, request: IRequest, failure: Failure) -> bytes:
+        error = failure.value
+        assert isinstance(error, HTTPException)
+        code = error.code or 500
+        if isinstance(error, NotFound):
+            message = "Not found"
+        elif isinstance(error, MethodNotAllowed):
+            allowed = sorted(set(error.valid_methods or ()) | {"OPTIONS"})
+            request.setHeader(b"Allow", ", ".join(allowed).encode())
+            message = "Method not allowed"
+        else:
+            message = error.description or error.name
+            location = error.get_response().headers.get("Location")
+            if location:
+                request.setHeader(b"Location", location.encode())
+        return json_body(request, {"error": message}, code)
+
+    @app.handle_errors(Exception)
+    def _bug(self, request: IRequest, failure: Failure) -> bytes | None:
+        if failure.check(CancelledError):
+            return None  # the client went away; nothing to answer
+        self.log.failure(
+            "Unhandled error answering {method} {path}",
+            failure,
+            method=request.method.decode("ascii", "replace"),
+            path=request.path.decode("ascii", "replace"),
+        )
+        return json_body(request, {"error": "Internal server error"}, 500)

@@ -1,0 +1,121 @@
+"""The API token: its file, its rotation, and checking a request's credentials.
+
+No reactor here. The token is read through :class:`TokenFile`, which re-reads
+the file whenever it changes on disk, so ``loopdash generate-token`` (or any
+editor) rotates it without a restart.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import secrets
+import stat
+
+from loopdash.filecache import identity_of
+
+TOKEN_RELATIVE_PATH = os.path.join(".claude-loop", "dashboard", "auth_token.txt")
+#: 32 bytes of randomness, URL-safe base64 (43 characters).
+TOKEN_BYTES = 32
+MISSING_HEADER = "Missing or invalid Authorization header"
+INVALID_TOKEN = "Invalid authentication token"
+
+
+def default_token_path(root: str) -> str:
+    return os.path.join(root, TOKEN_RELATIVE_PATH)
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(TOKEN_BYTES)
+
+
+def write_token(path: str, token: str | None = None) -> str:
+    """Write a token (a new random one by default) atomically, mode 0600, dir 0700."""
+    token = token or new_token()
+    directory = os.path.dirname(path) or "."
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    temporary = f"{path}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, (token + "\n").encode("ascii"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(temporary, path)
+    return token
+
+
+def ensure_token(path: str) -> bool:
+    """Create the token file when it is missing; use an existing one as is.
+
+    Returns whether a new token was written.
+    """
+    if os.path.exists(path):
+        return False
+    write_token(path)
+    return True
+
+
+class TokenFile:
+    """The current token, re-read from its file whenever the file changes."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._identity: tuple[int, int, int] | None = None
+        self._token: str | None = None
+
+    def current(self) -> str | None:
+        """The token, or None when the file is missing, unreadable or empty."""
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            self._identity, self._token = None, None
+            return None
+        identity = identity_of(st)
+        if identity != self._identity:
+            self._identity = identity
+            self._token = None
+            if stat.S_ISREG(st.st_mode):
+                try:
+                    with open(self.path, "rb") as f:
+                        raw = f.read(4096).decode("utf-8", errors="replace").strip()
+                except OSError:
+                    raw = ""
+                self._token = raw or None
+        return self._token
+
+
+class Denied(Exception):
+    """A request's credentials were refused: 401 (absent/malformed) or 403 (wrong)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(status, message)
+        self.status = status
+        self.message = message
+
+
+def bearer_token(header_values: list[bytes] | None) -> str:
+    """The token of a single ``Authorization: Bearer <token>`` header, or Denied(401).
+
+    The scheme is case-insensitive (RFC 7235); two Authorization headers are
+    refused, since proxies and servers may disagree about which one counts.
+    """
+    if not header_values or len(header_values) != 1:
+        raise Denied(401, MISSING_HEADER)
+    try:
+        value = header_values[0].decode("ascii").strip()
+    except UnicodeDecodeError:
+        raise Denied(401, MISSING_HEADER) from None
+    scheme, _, token = value.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise Denied(401, MISSING_HEADER)
+    return token
+
+
+def check_token(presented: str, expected: str | None) -> None:
+    """Raise Denied(403) unless ``presented`` is the token, compared in constant time."""
+    if expected is None or not hmac.compare_digest(
+        presented.encode("utf-8"), expected.encode("utf-8")
+    ):
+        raise Denied(403, INVALID_TOKEN)

@@ -1,0 +1,71 @@
+"""The resource in front of everything: CORS, security headers, preflight.
+
+One place for headers that every response carries, so no route can forget
+them. It wraps the Klein resource as a leaf, which leaves Klein's own path
+handling untouched.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from twisted.web.iweb import IRequest
+from twisted.web.resource import IResource, Resource
+
+ALLOWED_METHODS = b"GET, HEAD, POST, OPTIONS"
+ALLOWED_HEADERS = b"Authorization, Content-Type, Last-Event-ID, Cache-Control"
+
+
+class CorsPolicy:
+    """Which origins may read our answers. ``*`` (the default) allows all.
+
+    Credentials (cookies) are never allowed: the API authenticates with a
+    bearer header, and ``*`` with credentials is what browsers forbid anyway.
+    """
+
+    def __init__(self, origins: Sequence[str] = ("*",)) -> None:
+        self.any_origin = "*" in origins or not origins
+        self.origins = frozenset(o.rstrip("/") for o in origins if o != "*")
+
+    def allow_origin(self, origin: bytes | None) -> bytes | None:
+        if self.any_origin:
+            return b"*"
+        if origin is not None and origin.decode("latin-1").rstrip("/") in self.origins:
+            return origin
+        return None
+
+    def apply(self, request: IRequest) -> None:
+        allowed = self.allow_origin(request.getHeader(b"origin"))
+        if not self.any_origin:
+            request.setHeader(b"Vary", b"Origin")
+        if allowed is not None:
+            request.setHeader(b"Access-Control-Allow-Origin", allowed)
+
+
+class FrontResource(Resource):
+    """Adds CORS and security headers, answers CORS preflight, delegates the rest."""
+
+    isLeaf = True
+
+    def __init__(self, inner: IResource, cors: CorsPolicy) -> None:
+        Resource.__init__(self)
+        self._inner = inner
+        self._cors = cors
+
+    def render(self, request: IRequest) -> bytes | int:
+        self._cors.apply(request)
+        request.setHeader(b"X-Content-Type-Options", b"nosniff")
+        request.setHeader(b"Referrer-Policy", b"no-referrer")
+        if request.method == b"OPTIONS":
+            return self._options(request)
+        result: bytes | int = self._inner.render(request)
+        return result
+
+    def _options(self, request: IRequest) -> bytes:
+        if request.getHeader(b"access-control-request-method") is not None:
+            request.setHeader(b"Access-Control-Allow-Methods", ALLOWED_METHODS)
+            request.setHeader(b"Access-Control-Allow-Headers", ALLOWED_HEADERS)
+            request.setHeader(b"Access-Control-Max-Age", b"600")
+        request.setHeader(b"Allow", ALLOWED_METHODS)
+        request.setResponseCode(204)
+        return b""

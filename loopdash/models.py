@@ -1,0 +1,107 @@
+"""Immutable values read from a loop's files.
+
+These are what the parsers produce and what status derivation consumes. They
+hold the loop's data already normalised to one shape, whichever of the on-disk
+schemas it came from (see ``loop-data.md``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Mapping
+
+JSONValue = Any
+JSONObject = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Story:
+    """One user story of ``prd.json``."""
+
+    id: str
+    title: str
+    description: str
+    priority: float | None
+    passes: bool
+    notes: str
+    complexity: str | None
+    dependencies: tuple[str, ...]
+    acceptance_criteria: tuple[str, ...] = ()
+    #: The raw ``priority`` value, so the API returns it as written (1, not 1.0).
+    priority_raw: int | float | None = None
+
+
+@dataclass(frozen=True)
+class Prd:
+    """The plan: the project's name and its stories in file order."""
+
+    project: str | None
+    stories: tuple[Story, ...]
+
+    @property
+    def completed(self) -> int:
+        return sum(1 for s in self.stories if s.passes)
+
+
+@dataclass(frozen=True)
+class Iteration:
+    """One iteration of a run, in the API's ``Iteration`` vocabulary."""
+
+    story_id: str | None
+    status: str
+    elapsed_ms: int
+    tokens_in: int
+    tokens_out: int
+    cost: float
+    agents_used: tuple[str, ...]
+    #: When the iteration ended, if the file says so.
+    ended_at: datetime | None = None
+    #: Fields the real loop writes beyond the contract's (story_title, model, ...).
+    extra: Mapping[str, JSONValue] = field(default_factory=dict)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == "success"
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "failure"
+
+
+@dataclass(frozen=True)
+class RunMetrics:
+    """A run's ``metrics.json``, normalised from either on-disk shape."""
+
+    elapsed_time_s: float
+    total_cost: float
+    total_iterations: int
+    success_count: int
+    failure_count: int
+    last_update: datetime | None
+    started_at: datetime | None
+    iterations: tuple[Iteration, ...]
+    #: ``cache``, ``parallel``, ``model_usage`` and the like, passed through.
+    blocks: Mapping[str, JSONValue] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """A finished run's ``summary.json``, normalised from either shape."""
+
+    elapsed_time_s: float
+    total_cost: float
+    total_iterations: int
+    success_count: int
+    failure_count: int
+    status: str | None
+    completed_at: datetime | None
+    blocks: Mapping[str, JSONValue] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One ``### Iteration:`` block of ``progress.txt``."""
+
+    timestamp: str
+    lines: tuple[str, ...]

@@ -1,0 +1,78 @@
+"""Service wiring: the parts of the daemon, put together for twistd.
+
+Everything here is assembly; the parts do the work. The reactor is passed in,
+so tests build the same service on the reactor they run.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import MultiService
+from twisted.internet.endpoints import serverFromString
+from twisted.logger import Logger
+from twisted.web.server import Site
+
+from loopdash.accesslog import redacting_log_formatter
+from loopdash.api import DashboardAPI
+from loopdash.auth import TokenFile, default_token_path, ensure_token
+from loopdash.front import CorsPolicy, FrontResource
+from loopdash.project import Project
+from loopdash.status import DEFAULT_STALE_AFTER
+
+log = Logger(namespace="loopdash")
+
+
+@dataclass(frozen=True)
+class DashboardConfig:
+    """What a user chose on the command line, resolved."""
+
+    root: str
+    listen: str
+    token_file: str | None = None
+    stale_after: float = DEFAULT_STALE_AFTER
+    cors_origins: Sequence[str] = ("*",)
+    poll_interval: float = 1.0
+    keepalive: float = 30.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def token_path(self) -> str:
+        return self.token_file or default_token_path(self.root)
+
+
+def tcp_endpoint(port: int, host: str) -> str:
+    """A Twisted endpoint string for ``host:port`` (IPv6 colons escaped)."""
+    return f"tcp:{port}:interface={host.replace(':', chr(92) + ':')}"
+
+
+def report_bad_file(path: str, reason: str) -> None:
+    log.warn("Cannot read {path}: {reason} (serving its last good reading, if any)", path=path, reason=reason)
+
+
+@dataclass
+class Dashboard:
+    """The assembled daemon: the web site and the objects behind it."""
+
+    config: DashboardConfig
+    project: Project
+    api: DashboardAPI
+    site: Site
+    service: MultiService
+
+
+def build_dashboard(config: DashboardConfig, reactor: Any) -> Dashboard:
+    root = os.path.abspath(config.root)
+    if ensure_token(config.token_path):
+        log.info("Created a new API token in {path}", path=config.token_path)
+    project = Project(root, report=report_bad_file)
+    api = DashboardAPI(project, TokenFile(config.token_path), reactor, config.stale_after)
+    front = FrontResource(api.resource(), CorsPolicy(config.cors_origins))
+    site = Site(front, logFormatter=redacting_log_formatter, reactor=reactor)
+    service = MultiService()
+    endpoint = serverFromString(reactor, config.listen)
+    StreamServerEndpointService(endpoint, site).setServiceParent(service)
+    return Dashboard(config, project, api, site, service)

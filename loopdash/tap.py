@@ -1,0 +1,103 @@
+"""The twistd plugin's options and service maker: ``twistd -n loopdash``."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from twisted.application.service import IService
+from twisted.python import usage
+
+from loopdash.service import DashboardConfig, build_dashboard, tcp_endpoint
+from loopdash.status import DEFAULT_STALE_AFTER
+
+
+def _positive(kind: str) -> Any:
+    def convert(value: str) -> float:
+        number = float(value)
+        if not number > 0:
+            raise ValueError(f"{kind} must be a positive number of seconds")
+        return number
+
+    return convert
+
+
+class Options(usage.Options):
+    synopsis = "[options]"
+    longdesc = (
+        "Serve the dashboard API of a claude-loop project directory: REST, live "
+        "event stream and web page, behind the bearer token in "
+        ".claude-loop/dashboard/auth_token.txt (created on first start)."
+    )
+
+    optParameters = [
+        ["port", "p", 8080, "TCP port to listen on.", int],
+        ["host", None, "127.0.0.1", "Interface to listen on (0.0.0.0 for every interface)."],
+        ["root", "r", ".", "Project directory holding prd.json, progress.txt and .claude-loop/."],
+        [
+            "listen",
+            None,
+            None,
+            "Twisted endpoint string to listen on instead of --host/--port, e.g. "
+            "tcp:8080:interface=0.0.0.0 or ssl:8443:privateKey=key.pem:certKey=cert.pem.",
+        ],
+        [
+            "token-file",
+            None,
+            None,
+            "API token file (default: <root>/.claude-loop/dashboard/auth_token.txt).",
+        ],
+        [
+            "stale-after",
+            None,
+            DEFAULT_STALE_AFTER,
+            "Seconds without activity after which a run without summary.json counts as stopped.",
+            _positive("--stale-after"),
+        ],
+        [
+            "poll-interval",
+            None,
+            1.0,
+            "Seconds between polls of the loop's files.",
+            _positive("--poll-interval"),
+        ],
+        [
+            "keepalive",
+            None,
+            30.0,
+            "Seconds between keepalive comments on open event streams.",
+            _positive("--keepalive"),
+        ],
+    ]
+
+    def __init__(self) -> None:
+        usage.Options.__init__(self)
+        self["cors-origin"] = []
+
+    def opt_cors_origin(self, origin: str) -> None:
+        """Origin allowed to read answers from a browser (repeatable; default: any, '*')."""
+        self["cors-origin"].append(origin)
+
+    def postOptions(self) -> None:
+        if not os.path.isdir(self["root"]):
+            raise usage.UsageError(f"--root {self['root']!r} is not a directory")
+        if not 0 <= self["port"] <= 65535:
+            raise usage.UsageError(f"--port {self['port']} is not a TCP port")
+
+    def config(self) -> DashboardConfig:
+        root = os.path.abspath(self["root"])
+        return DashboardConfig(
+            root=root,
+            listen=self["listen"] or tcp_endpoint(self["port"], self["host"]),
+            token_file=self["token-file"],
+            stale_after=self["stale-after"],
+            cors_origins=tuple(self["cors-origin"]) or ("*",),
+            poll_interval=self["poll-interval"],
+            keepalive=self["keepalive"],
+        )
+
+
+def makeService(options: Options) -> IService:
+    from twisted.internet import reactor
+
+    return build_dashboard(options.config(), reactor).service

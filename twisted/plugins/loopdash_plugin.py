@@ -1,0 +1,8 @@
+from twisted.application.service import ServiceMaker
+
+loopdash = ServiceMaker(
+    "loopdash",
+    "loopdash.tap",
+    "Live dashboard for an autonomous coding loop: REST API and SSE stream",
+    "loopdash",
+)
