@@ -12,7 +12,9 @@ from typing import Any, Sequence
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
+from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 from twisted.web.server import Site
 
@@ -53,6 +55,29 @@ def report_bad_file(path: str, reason: str) -> None:
     log.warn("Cannot read {path}: {reason} (serving its last good reading, if any)", path=path, reason=reason)
 
 
+class ListeningService(StreamServerEndpointService):
+    """Listen on an endpoint; a failure to listen fails the start (twistd exits 1)."""
+
+    _raiseSynchronously = True
+
+    def __init__(self, endpoint: Any, factory: Site) -> None:
+        StreamServerEndpointService.__init__(self, endpoint, factory)
+
+    def when_listening(self) -> "Deferred[IListeningPort]":
+        """Fires with the listening port once bound (tests read the port-0 number from it)."""
+        waiting = self._waitingForPort
+        if waiting is None:
+            raise RuntimeError("the service has not been started")
+        result: Deferred[IListeningPort] = Deferred()
+
+        def forward(port: IListeningPort) -> IListeningPort:
+            result.callback(port)
+            return port
+
+        waiting.addCallback(forward)
+        return result
+
+
 @dataclass
 class Dashboard:
     """The assembled daemon: the web site and the objects behind it."""
@@ -62,6 +87,7 @@ class Dashboard:
     api: DashboardAPI
     site: Site
     service: MultiService
+    web: ListeningService
 
 
 def build_dashboard(config: DashboardConfig, reactor: Any) -> Dashboard:
@@ -74,5 +100,6 @@ def build_dashboard(config: DashboardConfig, reactor: Any) -> Dashboard:
     site = Site(front, logFormatter=redacting_log_formatter, reactor=reactor)
     service = MultiService()
     endpoint = serverFromString(reactor, config.listen)
-    StreamServerEndpointService(endpoint, site).setServiceParent(service)
-    return Dashboard(config, project, api, site, service)
+    web = ListeningService(endpoint, site)
+    service.addService(web)
+    return Dashboard(config, project, api, site, service, web)
