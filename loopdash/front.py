@@ -43,13 +43,18 @@ class CorsPolicy:
 
 
 class FrontResource(Resource):
-    """Adds CORS and security headers, answers CORS preflight, delegates the rest."""
+    """Adds CORS and security headers, answers CORS preflight, delegates the rest.
+
+    ``/api/...`` goes to the API; every other path to ``pages`` (the web
+    dashboard) when there is one, else to the API too (which answers 404 JSON).
+    """
 
     isLeaf = True
 
-    def __init__(self, inner: IResource, cors: CorsPolicy) -> None:
+    def __init__(self, api: IResource, cors: CorsPolicy, pages: IResource | None = None) -> None:
         Resource.__init__(self)
-        self._inner = inner
+        self._api = api
+        self._pages = pages
         self._cors = cors
 
     def render(self, request: IRequest) -> bytes | int:
@@ -58,7 +63,10 @@ class FrontResource(Resource):
         request.setHeader(b"Referrer-Policy", b"no-referrer")
         if request.method == b"OPTIONS":
             return self._options(request)
-        result: bytes | int = self._inner.render(request)
+        target = self._api
+        if self._pages is not None and not request.path.startswith(b"/api/"):
+            target = self._pages
+        result: bytes | int = target.render(request)
         return result
 
     def _options(self, request: IRequest) -> bytes:
