@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
-from typing import Any, Callable, Protocol, TypeVar
+from typing import Any, Callable, Literal, Protocol, TypeVar
 
 from klein import Klein
 from twisted.internet.defer import CancelledError
@@ -18,11 +18,13 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
+from twisted.web.server import Request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from loopdash import API_VERSION, __version__
 from loopdash.auth import Denied, TokenFile, bearer_token, check_token
 from loopdash.project import Project
+from loopdash.stream import StreamHub, TicketBook
 from loopdash.status import (
     execution_status,
     iso_utc,
@@ -92,18 +94,33 @@ def query_int(request: IRequest, name: str, default: int, maximum: int) -> int:
 
 Handler = TypeVar("Handler", bound=Callable[..., Any])
 
+#: How a route authenticates: the bearer token, the token or a stream ticket, or not at all.
+Auth = Literal["token", "token_or_ticket", "public"]
+
 
 def api_route(
-    app: Klein, path: str, *, public: bool = False, methods: tuple[str, ...] = ("GET",)
+    app: Klein,
+    path: str,
+    *,
+    auth: Auth = "token",
+    methods: tuple[str, ...] = ("GET",),
+    raw: bool = False,
 ) -> Callable[[Handler], Handler]:
-    """Route ``path`` to a handler returning a JSON value, authenticated unless ``public``."""
+    """Route ``path`` to a handler, authenticated as ``auth`` says.
+
+    The handler returns a JSON value, encoded here; a ``raw`` handler returns
+    what Klein should render (the stream returns a Deferred).
+    """
 
     def decorate(handler: Handler) -> Handler:
         @functools.wraps(handler)
         def endpoint(self: DashboardAPI, request: IRequest, **kwargs: Any) -> Any:
-            if not public:
+            if auth == "token":
                 self.authenticate(request)
-            return json_body(request, handler(self, request, **kwargs))
+            elif auth == "token_or_ticket":
+                self.authenticate_stream(request)
+            result = handler(self, request, **kwargs)
+            return result if raw else json_body(request, result)
 
         app.route(path, methods=list(methods))(endpoint)
         return handler
@@ -123,11 +140,16 @@ class DashboardAPI:
         tokens: TokenFile,
         clock: Clock,
         stale_after: float,
+        hub: StreamHub,
+        tickets: TicketBook,
     ) -> None:
         self.project = project
         self.tokens = tokens
         self.clock = clock
         self.stale_after = stale_after
+        self.hub = hub
+        self.tickets = tickets
+        hub.current_status = self.current_status
 
     def resource(self) -> IResource:
         return self.app.resource()
@@ -135,6 +157,17 @@ class DashboardAPI:
     def authenticate(self, request: IRequest) -> None:
         presented = bearer_token(request.requestHeaders.getRawHeaders(b"authorization"))
         check_token(presented, self.tokens.current())
+
+    def authenticate_stream(self, request: IRequest) -> None:
+        """The bearer token, or (for EventSource, which cannot send headers) a stream ticket."""
+        ticket = query_text(request, "ticket")
+        if ticket is None or request.requestHeaders.hasHeader(b"authorization"):
+            self.authenticate(request)
+        elif not self.tickets.redeem(ticket):
+            raise Denied(403, "Invalid or expired stream ticket")
+
+    def current_status(self) -> dict[str, Any]:
+        return execution_status(self.project.snapshot(), self.clock.seconds(), self.stale_after)
 
     def _known_run(self, run_id: str | None) -> str | None:
         """The run id, checked: 404 for one that does not exist (or is not a run id)."""
@@ -146,7 +179,7 @@ class DashboardAPI:
 
     # -- routes ----------------------------------------------------------------
 
-    @api_route(app, "/api/health", public=True)
+    @api_route(app, "/api/health", auth="public")
     def health(self, request: IRequest) -> object:
         return {
             "status": "ok",
@@ -157,7 +190,22 @@ class DashboardAPI:
 
     @api_route(app, "/api/status")
     def status(self, request: IRequest) -> object:
-        return execution_status(self.project.snapshot(), self.clock.seconds(), self.stale_after)
+        return self.current_status()
+
+    @api_route(app, "/api/stream", auth="token_or_ticket", raw=True)
+    def stream(self, request: IRequest) -> object:
+        last_event_id = request.getHeader(b"last-event-id")
+        if last_event_id is None:
+            resume = query_text(request, "last_event_id")
+        else:
+            resume = last_event_id.decode("utf-8", errors="replace")
+        # Klein hands us twisted.web.server.Request; the hub needs its producer API.
+        assert isinstance(request, Request)
+        return self.hub.subscribe(request, resume)
+
+    @api_route(app, "/api/stream/ticket", methods=("POST",))
+    def stream_ticket(self, request: IRequest) -> object:
+        return {"ticket": self.tickets.issue(), "expires_in": int(self.tickets.lifetime)}
 
     @api_route(app, "/api/stories")
     def stories(self, request: IRequest) -> object:

@@ -24,6 +24,8 @@ from loopdash.auth import TokenFile, default_token_path, ensure_token
 from loopdash.front import CorsPolicy, FrontResource
 from loopdash.project import Project
 from loopdash.status import DEFAULT_STALE_AFTER
+from loopdash.stream import StreamHub, TicketBook
+from loopdash.watcher import Watcher
 
 log = Logger(namespace="loopdash")
 
@@ -39,6 +41,7 @@ class DashboardConfig:
     cors_origins: Sequence[str] = ("*",)
     poll_interval: float = 1.0
     keepalive: float = 30.0
+    use_inotify: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -88,6 +91,8 @@ class Dashboard:
     site: Site
     service: MultiService
     web: ListeningService
+    hub: StreamHub
+    watcher: Watcher
 
 
 def build_dashboard(config: DashboardConfig, reactor: Any) -> Dashboard:
@@ -95,11 +100,20 @@ def build_dashboard(config: DashboardConfig, reactor: Any) -> Dashboard:
     if ensure_token(config.token_path):
         log.info("Created a new API token in {path}", path=config.token_path)
     project = Project(root, report=report_bad_file)
-    api = DashboardAPI(project, TokenFile(config.token_path), reactor, config.stale_after)
+    hub = StreamHub(reactor, keepalive=config.keepalive)
+    api = DashboardAPI(
+        project, TokenFile(config.token_path), reactor, config.stale_after, hub, TicketBook(reactor)
+    )
     front = FrontResource(api.resource(), CorsPolicy(config.cors_origins))
     site = Site(front, logFormatter=redacting_log_formatter, reactor=reactor)
     service = MultiService()
+    # The watcher starts first and stops last: MultiService stops children in
+    # reverse, so the port closes before the hub ends the open streams.
+    watcher = Watcher(
+        project, hub, reactor, config.stale_after, config.poll_interval, config.use_inotify
+    )
+    service.addService(watcher)
     endpoint = serverFromString(reactor, config.listen)
     web = ListeningService(endpoint, site)
     service.addService(web)
-    return Dashboard(config, project, api, site, service, web)
+    return Dashboard(config, project, api, site, service, web, hub, watcher)

@@ -1,0 +1,206 @@
+"""The watcher: observe the project, diff with the last observation, publish.
+
+A ``LoopingCall`` polls (cheap when nothing changed: the readers stat before
+they read). On Linux an inotify watch on the root, the runs directory and the
+current run wakes the watcher as soon as a file is written; polling stays as
+the fallback and the only mechanism where inotify is missing.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable
+
+from twisted.application.service import Service
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.python.filepath import FilePath
+
+from loopdash.changes import (
+    Change,
+    IterationAdded,
+    LogAppended,
+    Observation,
+    RunFinished,
+    RunStarted,
+    StatusChanged,
+    StoryUpdated,
+    diff,
+)
+from loopdash.project import Project
+from loopdash.status import (
+    execution_status,
+    iteration_json,
+    log_entry_json,
+    run_row_json,
+    story_json,
+)
+from loopdash.stream import StreamHub
+
+#: How long an inotify wake-up waits before polling, so one burst of writes
+#: (truncate, write, close) costs one poll.
+WAKE_DELAY = 0.002
+
+
+def observe(project: Project, now: float, stale_after: float) -> Observation:
+    snapshot = project.snapshot()
+    metrics = snapshot.metrics.value
+    prd = snapshot.prd.value
+    return Observation(
+        status=execution_status(snapshot, now, stale_after),
+        stories=prd.stories if prd is not None else (),
+        run_ids=snapshot.run_ids,
+        current_run=snapshot.current_run,
+        current_finished=snapshot.summary.mtime is not None,
+        iterations=metrics.iterations if metrics is not None else (),
+        log=snapshot.log,
+    )
+
+
+class Watcher(Service):
+    """Polls (and, where it can, listens to inotify for) changes; publishes events."""
+
+    log = Logger(namespace="loopdash.watcher")
+
+    def __init__(
+        self,
+        project: Project,
+        hub: StreamHub,
+        clock: Any,
+        stale_after: float,
+        interval: float = 1.0,
+        use_inotify: bool = True,
+    ) -> None:
+        self.project = project
+        self.hub = hub
+        self.clock = clock
+        self.stale_after = stale_after
+        self.interval = interval
+        self.use_inotify = use_inotify
+        self.last: Observation | None = None
+        self.polls = 0
+        self._loop: LoopingCall | None = None
+        self._notifier: Any = None
+        self._watched: set[str] = set()
+        self._wake_pending: Any = None
+        #: Called after each poll with the changes published (for metrics and tests).
+        self.on_poll: Callable[[list[Change]], None] = lambda changes: None
+
+    def startService(self) -> None:
+        Service.startService(self)
+        self.hub.start()
+        if self.use_inotify:
+            self._start_inotify()
+        loop = LoopingCall(self.poll)
+        loop.clock = self.clock
+        loop.start(self.interval, now=True).addErrback(
+            lambda f: self.log.failure("The watcher stopped", f)
+        )
+        self._loop = loop
+
+    def stopService(self) -> None:
+        Service.stopService(self)
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+        if self._wake_pending is not None and self._wake_pending.active():
+            self._wake_pending.cancel()
+        if self._notifier is not None:
+            self._notifier.loseConnection()
+            self._notifier = None
+        self.hub.stop()
+
+    # -- polling -----------------------------------------------------------------
+
+    def poll(self) -> None:
+        """One observation; never raises (an exception would stop the LoopingCall)."""
+        try:
+            self._poll()
+        except Exception:
+            self.log.failure("Watcher poll failed; will try again")
+
+    def _poll(self) -> None:
+        self.polls += 1
+        current = observe(self.project, self.clock.seconds(), self.stale_after)
+        previous, self.last = self.last, current
+        if self._notifier is not None:
+            self._watch_run_directories(current)
+        if previous is None:
+            return
+        changes = diff(previous, current)
+        for change in changes:
+            self._publish(change)
+        self.on_poll(changes)
+
+    def _publish(self, change: Change) -> None:
+        if isinstance(change, RunStarted):
+            self.hub.publish("run_started", run_row_json(self.project.run_row(change.run_id)))
+        elif isinstance(change, RunFinished):
+            self.hub.publish("run_finished", run_row_json(self.project.run_row(change.run_id)))
+        elif isinstance(change, IterationAdded):
+            data = iteration_json(change.iteration)
+            data["run_id"] = change.run_id
+            self.hub.publish("iteration_added", data)
+        elif isinstance(change, StoryUpdated):
+            self.hub.publish("story_updated", story_json(change.story))
+        elif isinstance(change, LogAppended):
+            log = self.project.log
+            for index, entry in enumerate(log.entries(change.first, log.total), start=change.first):
+                data = log_entry_json(entry)
+                data["index"] = index
+                self.hub.publish("log_appended", data)
+        elif isinstance(change, StatusChanged):
+            self.hub.publish("status_update", dict(change.status))
+
+    # -- inotify -------------------------------------------------------------------
+
+    def _start_inotify(self) -> None:
+        try:
+            from twisted.internet import inotify
+
+            notifier = inotify.INotify(self.clock)
+            notifier.startReading()
+        except Exception as e:  # not Linux, or no inotify instances left
+            self.log.info("inotify unavailable ({reason}); polling only", reason=str(e))
+            return
+        self._notifier = notifier
+        self._watch(self.project.root)
+
+    def _watch(self, path: str) -> None:
+        if path in self._watched or self._notifier is None or not os.path.isdir(path):
+            return
+        from twisted.internet import inotify
+
+        mask = (
+            inotify.IN_CLOSE_WRITE
+            | inotify.IN_MOVED_TO
+            | inotify.IN_MOVED_FROM
+            | inotify.IN_CREATE
+            | inotify.IN_DELETE
+            | inotify.IN_DELETE_SELF
+        )
+        try:
+            self._notifier.watch(FilePath(path), mask=mask, callbacks=[self._on_inotify])
+        except Exception as e:
+            self.log.info("Cannot watch {path}: {reason}", path=path, reason=str(e))
+            return
+        self._watched.add(path)
+
+    def _watch_run_directories(self, observation: Observation) -> None:
+        claude_loop = os.path.join(self.project.root, ".claude-loop")
+        self._watch(claude_loop)
+        self._watch(self.project.runs_path)
+        if observation.current_run is not None:
+            self._watch(os.path.join(self.project.runs_path, observation.current_run))
+        # A directory that went away takes its watch with it: forget it so a
+        # new directory of the same name is watched again.
+        for path in list(self._watched):
+            if not os.path.isdir(path):
+                self._watched.discard(path)
+
+    def _on_inotify(self, ignored: object, filepath: FilePath[Any], mask: int) -> None:
+        # An exception here would disconnect the notifier for good: never raise.
+        try:
+            if self._wake_pending is None or not self._wake_pending.active():
+                self._wake_pending = self.clock.callLater(WAKE_DELAY, self.poll)
+        except Exception:
+            self.log.failure("inotify wake-up failed")
