@@ -56,6 +56,14 @@ def _reject_constant(name: str) -> Any:
     raise ParseError(f"non-finite number {name} in JSON")
 
 
+def _finite_float(literal: str) -> float:
+    # json reads 1e400 as inf without asking parse_constant: refuse it here.
+    value = float(literal)
+    if not math.isfinite(value):
+        raise ParseError(f"number out of range in JSON: {literal[:40]}")
+    return value
+
+
 def load_json_object(data: bytes) -> JSONObject:
     """Decode a JSON object, raising ParseError for anything else."""
     try:
@@ -65,9 +73,12 @@ def load_json_object(data: bytes) -> JSONObject:
     if not text.strip():
         raise ParseError("empty file")
     try:
-        value = json.loads(text, parse_constant=_reject_constant)
+        value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except json.JSONDecodeError as e:
         raise ParseError(f"invalid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+    except ValueError as e:
+        # An integer literal past Python's digit limit for int().
+        raise ParseError(f"invalid JSON: {e}") from None
     except RecursionError:
         raise ParseError("JSON nested too deeply") from None
     if not isinstance(value, dict):
@@ -84,7 +95,10 @@ def number(value: object) -> float | None:
         return None
     if isinstance(value, float) and not math.isfinite(value):
         return None
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:
+        return None  # an integer literal too large for a float
 
 
 def integer(value: object) -> int | None:
@@ -124,11 +138,12 @@ def parse_time(value: object) -> datetime | None:
         raw = raw[:-1] + "+00:00"
     try:
         parsed = datetime.fromisoformat(raw)
-    except ValueError:
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=timezone.utc)
+        # Year 1 at +01:00 or year 9999 at -01:00 leaves datetime's range in UTC.
+        return parsed.astimezone(timezone.utc)
+    except (ValueError, OverflowError):
         return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc)
 
 
 def normalise_status(value: object) -> str:
@@ -225,6 +240,14 @@ def _blocks(obj: Mapping[str, Any], names: Iterable[str]) -> dict[str, Any]:
     return {name: obj[name] for name in names if isinstance(obj.get(name), dict)}
 
 
+def _cost_sum(iterations: Iterable[Iteration]) -> float:
+    total = sum(i.cost for i in iterations)
+    if not math.isfinite(total):
+        # Each cost is finite, but their sum left the float range: no truthful total.
+        raise ParseError("iteration costs add up past the range of a float")
+    return total
+
+
 def parse_metrics(data: bytes) -> RunMetrics:
     obj = load_json_object(data)
     iterations = _iterations(obj.get("iterations"))
@@ -239,7 +262,7 @@ def parse_metrics(data: bytes) -> RunMetrics:
         updated_at = parse_time(obj.get("updated_at"))
         total_cost = number(totals.get("cost_usd"))
         if total_cost is None:
-            total_cost = sum(i.cost for i in iterations)
+            total_cost = _cost_sum(iterations)
         wall_ms = number(totals.get("wall_duration_ms"))
         if wall_ms is not None:
             elapsed = wall_ms / 1000
@@ -270,7 +293,7 @@ def parse_metrics(data: bytes) -> RunMetrics:
         elapsed_time_s=(
             elapsed_s if elapsed_s is not None else sum(i.elapsed_ms for i in iterations) / 1000
         ),
-        total_cost=total_cost if total_cost is not None else sum(i.cost for i in iterations),
+        total_cost=total_cost if total_cost is not None else _cost_sum(iterations),
         total_iterations=len(iterations) if total_iterations is None else total_iterations,
         success_count=successes if success_count is None else success_count,
         failure_count=failures if failure_count is None else failure_count,
