@@ -1,0 +1,224 @@
+"""The last-good-reading cache on real files in a temp directory."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from loopdash.filecache import FileCache
+from loopdash.models import RunMetrics
+from loopdash.parsing import parse_metrics
+from loopdash.sample import RealRun, write_in_place
+
+
+class CountingParser:
+    """parse_metrics, counting its calls."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, data: bytes) -> RunMetrics:
+        self.calls += 1
+        return parse_metrics(data)
+
+
+class Reports:
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str]] = []
+
+    def __call__(self, path: str, reason: str) -> None:
+        self.seen.append((path, reason))
+
+
+def bump_mtime(path: str, seconds: int) -> None:
+    """A later mtime, so the file's identity changes even within one clock tick."""
+    st = os.stat(path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + seconds * 1_000_000_000))
+
+
+@pytest.fixture
+def run(tmp_path: Any) -> RealRun:
+    start = datetime(2026, 1, 24, 10, 20, tzinfo=timezone.utc)
+    run = RealRun(str(tmp_path), start)
+    run.start()
+    run.add_iteration("US-001", "Log tokens", start + timedelta(minutes=4), 240000)
+    return run
+
+
+def metrics_path(run: RealRun) -> str:
+    return os.path.join(run.directory, "metrics.json")
+
+
+def test_missing_file_reads_as_nothing(tmp_path: Any) -> None:
+    cache = FileCache(parse_metrics)
+    reading = cache.read(os.path.join(str(tmp_path), "absent.json"))
+    assert (reading.value, reading.mtime, reading.error) == (None, None, None)
+
+
+def test_good_file_is_read_with_its_mtime(run: RealRun) -> None:
+    run.write_metrics(run.started_at + timedelta(minutes=5))
+    reading = FileCache(parse_metrics).read(metrics_path(run))
+    assert reading.value is not None and reading.value.total_iterations == 1
+    assert reading.mtime == os.stat(metrics_path(run)).st_mtime
+    assert reading.error is None
+
+
+def test_half_written_file_keeps_the_last_good_reading(run: RealRun) -> None:
+    cache = FileCache(parse_metrics)
+    text = run.write_metrics(run.started_at + timedelta(minutes=5))
+    good = cache.read(metrics_path(run)).value
+    assert good is not None
+    # The loop's next `cat > metrics.json`, caught half-way.
+    run.add_iteration("US-002", "Metrics", run.started_at + timedelta(minutes=9), 200000)
+    whole = run.write_metrics(run.started_at + timedelta(minutes=9))
+    write_in_place(metrics_path(run), whole[: len(whole) // 2])
+    bump_mtime(metrics_path(run), 1)
+    reading = cache.read(metrics_path(run))
+    assert reading.value == good
+    assert reading.error is not None
+    assert reading.mtime == os.stat(metrics_path(run)).st_mtime  # a write is still activity
+    # Once the write completes, the new content is served.
+    write_in_place(metrics_path(run), whole)
+    bump_mtime(metrics_path(run), 2)
+    fresh = cache.read(metrics_path(run))
+    assert fresh.value is not None and fresh.value.total_iterations == 2 and fresh.error is None
+    assert text != whole
+
+
+def test_empty_file_after_truncation_keeps_the_last_good_reading(run: RealRun) -> None:
+    cache = FileCache(parse_metrics)
+    run.write_metrics(run.started_at + timedelta(minutes=5))
+    good = cache.read(metrics_path(run)).value
+    write_in_place(metrics_path(run), "")
+    assert cache.read(metrics_path(run)).value == good
+
+
+def test_file_that_never_parsed_reads_as_nothing_but_reports(run: RealRun) -> None:
+    reports = Reports()
+    cache = FileCache(parse_metrics, reports)
+    write_in_place(metrics_path(run), '{"session_id": "20260124_1')
+    reading = cache.read(metrics_path(run))
+    assert reading.value is None and reading.error is not None
+    assert reports.seen == [(metrics_path(run), reading.error)]
+
+
+def test_bad_file_is_reported_once_not_on_every_read(run: RealRun) -> None:
+    reports = Reports()
+    cache = FileCache(parse_metrics, reports)
+    write_in_place(metrics_path(run), "{")
+    for seconds in range(1, 6):
+        # Still bad, and changing: every poll sees another bad version.
+        write_in_place(metrics_path(run), "{" * seconds)
+        bump_mtime(metrics_path(run), seconds)
+        cache.read(metrics_path(run))
+    assert len(reports.seen) == 1
+
+
+def test_bad_file_is_reported_again_only_after_it_parsed_in_between(run: RealRun) -> None:
+    reports = Reports()
+    cache = FileCache(parse_metrics, reports)
+    write_in_place(metrics_path(run), "{")
+    cache.read(metrics_path(run))
+    run.write_metrics(run.started_at + timedelta(minutes=5))
+    bump_mtime(metrics_path(run), 1)
+    assert cache.read(metrics_path(run)).value is not None
+    assert len(reports.seen) == 1
+    write_in_place(metrics_path(run), "[")
+    bump_mtime(metrics_path(run), 2)
+    cache.read(metrics_path(run))
+    cache.read(metrics_path(run))
+    assert len(reports.seen) == 2
+
+
+def test_unchanged_file_is_parsed_once(run: RealRun) -> None:
+    parser = CountingParser()
+    cache = FileCache(parser)
+    run.write_metrics(run.started_at + timedelta(minutes=5))
+    first = cache.read(metrics_path(run)).value
+    for _ in range(5):
+        assert cache.read(metrics_path(run)).value is first
+    assert parser.calls == 1
+
+
+@pytest.mark.parametrize("change", ["mtime", "size", "inode"])
+def test_any_change_of_identity_parses_again(run: RealRun, change: str) -> None:
+    parser = CountingParser()
+    cache = FileCache(parser)
+    run.write_metrics(run.started_at + timedelta(minutes=5))
+    path = metrics_path(run)
+    cache.read(path)
+    if change == "mtime":
+        bump_mtime(path, 1)
+    elif change == "size":
+        st = os.stat(path)
+        with open(path, "a") as f:
+            f.write("\n")
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # same mtime, other size
+    else:
+        st = os.stat(path)
+        replacement = path + ".new"
+        with open(path, "rb") as src, open(replacement, "wb") as dst:
+            dst.write(src.read())
+        os.utime(replacement, ns=(st.st_atime_ns, st.st_mtime_ns))  # same mtime and size
+        os.replace(replacement, path)
+        assert os.stat(path).st_ino != st.st_ino
+    assert cache.read(path).value is not None
+    assert parser.calls == 2
+
+
+def test_file_that_disappears_reads_as_nothing_and_reappears(run: RealRun) -> None:
+    cache = FileCache(parse_metrics)
+    run.write_metrics(run.started_at + timedelta(minutes=5))
+    assert cache.read(metrics_path(run)).value is not None
+    os.remove(metrics_path(run))
+    assert cache.read(metrics_path(run)).value is None
+    assert len(cache) == 0
+    run.write_metrics(run.started_at + timedelta(minutes=6))
+    assert cache.read(metrics_path(run)).value is not None
+
+
+@pytest.mark.parametrize("kind", ["directory", "fifo", "symlink-loop", "dangling-symlink"])
+def test_odd_things_at_the_path_raise_nothing(tmp_path: Any, kind: str) -> None:
+    path = os.path.join(str(tmp_path), "metrics.json")
+    if kind == "directory":
+        os.mkdir(path)
+    elif kind == "fifo":
+        os.mkfifo(path)  # opening it must not block the reader
+    elif kind == "symlink-loop":
+        os.symlink(path, path)
+    else:
+        os.symlink(os.path.join(str(tmp_path), "nowhere"), path)
+    reports = Reports()
+    cache = FileCache(parse_metrics, reports)
+    for _ in range(3):
+        reading = cache.read(path)
+        assert reading.value is None
+    assert len(reports.seen) <= 1
+
+
+def test_file_larger_than_the_limit_is_refused_not_read(run: RealRun) -> None:
+    reports = Reports()
+    cache = FileCache(parse_metrics, reports, max_bytes=100)
+    run.write_metrics(run.started_at + timedelta(minutes=5))
+    reading = cache.read(metrics_path(run))
+    assert reading.value is None and reading.error is not None and "large" in reading.error
+    assert len(reports.seen) == 1
+
+
+def test_cache_keeps_at_most_max_entries(tmp_path: Any) -> None:
+    parser = CountingParser()
+    cache = FileCache(parser, max_entries=2)
+    paths = []
+    for index in range(3):
+        path = os.path.join(str(tmp_path), f"m{index}.json")
+        write_in_place(path, '{"iterations": []}')
+        paths.append(path)
+        cache.read(path)
+    assert len(cache) == 2
+    cache.read(paths[2])  # still cached: no parse
+    assert parser.calls == 3
+    cache.read(paths[0])  # evicted: parsed again
+    assert parser.calls == 4
