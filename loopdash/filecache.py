@@ -4,13 +4,17 @@ A loop rewrites its files in place (``cat > metrics.json``), so a reader can
 catch one empty or half-written. The cache answers every read with the last
 reading that parsed, re-parses only when the file's identity
 ``(inode, mtime_ns, size)`` changes, and reports a file that does not parse
-once, not on every poll. Pure Python and the ``os`` module: no reactor here.
+once, not on every poll. A file that never parsed is reported at once; one
+that parsed before is reported only when it stays bad for ``grace`` seconds,
+since catching a rewrite half-way is the normal case, not news. Pure Python
+and the ``os`` module: no reactor here.
 """
 
 from __future__ import annotations
 
 import os
 import stat as stat_module
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable, Generic, TypeVar
@@ -47,6 +51,8 @@ class _Entry(Generic[T]):
     identity: FileIdentity | None
     value: T | None
     reported: bool = False
+    #: When the current run of failed reads began (clock seconds), if one is going on.
+    bad_since: float | None = None
 
 
 Reporter = Callable[[str, str], None]
@@ -65,9 +71,13 @@ class FileCache(Generic[T]):
         report: Reporter = _ignore,
         max_entries: int | None = None,
         max_bytes: int = MAX_JSON_BYTES,
+        grace: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._parse = parse
         self._report = report
+        self._grace = grace
+        self._clock = clock
         self._max_entries = max_entries
         self._max_bytes = max_bytes
         self._entries: OrderedDict[str, _Entry[T]] = OrderedDict()
@@ -96,7 +106,11 @@ class FileCache(Generic[T]):
             value = self._parse(data)
         except (OSError, ParseError) as e:
             reason = _describe(e)
-            if not entry.reported:
+            now = self._clock()
+            if entry.bad_since is None:
+                entry.bad_since = now
+            overdue = entry.value is None or now - entry.bad_since >= self._grace
+            if overdue and not entry.reported:
                 entry.reported = True
                 self._report(path, reason)
             # Keep the last good value; do not remember this identity, so the
@@ -105,6 +119,7 @@ class FileCache(Generic[T]):
         entry.identity = identity
         entry.value = value
         entry.reported = False
+        entry.bad_since = None
         return Reading(value, st.st_mtime)
 
     def _read_bytes(self, path: str) -> tuple[FileIdentity, bytes]:
