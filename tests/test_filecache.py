@@ -119,7 +119,8 @@ def test_bad_file_is_reported_once_not_on_every_read(run: RealRun) -> None:
 
 def test_bad_file_is_reported_again_only_after_it_parsed_in_between(run: RealRun) -> None:
     reports = Reports()
-    cache = FileCache(parse_metrics, reports)
+    now = [0.0]
+    cache = FileCache(parse_metrics, reports, grace=5.0, clock=lambda: now[0])
     write_in_place(metrics_path(run), "{")
     cache.read(metrics_path(run))
     run.write_metrics(run.started_at + timedelta(minutes=5))
@@ -128,9 +129,29 @@ def test_bad_file_is_reported_again_only_after_it_parsed_in_between(run: RealRun
     assert len(reports.seen) == 1
     write_in_place(metrics_path(run), "[")
     bump_mtime(metrics_path(run), 2)
-    cache.read(metrics_path(run))
+    for _ in range(3):
+        now[0] += 3.0  # bad for 0, 3, 6, 9 seconds: reported once past the grace
+        cache.read(metrics_path(run))
     cache.read(metrics_path(run))
     assert len(reports.seen) == 2
+
+
+def test_a_good_file_caught_mid_rewrite_is_not_reported_within_the_grace(run: RealRun) -> None:
+    reports = Reports()
+    now = [100.0]
+    cache = FileCache(parse_metrics, reports, grace=5.0, clock=lambda: now[0])
+    run.write_metrics(run.started_at + timedelta(minutes=5))
+    good = cache.read(metrics_path(run)).value
+    text = open(metrics_path(run)).read()
+    write_in_place(metrics_path(run), text[: len(text) // 2])
+    bump_mtime(metrics_path(run), 1)
+    now[0] += 4.0
+    reading = cache.read(metrics_path(run))
+    assert reading.value == good and reading.error is not None
+    assert reports.seen == []
+    now[0] += 6.0  # still half-written 6 s after we first saw it so: that is news
+    cache.read(metrics_path(run))
+    assert len(reports.seen) == 1
 
 
 def test_unchanged_file_is_parsed_once(run: RealRun) -> None:
