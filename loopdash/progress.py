@@ -4,11 +4,13 @@ progress.txt only grows during a run and can reach tens of megabytes, so a
 page of entries must not cost a parse of the whole file. The index remembers
 where each ``### Iteration:`` header line starts; a refresh scans only the
 bytes appended since the last one, and a page reads only its own bytes. A file
-that shrank, was replaced (new inode) or no longer has a header where the
-index says one is, is indexed again from the start.
+that shrank, was replaced (new inode), was rewritten at the same size, or whose
+first or last indexed bytes (or last header) changed, is indexed again from the
+start.
 
-Only complete lines are indexed: a header split across two writes is found
-once its line is whole. Plain ``os`` calls, no reactor.
+Only complete lines are indexed and served: a header split across two writes is
+found once its line is whole, and half a line is never shown as content.
+Plain ``os`` calls, no reactor.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ from loopdash.models import LogEntry
 from loopdash.parsing import LOG_HEADER_BYTES, parse_log_entries
 
 _NEEDLE = b"\n" + LOG_HEADER_BYTES
+#: Bytes at the head and at the end of the indexed region compared on each
+#: change: a file rewritten in place, not appended to, almost always differs there.
+_SAMPLE = 4096
 
 
 @dataclass(frozen=True)
@@ -43,12 +48,17 @@ class ProgressLog:
         self._reset(None)
         self._size = 0
         self._mtime: float | None = None
+        self._mtime_ns: int | None = None
 
     def _reset(self, inode: int | None) -> None:
         self._inode = inode
         self._offsets = array("q")
         self._scanned = 0
+        #: The end of the last complete line: entries never show a half-written one.
+        self._lines_end = 0
         self._at_line_start = True
+        self._head = b""
+        self._tail = b""
 
     @property
     def total(self) -> int:
@@ -74,19 +84,36 @@ class ProgressLog:
                 self._size, self._mtime = 0, None
                 return self.state
             if (
+                st.st_ino == self._inode
+                and st.st_size == self._size
+                and st.st_mtime_ns == self._mtime_ns
+            ):
+                return self.state
+            if (
                 st.st_ino != self._inode
                 or st.st_size < self._scanned
-                or not self._last_header_intact(fd)
+                # Same size, newer write: not an append, so a rewrite.
+                or (st.st_size == self._size and st.st_mtime_ns != self._mtime_ns)
+                or not self._indexed_bytes_unchanged(fd)
             ):
                 self._reset(st.st_ino)
             self._size = st.st_size
             self._mtime = st.st_mtime
+            self._mtime_ns = st.st_mtime_ns
             self._scan(fd, st.st_size)
+            self._head = os.pread(fd, min(_SAMPLE, self._scanned), 0)
+            tail_start = max(self._scanned - _SAMPLE, 0)
+            self._tail = os.pread(fd, self._scanned - tail_start, tail_start)
         finally:
             os.close(fd)
         return self.state
 
-    def _last_header_intact(self, fd: int) -> bool:
+    def _indexed_bytes_unchanged(self, fd: int) -> bool:
+        """Whether what was indexed still looks the same: head, tail, last header."""
+        if self._head and os.pread(fd, len(self._head), 0) != self._head:
+            return False
+        if self._tail and os.pread(fd, len(self._tail), self._scanned - len(self._tail)) != self._tail:
+            return False
         if not self._offsets:
             return True
         start = self._offsets[-1]
@@ -100,7 +127,7 @@ class ProgressLog:
                 break
             last_newline = chunk.rfind(b"\n")
             if last_newline == -1:
-                if len(chunk) < self._chunk_size:
+                if pos + len(chunk) >= size:
                     break  # an unfinished last line: wait for the rest of it
                 # A single line longer than a chunk: note a header, move on.
                 if at_start and chunk.startswith(LOG_HEADER_BYTES):
@@ -117,6 +144,7 @@ class ProgressLog:
                 found = complete.find(_NEEDLE, found + 1)
             pos += last_newline + 1
             at_start = True
+            self._lines_end = pos
         self._scanned, self._at_line_start = pos, at_start
 
     def entries(self, start: int, stop: int) -> list[LogEntry]:
@@ -126,7 +154,7 @@ class ProgressLog:
         if start >= stop:
             return []
         begin = self._offsets[start]
-        end = self._offsets[stop] if stop < len(self._offsets) else self._size
+        end = self._offsets[stop] if stop < len(self._offsets) else self._lines_end
         try:
             with open(self.path, "rb") as f:
                 f.seek(begin)
