@@ -7,6 +7,7 @@ in the README.
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timezone
 from typing import Any, Sequence
 
@@ -219,7 +220,9 @@ def execution_status(snapshot: ProjectSnapshot, now: float, stale_after: float) 
     remaining_stories = max(total - completed, 0)
     estimated: int | None = None
     if done_here:
-        estimated = int(round(elapsed / done_here * remaining_stories))
+        guess = elapsed / done_here * remaining_stories
+        # An absurd duration on disk (1e308 s) must not overflow into a 500.
+        estimated = int(round(guess)) if math.isfinite(guess) else None
 
     if summary is not None:
         cost = summary.total_cost
