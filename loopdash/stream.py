@@ -114,6 +114,9 @@ class Subscriber:
         if self.closed:
             return
         self.closed = True
+        # Twisted refuses to finish a request whose producer is still registered.
+        if self.request.producer is not None:
+            self.request.unregisterProducer()
         if not self.done.called:
             self.done.callback(None)
 
