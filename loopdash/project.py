@@ -188,6 +188,12 @@ class Project:
         if totals is None:
             totals = self._metrics_rows.read(self._run_file(run_id, "metrics.json")).value
         if totals is None:
+            # The row cache never saw a good version (its first look caught a
+            # rewrite half-way), but /api/metrics may have: its last good
+            # reading is true, a row of zeros is not.
+            full = self._metrics.read(self._run_file(run_id, "metrics.json")).value
+            if full is not None:
+                return row_from_metrics(run_id, full)
             return RunRow(run_id, 0.0, 0, 0, 0, 0.0)
         return RunRow(
             run_id,
