@@ -1,18 +1,22 @@
-"""The access log, with secrets taken out of query strings.
+"""The access log: one twisted.logger event per request, with secrets taken out.
 
 EventSource cannot send headers, so stream tickets (and, from careless
-clients, tokens) arrive in the query string; Twisted's access log writes the
-full URI. This formatter writes Twisted's combined format with those values
-replaced by ``REDACTED``.
+clients, tokens) arrive in the query string; Twisted's own access log writes
+the full URI. :class:`AccessLogSite` logs method, redacted URI, status and
+duration instead, through twisted.logger, so the line lands in the daemon's
+log in whichever format (text or JSON) the daemon writes.
 """
 
 from __future__ import annotations
 
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
+from weakref import WeakKeyDictionary
 
-from twisted.web.http import combinedLogFormatter
-from twisted.web.iweb import IRequest
+from twisted.logger import Logger
+from twisted.web.resource import IResource
+from twisted.web.http import Request
+from twisted.web.server import Site
 
 SECRET_QUERY_NAMES = frozenset({b"ticket", b"token", b"access_token", b"auth"})
 
@@ -30,17 +34,35 @@ def redact_uri(uri: bytes) -> bytes:
     return path + b"?" + urlencode(redacted).encode("ascii")
 
 
-class _RedactedRequest:
-    """The request as the log formatter sees it: the same but for its URI."""
-
-    def __init__(self, request: IRequest) -> None:
-        self._request = request
-        self.uri = redact_uri(request.uri)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._request, name)
+def client_host(request: Request) -> str:
+    host = getattr(request.getClientAddress(), "host", None)
+    return host if isinstance(host, str) else "-"
 
 
-def redacting_log_formatter(timestamp: str, request: IRequest) -> str:
-    line: str = combinedLogFormatter(timestamp, _RedactedRequest(request))
-    return line
+class AccessLogSite(Site):
+    """A Site logging each finished request: method, URI without secrets, status, milliseconds."""
+
+    access_log = Logger()
+
+    def __init__(self, resource: IResource, reactor: Any) -> None:
+        Site.__init__(self, resource, reactor=reactor)
+        self._received: WeakKeyDictionary[Request, float] = WeakKeyDictionary()
+
+    def getResourceFor(self, request: Request) -> IResource:
+        # Called once per request, when its headers and body have arrived.
+        self._received[request] = self.reactor.seconds()
+        resource: IResource = Site.getResourceFor(self, request)
+        return resource
+
+    def log(self, request: Request) -> None:
+        received = self._received.pop(request, None)
+        duration = 0.0 if received is None else (self.reactor.seconds() - received) * 1000
+        self.access_log.info(
+            "{method} {uri} {status} {duration_ms}ms {client}",
+            method=request.method.decode("ascii", "replace"),
+            uri=redact_uri(request.uri).decode("ascii", "replace"),
+            status=request.code,
+            duration_ms=round(duration, 1),
+            client=client_host(request),
+            sent_bytes=request.sentLength,
+        )

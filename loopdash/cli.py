@@ -16,6 +16,11 @@ from loopdash import __version__
 #: subcommand -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("loopdash.demo", "run a simulated loop in a temporary project and serve its dashboard"),
+    "start": ("loopdash.startcmd", "start the dashboard daemon for a project (twistd, pidfile, log)"),
+    "stop": ("loopdash.stopcmd", "stop the project's dashboard daemon (SIGTERM, SIGKILL after --timeout)"),
+    "status": ("loopdash.statuscmd", "is the dashboard running: pid, URL, uptime, version (LSB exit codes)"),
+    "logs": ("loopdash.logscmd", "show the dashboard daemon's log (-n N lines, -f to follow)"),
+    "generate-token": ("loopdash.tokencmd", "write a new API token; a running dashboard honours it at once"),
 }
 
 

@@ -18,7 +18,7 @@ from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 from twisted.web.server import Site
 
-from loopdash.accesslog import redacting_log_formatter
+from loopdash.accesslog import AccessLogSite
 from loopdash.api import DashboardAPI
 from loopdash.auth import TokenFile, default_token_path, ensure_token
 from loopdash.front import CorsPolicy, FrontResource
@@ -105,7 +105,7 @@ def build_dashboard(config: DashboardConfig, reactor: Any) -> Dashboard:
         project, TokenFile(config.token_path), reactor, config.stale_after, hub, TicketBook(reactor)
     )
     front = FrontResource(api.resource(), CorsPolicy(config.cors_origins))
-    site = Site(front, logFormatter=redacting_log_formatter, reactor=reactor)
+    site = AccessLogSite(front, reactor)
     service = MultiService()
     # The watcher starts first and stops last: MultiService stops children in
     # reverse, so the port closes before the hub ends the open streams.

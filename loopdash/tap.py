@@ -8,6 +8,7 @@ from typing import Any
 from twisted.application.service import IService
 from twisted.python import usage
 
+from loopdash.logformat import LOG_FORMATS, JsonLogging, twistd_log_target
 from loopdash.service import DashboardConfig, build_dashboard, tcp_endpoint
 from loopdash.status import DEFAULT_STALE_AFTER
 
@@ -62,6 +63,12 @@ class Options(usage.Options):
             _positive("--poll-interval"),
         ],
         [
+            "log-format",
+            None,
+            "text",
+            "Log format: text, or json (one JSON object per line, for log shippers).",
+        ],
+        [
             "keepalive",
             None,
             30.0,
@@ -81,6 +88,8 @@ class Options(usage.Options):
     def postOptions(self) -> None:
         if not os.path.isdir(self["root"]):
             raise usage.UsageError(f"--root {self['root']!r} is not a directory")
+        if self["log-format"] not in LOG_FORMATS:
+            raise usage.UsageError(f"--log-format must be one of {', '.join(LOG_FORMATS)}")
         if not 0 <= self["port"] <= 65535:
             raise usage.UsageError(f"--port {self['port']} is not a TCP port")
 
@@ -100,4 +109,8 @@ class Options(usage.Options):
 def makeService(options: Options) -> IService:
     from twisted.internet import reactor
 
-    return build_dashboard(options.config(), reactor).service
+    service = build_dashboard(options.config(), reactor).service
+    if options["log-format"] == "json":
+        # The parent Options are twistd's own (--logfile, --nodaemon).
+        return JsonLogging(service, twistd_log_target(getattr(options, "parent", None) or {}))
+    return service

@@ -1,0 +1,69 @@
+"""What /proc says about a process: alive or not, its command line, its start time.
+
+Pure reads of /proc (Linux); no signals, no Twisted. A zombie counts as dead:
+daemonised twistd is reparented to PID 1, which here may reap it late.
+"""
+
+from __future__ import annotations
+
+import os
+
+DEAD_STATES = frozenset({"Z", "X", "x"})
+
+
+def _read(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (which may hold spaces)."""
+    raw = _read(f"/proc/{pid}/stat")
+    if raw is None:
+        return None
+    text = raw.decode("ascii", errors="replace")
+    return text[text.rfind(")") + 2 :].split()
+
+
+def is_alive(pid: int) -> bool:
+    """Whether ``pid`` is a live process (not missing, not a zombie)."""
+    fields = _stat_fields(pid)
+    return fields is not None and bool(fields) and fields[0] not in DEAD_STATES
+
+
+def command_line(pid: int) -> list[str]:
+    """The argv of ``pid``; empty for a missing process or a zombie."""
+    raw = _read(f"/proc/{pid}/cmdline")
+    if not raw:
+        return []
+    return [arg.decode("utf-8", errors="replace") for arg in raw.rstrip(b"\0").split(b"\0")]
+
+
+def is_dashboard_command(argv: list[str]) -> bool:
+    """Whether an argv is twistd running the loopdash plugin (the start command's own form)."""
+    runs_twistd = any(os.path.basename(arg) == "twistd" or "twisted.scripts.twistd" in arg for arg in argv)
+    return runs_twistd and "loopdash" in argv
+
+
+def start_time(pid: int) -> float | None:
+    """When ``pid`` started, in seconds since the epoch, or None if it is gone."""
+    fields = _stat_fields(pid)
+    boot = _boot_time()
+    if not fields or len(fields) < 20 or boot is None:
+        return None
+    # Field 22 of /proc/<pid>/stat (index 19 after pid and name): clock ticks since boot.
+    ticks = int(fields[19])
+    return boot + ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _boot_time() -> float | None:
+    raw = _read("/proc/stat")
+    if raw is None:
+        return None
+    for line in raw.decode("ascii", errors="replace").splitlines():
+        if line.startswith("btime "):
+            return float(line.split()[1])
+    return None
