@@ -294,6 +294,8 @@ class DashboardClient:
     ``timeout`` bounds every REST call (connect, answer and body) and the
     opening of the stream; ``idle_timeout`` closes and reopens a stream that
     has been silent that long (the server's keepalive comes every 30 s).
+    ``clock`` (default: the reactor) times the waits between reconnections
+    and the idle timeout; ``jitter`` draws the backoff's random fraction.
     """
 
     def __init__(
@@ -302,6 +304,7 @@ class DashboardClient:
         token: str,
         *,
         reactor: Any = None,
+        clock: IReactorTime | None = None,
         agent: IAgent | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         idle_timeout: float | None = 90.0,
@@ -318,12 +321,17 @@ class DashboardClient:
         self.idle_timeout = idle_timeout
         self.reconnect = reconnect
         self._reactor = reactor
+        self._clock: IReactorTime = clock if clock is not None else reactor
         self._jitter = jitter
         self._pool: HTTPConnectionPool | None = None
         if agent is None:
             self._pool = HTTPConnectionPool(reactor, persistent=True)
-            agent = Agent(reactor, pool=self._pool)
-        self._http = HTTPClient(agent)
+            self._http = HTTPClient(Agent(reactor, pool=self._pool))
+            # Each stream gets a connection of its own, never reused: after a daemon ends
+            # a stream (it is stopping), a kept-alive connection would lead back to it.
+            self._stream_http = HTTPClient(Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False)))
+        else:
+            self._http = self._stream_http = HTTPClient(agent)
 
     @classmethod
     def from_project(cls, root: str, *, token_file: str | None = None, **kwargs: Any) -> DashboardClient:
@@ -429,9 +437,15 @@ class DashboardClient:
         except ValueError as e:
             raise MalformedResponse(f"GET {path}: the answer is not JSON ({e})") from None
 
-    async def _request(self, path: str, query: dict[str, str], headers: dict[bytes | str, list[bytes | str]]) -> IResponse:
+    async def _request(
+        self,
+        path: str,
+        query: dict[str, str],
+        headers: dict[bytes | str, list[bytes | str]],
+        http: HTTPClient | None = None,
+    ) -> IResponse:
         try:
-            response: IResponse = await self._http.get(
+            response: IResponse = await (http or self._http).get(
                 self.base_url + path, params=query, headers=headers, unbuffered=True, reactor=self._reactor
             )
         except CancelledError:
@@ -489,7 +503,7 @@ class DashboardClient:
                 delay = self.reconnect.delay(failures - 1, retry, self._jitter)
                 waited += delay
                 yield Disconnected(e.message if isinstance(e, DashboardError) else str(e), failures, delay)
-                await _sleep(self._reactor, delay)
+                await _sleep(self._clock, delay)
             finally:
                 if reader is not None:
                     reader.close()
@@ -499,14 +513,14 @@ class DashboardClient:
         headers[b"Cache-Control"] = [b"no-cache"]
         if last_id:
             headers[b"Last-Event-ID"] = [last_id.encode("utf-8")]
-        response = await self._request("/api/stream", {}, headers)
+        response = await self._request("/api/stream", {}, headers, self._stream_http)
         if response.code != 200:
             raise error_for(response.code, await read_body(response))
         content_type = (response.headers.getRawHeaders(b"content-type") or [b""])[0]
         if content_type.split(b";")[0].strip().lower() != b"text/event-stream":
             response.deliverBody(_BodyReader(0))  # discard: closes the connection
             raise MalformedResponse(f"GET /api/stream answered {content_type!r}, not text/event-stream")
-        reader = _EventStreamReader(self._reactor, self.idle_timeout)
+        reader = _EventStreamReader(self._clock, self.idle_timeout)
         response.deliverBody(reader)
         return reader
 
@@ -535,7 +549,7 @@ def _cancelled(error: object) -> bool:
 def _describe(error: object) -> str:
     if isinstance(error, _newclient._WrapperException) and error.reasons:
         return "; ".join(_describe(r.value) for r in error.reasons)
-    text = str(error).strip()
+    text = str(error).strip().rstrip(".")
     return text or type(error).__name__
 
 

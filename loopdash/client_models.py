@@ -156,7 +156,7 @@ class CurrentStory:
         return cls(f.text("id"), f.text("status"), f.integer("elapsed_ms"), f.extra())
 
     def to_json(self) -> dict[str, Any]:
-        return {**self.extra, "id": self.id, "status": self.status, "elapsed_ms": self.elapsed_ms}
+        return {"id": self.id, "status": self.status, "elapsed_ms": self.elapsed_ms, **self.extra}
 
 
 @dataclass(frozen=True)
@@ -198,7 +198,6 @@ class ExecutionStatus:
     def to_json(self) -> dict[str, Any]:
         """The status as the server's JSON, extra fields included."""
         return {
-            **self.extra,
             "is_running": self.is_running,
             "run_id": self.run_id,
             "current_story": None if self.current_story is None else self.current_story.to_json(),
@@ -209,6 +208,7 @@ class ExecutionStatus:
             "estimated_remaining": self.estimated_remaining,
             "cost_so_far": self.cost_so_far,
             "last_update": self.last_update,
+            **self.extra,
         }
 
 

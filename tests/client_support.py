@@ -91,20 +91,12 @@ class ScriptedResource(Resource):
         self.sessions = sessions
         self.requests: list[Any] = []
         self.finished: list[Deferred[None]] = []
-        self.channels: list[Any] = []
-
-    def drop_connections(self) -> None:
-        """Close every connection it served, kept-alive ones too (as a stopping daemon does)."""
-        for channel in self.channels:
-            if channel.transport is not None:
-                channel.transport.loseConnection()
 
     def render(self, request: Any) -> Any:
         from twisted.internet import reactor
 
         session = self.sessions[min(len(self.requests), len(self.sessions) - 1)]
         self.requests.append(request)
-        self.channels.append(request.channel)
         ended: Deferred[None] = Deferred()
         request.notifyFinish().addBoth(lambda _: ended.callback(None))
         self.finished.append(ended)
@@ -189,3 +181,84 @@ def hello(boot: str, first_seq: int, **top: Any) -> list[bytes]:
 
 
 Cleanup = Callable[[], Awaitable[None]]
+
+
+class FastClock:
+    """The reactor's clock with every wait shortened ``factor`` times.
+
+    The client reports the delays it chose (``Disconnected.retry_in``), so
+    tests check the policy from those and need not sit through 3 s waits.
+    """
+
+    def __init__(self, factor: float = 100.0) -> None:
+        from twisted.internet import reactor
+
+        self.reactor = reactor
+        self.factor = factor
+
+    def seconds(self) -> float:
+        return float(self.reactor.seconds())
+
+    def callLater(self, delay: float, f: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return self.reactor.callLater(delay / self.factor, f, *args, **kwargs)
+
+    def getDelayedCalls(self) -> Any:
+        return self.reactor.getDelayedCalls()
+
+
+@dataclass
+class LiveLoop:
+    """A loop at work on disk: a run started five minutes ago, every story pending."""
+
+    root: str
+    stories: list[dict[str, Any]]
+    run: Any
+
+    @classmethod
+    def create(cls, root: str) -> "LiveLoop":
+        import os
+        from datetime import datetime, timedelta, timezone
+
+        from loopdash.sample import SAMPLE_STORIES, RealRun, write_prd
+
+        os.makedirs(root, exist_ok=True)
+        stories = [dict(s, passes=False, notes="") for s in SAMPLE_STORIES]
+        write_prd(root, stories)
+        with open(os.path.join(root, "progress.txt"), "w") as f:
+            f.write("# progress\n\n")
+        run = RealRun(root, datetime.now(timezone.utc) - timedelta(minutes=5))
+        run.start()
+        run.write_metrics(run.started_at)
+        return cls(root, stories, run)
+
+    def pass_story(self, index: int) -> str:
+        from loopdash.sample import write_prd
+
+        self.stories[index].update(passes=True, notes="Implemented in commit abc1234")
+        write_prd(self.root, self.stories)
+        return str(self.stories[index]["id"])
+
+    def append_log(self, index: int) -> None:
+        from loopdash.sample import append_progress, progress_entry
+
+        story = self.stories[index]
+        append_progress(
+            self.root, progress_entry("2026-11-28 10:20 AM", story["id"], story["title"], "Complete", ["did it"])
+        )
+
+
+async def take_until(
+    items: AsyncIterator[T], found: Callable[[T], bool], seconds: float = 10.0, limit: int = 200
+) -> list[T]:
+    """Items up to and including the first one ``found`` accepts (bounded in count and time)."""
+
+    async def collect() -> list[T]:
+        out: list[T] = []
+        while len(out) < limit:
+            item = await items.__anext__()
+            out.append(item)
+            if found(item):
+                return out
+        raise AssertionError(f"not found in {limit} items: {out[-5:]}")
+
+    return await within(collect(), seconds)

@@ -24,10 +24,20 @@ from loopdash.client import (
     TimedOut,
     Unauthorized,
 )
-from loopdash.client_events import Connected, Gap, Reconnected, StatusUpdate, StoryUpdated, UnknownEvent
+from loopdash.client_events import (
+    Connected,
+    Gap,
+    LogAppended,
+    Reconnected,
+    StatusUpdate,
+    StoryUpdated,
+    UnknownEvent,
+)
 from loopdash.client_models import ExecutionStatus
 from tests.client_support import (
     STATUS,
+    FastClock,
+    LiveLoop,
     ScriptedResource,
     Session,
     SilentFactory,
@@ -36,6 +46,7 @@ from tests.client_support import (
     listen,
     serve,
     take,
+    take_until,
     within,
 )
 from tests.support import RunningDaemon
@@ -391,7 +402,6 @@ async def test_stream_backs_off_exponentially_while_the_daemon_is_away() -> None
     first = await take(items, 3)
     assert isinstance(first[2], Disconnected)
     await server.stop()  # the daemon goes away: the next attempts are refused
-    resource.drop_connections()
     refused = await take(items, 2)
     assert [type(r) for r in refused] == [Disconnected, Disconnected]
     assert all("refused" in r.error.lower() for r in refused)  # type: ignore[union-attr]
@@ -457,3 +467,140 @@ async def test_a_silent_stream_is_closed_and_reopened() -> None:
     assert isinstance(got[2], Disconnected) and got[2].error == "no data for 0.2 s"
     assert got[3] == Reconnected(attempts=1, delay=got[2].retry_in, last_event_id="b-2")
 
+
+
+# -- the stream against the real daemon ----------------------------------------------------
+
+LIVE = {"poll_interval": 0.05, "keepalive": 60.0}
+
+
+def live_client(daemon: RunningDaemon) -> DashboardClient:
+    # Waits run 100 times faster; the delays the client chose are still reported as chosen.
+    return make_client(daemon.url, daemon.token, clock=FastClock(100.0))
+
+
+def drop_streams(daemon: RunningDaemon) -> None:
+    """End every open stream from the daemon's side, the daemon staying up."""
+    for subscriber in list(daemon.dashboard.hub.subscribers):
+        subscriber.end()
+
+
+@pytest_twisted.ensureDeferred
+async def test_daemon_stream_delivers_typed_events_as_the_loop_moves(daemon_factory: Any, tmp_path: Any) -> None:
+    loop = LiveLoop.create(os.path.join(str(tmp_path), "live"))
+    daemon = await daemon_factory(loop.root, **LIVE)
+    c = live_client(daemon)
+    items = c.stream()
+    first = await take(items, 2)
+    assert isinstance(first[0], Connected) and first[0].api_version == "1.0.0"
+    assert isinstance(first[1], StatusUpdate) and first[1].status.total_stories == 8
+    assert first[1].status.completed_stories == 0 and not first[1].gap
+
+    story_id = loop.pass_story(0)
+    kinds: set[type] = set()
+
+    def story_and_status(item: Any) -> bool:
+        if isinstance(item, StoryUpdated) or (isinstance(item, StatusUpdate) and item.status.completed_stories == 1):
+            kinds.add(type(item))
+        return kinds == {StoryUpdated, StatusUpdate}
+
+    seen = await take_until(items, story_and_status)
+    updated = [i for i in seen if isinstance(i, StoryUpdated)]
+    assert [(u.story.id, u.story.status) for u in updated] == [(story_id, "completed")]
+    loop.append_log(0)
+    seen += await take_until(items, lambda i: isinstance(i, LogAppended))
+    appended = seen[-1]
+    assert isinstance(appended, LogAppended) and appended.index == 0
+    assert appended.entry.lines[0] == f"**Story**: {story_id} - {loop.stories[0]['title']}"
+    assert not any(isinstance(i, (Gap, Disconnected, Reconnected)) for i in seen)
+    assert len({i.id for i in seen}) == len(seen)  # type: ignore[union-attr]
+    await items.aclose()  # type: ignore[attr-defined]
+    await c.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_daemon_stream_resumes_from_last_event_id_without_a_gap(daemon_factory: Any, tmp_path: Any) -> None:
+    loop = LiveLoop.create(os.path.join(str(tmp_path), "live"))
+    daemon = await daemon_factory(loop.root, **LIVE)
+    c = live_client(daemon)
+    items = c.stream()
+    start = await take(items, 2)
+    drop_streams(daemon)
+    lost = await take(items, 1)
+    assert isinstance(lost[0], Disconnected) and lost[0].error == "the server ended the stream"
+    # The daemon's retry: 3000 is honoured (jitter is 0 here).
+    assert lost[0].retry_in == 3.0
+    # While the client is away (the iterator waits for us), the loop moves on.
+    published = daemon.dashboard.hub.published
+    story_id = loop.pass_story(2)
+    await within(_until(lambda: daemon.dashboard.hub.published > published))
+    back = await take_until(items, lambda i: isinstance(i, StoryUpdated))
+    await items.aclose()  # type: ignore[attr-defined]
+    await c.close()
+    assert back[0] == Reconnected(attempts=1, delay=3.0, last_event_id=start[1].id)  # type: ignore[union-attr]
+    assert isinstance(back[1], Connected)
+    assert back[-1].story.id == story_id  # type: ignore[union-attr]
+    # Replayed, not restarted: no gap, and no fresh status before the missed event.
+    assert not any(isinstance(i, (Gap, StatusUpdate)) for i in back[:-1])
+
+
+@pytest_twisted.ensureDeferred
+async def test_daemon_stream_reports_a_gap_when_the_replay_buffer_was_exceeded(
+    daemon_factory: Any, tmp_path: Any
+) -> None:
+    loop = LiveLoop.create(os.path.join(str(tmp_path), "live"))
+    daemon = await daemon_factory(loop.root, **LIVE)
+    hub = daemon.dashboard.hub
+    c = live_client(daemon)
+    items = c.stream()
+    await take(items, 2)
+    drop_streams(daemon)
+    await take(items, 1)  # Disconnected
+    for n in range(hub._replay.maxlen + 5):  # more than the daemon can replay
+        hub.publish("story_updated", {"n": n})
+    back = await take(items, 4)
+    await items.aclose()  # type: ignore[attr-defined]
+    await c.close()
+    assert isinstance(back[0], Reconnected) and isinstance(back[1], Connected)
+    assert isinstance(back[2], Gap)
+    assert isinstance(back[3], StatusUpdate) and back[3].gap and back[3].status.total_stories == 8
+
+
+@pytest_twisted.ensureDeferred
+async def test_daemon_stream_survives_a_daemon_restart(daemon_factory: Any, tmp_path: Any) -> None:
+    loop = LiveLoop.create(os.path.join(str(tmp_path), "live"))
+    daemon = await daemon_factory(loop.root, **LIVE)
+    port = int(daemon.url.rsplit(":", 1)[1])
+    c = live_client(daemon)
+    items = c.stream()
+    start = await take(items, 2)
+    await daemon.stop()
+    lost = await take(items, 1)
+    assert isinstance(lost[0], Disconnected)
+    # While it is down, reconnecting is refused and the waits grow.
+    refused = await take(items, 1)
+    assert isinstance(refused[0], Disconnected) and refused[0].retry_in == 6.0
+    assert "refused" in refused[0].error.lower()
+    await daemon_factory(loop.root, listen=f"tcp:{port}:interface=127.0.0.1", **LIVE)
+    back = await take(items, 4)
+    assert back[0] == Reconnected(attempts=2, delay=9.0, last_event_id=start[1].id)  # type: ignore[union-attr]
+    assert isinstance(back[1], Connected)
+    # A new daemon process cannot replay the old one's events: a gap, then the whole status.
+    assert isinstance(back[2], Gap) and isinstance(back[3], StatusUpdate) and back[3].gap
+    # And live events flow again.
+    story_id = loop.pass_story(1)
+    seen = await take_until(items, lambda i: isinstance(i, StoryUpdated))
+    await items.aclose()  # type: ignore[attr-defined]
+    await c.close()
+    assert seen[-1].story.id == story_id  # type: ignore[union-attr]
+
+
+async def _until(condition: Any, seconds: float = 5.0) -> None:
+    from twisted.internet import reactor
+    from twisted.internet.task import deferLater
+
+    for _ in range(int(seconds / 0.01)):
+        if condition():
+            return
+        await deferLater(reactor, 0.01, lambda: None)
+    raise AssertionError("condition not met in time")
