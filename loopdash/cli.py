@@ -21,6 +21,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "status": ("loopdash.statuscmd", "is the dashboard running: pid, URL, uptime, version (LSB exit codes)"),
     "logs": ("loopdash.logscmd", "show the dashboard daemon's log (-n N lines, -f to follow)"),
     "generate-token": ("loopdash.tokencmd", "write a new API token; a running dashboard honours it at once"),
+    "watch": ("loopdash.watch", "follow a loop live in the terminal (or print its status once)"),
 }
 
 
