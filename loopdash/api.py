@@ -9,11 +9,11 @@ decorator, so no route can forget it, and every error leaves as JSON
 from __future__ import annotations
 
 import functools
-import json
+import inspect
 from typing import Any, Callable, Literal, Protocol, TypeVar
 
 from klein import Klein
-from twisted.internet.defer import CancelledError
+from twisted.internet.defer import CancelledError, ensureDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
@@ -23,18 +23,11 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from loopdash import API_VERSION, __version__
 from loopdash.auth import Denied, TokenFile, bearer_token, check_token
+from loopdash.encoding import encode_json
+from loopdash.live import LiveProject
 from loopdash.project import Project
 from loopdash.stream import StreamHub, TicketBook
-from loopdash.status import (
-    execution_status,
-    iso_utc,
-    log_entry_json,
-    metrics_payload,
-    page_json,
-    run_detail_json,
-    run_row_json,
-    stories_payload,
-)
+from loopdash.status import iso_utc
 
 #: Largest page a client may ask for; larger limits are capped, not refused.
 MAX_LOG_PAGE = 1000
@@ -56,18 +49,12 @@ class ApiError(Exception):
         self.message = message
 
 
-def encode_json(value: object) -> bytes:
-    # allow_nan=False: NaN is not JSON; the parsers never let one through.
-    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode(
-        "utf-8"
-    )
-
-
 def json_body(request: IRequest, value: object, status: int = 200) -> bytes:
+    """Answer with ``value`` as JSON (bytes are taken as JSON already encoded)."""
     request.setResponseCode(status)
     request.setHeader(b"Content-Type", JSON_CONTENT_TYPE)
     request.setHeader(b"Cache-Control", b"no-store")
-    return encode_json(value)
+    return value if isinstance(value, bytes) else encode_json(value)
 
 
 def query_text(request: IRequest, name: str) -> str | None:
@@ -120,7 +107,11 @@ def api_route(
             elif auth == "token_or_ticket":
                 self.authenticate_stream(request)
             result = handler(self, request, **kwargs)
-            return result if raw else json_body(request, result)
+            if raw:
+                return result
+            if inspect.iscoroutine(result):
+                return ensureDeferred(result).addCallback(lambda value: json_body(request, value))
+            return json_body(request, result)
 
         app.route(path, methods=list(methods))(endpoint)
         return handler
@@ -142,8 +133,11 @@ class DashboardAPI:
         stale_after: float,
         hub: StreamHub,
         tickets: TicketBook,
+        live: LiveProject | None = None,
     ) -> None:
         self.project = project
+        #: Shared snapshots and encoded answers: requests cost what changed.
+        self.live = live or LiveProject(project, clock, stale_after)
         self.tokens = tokens
         self.clock = clock
         self.stale_after = stale_after
@@ -167,7 +161,7 @@ class DashboardAPI:
             raise Denied(403, "Invalid or expired stream ticket")
 
     def current_status(self) -> dict[str, Any]:
-        return execution_status(self.project.snapshot(), self.clock.seconds(), self.stale_after)
+        return self.live.status()
 
     def _known_run(self, run_id: str | None) -> str | None:
         """The run id, checked: 404 for one that does not exist (or is not a run id)."""
@@ -190,7 +184,7 @@ class DashboardAPI:
 
     @api_route(app, "/api/status")
     def status(self, request: IRequest) -> object:
-        return self.current_status()
+        return self.live.status_body()
 
     @api_route(app, "/api/stream", auth="token_or_ticket", raw=True)
     def stream(self, request: IRequest) -> object:
@@ -211,48 +205,39 @@ class DashboardAPI:
     def stories(self, request: IRequest) -> object:
         # prd.json belongs to the project, not to a run: a known run_id answers the same.
         self._known_run(query_text(request, "run_id"))
-        return stories_payload(self.project.prd().value)
+        return self.live.stories_body()
 
     @api_route(app, "/api/logs")
-    def logs(self, request: IRequest) -> object:
+    async def logs(self, request: IRequest) -> object:
         self._known_run(query_text(request, "run_id"))
         limit = query_int(request, "limit", 100, MAX_LOG_PAGE)
         offset = query_int(request, "offset", 0, 2**62)
-        log = self.project.log
-        log.refresh()
-        entries = log.entries(offset, offset + limit)
-        return page_json("logs", [log_entry_json(e) for e in entries], log.total, limit, offset)
+        # A cold 50 MB progress.txt is indexed in steps; this page waits for it.
+        await self.live.log_ready()
+        return self.live.logs_body(offset, limit)
 
     @api_route(app, "/api/metrics")
     def metrics(self, request: IRequest) -> object:
-        run_id = self._known_run(query_text(request, "run_id"))
-        if run_id is None:
-            run_ids = self.project.run_ids()
-            if not run_ids:
-                raise ApiError(404, "Metrics file not found")
-            run_id = run_ids[-1]
-        metrics = self.project.metrics(run_id).value
-        if metrics is None:
+        run_id = self._known_run(query_text(request, "run_id")) or self.live.newest_run()
+        body = self.live.metrics_body(run_id) if run_id is not None else None
+        if body is None:
             raise ApiError(404, "Metrics file not found")
-        return metrics_payload(metrics, run_id)
+        return body
 
     @api_route(app, "/api/history")
     def history(self, request: IRequest) -> object:
         limit = query_int(request, "limit", 20, MAX_HISTORY_PAGE)
         offset = query_int(request, "offset", 0, 2**62)
-        run_ids = self.project.run_ids()
-        newest_first = run_ids[::-1][offset : offset + limit]
-        rows = [run_row_json(self.project.run_row(r)) for r in newest_first]
-        return page_json("runs", rows, len(run_ids), limit, offset)
+        return self.live.history_body(offset, limit)
 
     @api_route(app, "/api/runs")
     def runs(self, request: IRequest) -> object:
-        return [run_row_json(self.project.run_row(r)) for r in reversed(self.project.run_ids())]
+        return self.live.runs_body()
 
     @api_route(app, "/api/runs/<string:run_id>")
     def run(self, request: IRequest, run_id: str) -> object:
         self._known_run(run_id)
-        return run_detail_json(self.project.run_row(run_id), self.project.metrics(run_id).value)
+        return self.live.run_body(run_id)
 
     # -- errors: each leaves as JSON, registered once --------------------------
 

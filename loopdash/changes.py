@@ -114,7 +114,8 @@ def diff(old: Observation, new: Observation) -> list[Change]:
 
 
 def _first_new_log_entry(old: LogState, new: LogState) -> int | None:
-    if new.total == 0:
+    if new.total == 0 or not old.complete or not new.complete:
+        # While a cold log is being indexed there is no baseline to compare with.
         return None
     replaced = old.inode != new.inode or new.size < old.size
     if replaced:

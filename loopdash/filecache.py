@@ -44,6 +44,9 @@ class Reading(Generic[T]):
     mtime: float | None
     #: Why the file's current content is not ``value``'s, if it is not.
     error: str | None = None
+    #: The identity of the file version ``value`` was read from: equal
+    #: identities mean equal values, so callers can key caches on it.
+    identity: FileIdentity | None = None
 
 
 @dataclass
@@ -100,7 +103,7 @@ class FileCache(Generic[T]):
         else:
             self._entries.move_to_end(path)
         if entry.identity == identity_of(st):
-            return Reading(entry.value, st.st_mtime)
+            return Reading(entry.value, st.st_mtime, identity=entry.identity)
         try:
             identity, data = self._read_bytes(path)
             value = self._parse(data)
@@ -115,12 +118,12 @@ class FileCache(Generic[T]):
                 self._report(path, reason)
             # Keep the last good value; do not remember this identity, so the
             # next read tries again (the writer is usually mid-write).
-            return Reading(entry.value, st.st_mtime, reason)
+            return Reading(entry.value, st.st_mtime, reason, entry.identity)
         entry.identity = identity
         entry.value = value
         entry.reported = False
         entry.bad_since = None
-        return Reading(value, st.st_mtime)
+        return Reading(value, st.st_mtime, identity=identity)
 
     def _read_bytes(self, path: str) -> tuple[FileIdentity, bytes]:
         # O_NONBLOCK: a FIFO planted where a file should be must not hang the daemon.

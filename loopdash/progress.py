@@ -37,6 +37,8 @@ class LogState:
     size: int
     total: int
     mtime: float | None
+    #: False while a refresh with a byte budget has not reached the end of the file.
+    complete: bool = True
 
 
 class ProgressLog:
@@ -59,6 +61,7 @@ class ProgressLog:
         self._at_line_start = True
         self._head = b""
         self._tail = b""
+        self._incomplete = False
 
     @property
     def total(self) -> int:
@@ -66,10 +69,17 @@ class ProgressLog:
 
     @property
     def state(self) -> LogState:
-        return LogState(self._inode, self._size, len(self._offsets), self._mtime)
+        return LogState(
+            self._inode, self._size, len(self._offsets), self._mtime, not self._incomplete
+        )
 
-    def refresh(self) -> LogState:
-        """Bring the index up to date with the file; cheap when nothing changed."""
+    def refresh(self, budget: int | None = None) -> LogState:
+        """Bring the index up to date with the file; cheap when nothing changed.
+
+        With a ``budget``, scan at most about that many new bytes (whole chunks)
+        and say ``complete=False`` if more remain: the daemon indexes a cold
+        50 MB log in steps, answering requests in between.
+        """
         try:
             fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
         except OSError:
@@ -87,6 +97,7 @@ class ProgressLog:
                 st.st_ino == self._inode
                 and st.st_size == self._size
                 and st.st_mtime_ns == self._mtime_ns
+                and not self._incomplete
             ):
                 return self.state
             if (
@@ -100,7 +111,7 @@ class ProgressLog:
             self._size = st.st_size
             self._mtime = st.st_mtime
             self._mtime_ns = st.st_mtime_ns
-            self._scan(fd, st.st_size)
+            self._scan(fd, st.st_size, budget)
             self._head = os.pread(fd, min(_SAMPLE, self._scanned), 0)
             tail_start = max(self._scanned - _SAMPLE, 0)
             self._tail = os.pread(fd, self._scanned - tail_start, tail_start)
@@ -119,9 +130,12 @@ class ProgressLog:
         start = self._offsets[-1]
         return os.pread(fd, len(LOG_HEADER_BYTES), start) == LOG_HEADER_BYTES
 
-    def _scan(self, fd: int, size: int) -> None:
+    def _scan(self, fd: int, size: int, budget: int | None = None) -> None:
         pos, at_start = self._scanned, self._at_line_start
+        stop_at = size if budget is None else pos + budget
         while pos < size:
+            if pos >= stop_at:
+                break
             chunk = os.pread(fd, min(self._chunk_size, size - pos), pos)
             if not chunk:
                 break
@@ -146,6 +160,8 @@ class ProgressLog:
             at_start = True
             self._lines_end = pos
         self._scanned, self._at_line_start = pos, at_start
+        # Stopped by the budget (not by the end of the file or an unfinished line)?
+        self._incomplete = budget is not None and pos >= stop_at and pos < size
 
     def entries(self, start: int, stop: int) -> list[LogEntry]:
         """Entries ``start`` to ``stop`` (exclusive) as of the last refresh."""

@@ -14,7 +14,7 @@ import stat
 import time
 from dataclasses import dataclass
 
-from loopdash.filecache import FileCache, Reading, Reporter, _ignore
+from loopdash.filecache import FileCache, Reading, Reporter, _ignore, identity_of
 from loopdash.models import Prd, RunMetrics, RunSummary
 from loopdash.parsing import parse_metrics, parse_prd, parse_summary
 from loopdash.progress import LogState, ProgressLog
@@ -102,6 +102,24 @@ class ProjectSnapshot:
     log: LogState
     #: The root directory's own modification time: the fallback for "last update".
     root_mtime: float | None
+    #: The runs directory's (inode, mtime_ns): it changes when a run appears or goes.
+    runs_identity: tuple[int, int] | None = None
+
+    def key(self) -> tuple[object, ...]:
+        """Equal keys mean equal snapshots (up to the clock): cheap to compare."""
+        log = self.log
+        return (
+            self.prd.identity,
+            self.prd.mtime,
+            self.runs_identity,
+            self.current_run,
+            self.metrics.identity,
+            self.metrics.mtime,
+            self.summary.identity,
+            self.summary.mtime,
+            (log.inode, log.size, log.total, log.mtime, log.complete),
+            self.root_mtime,
+        )
 
     @property
     def activity(self) -> float | None:
@@ -209,7 +227,8 @@ class Project:
     def prd(self) -> Reading[Prd]:
         return self._prd.read(self.prd_path)
 
-    def snapshot(self) -> ProjectSnapshot:
+    def snapshot(self, log_budget: int | None = None) -> ProjectSnapshot:
+        """Everything status and diff need; ``log_budget`` bounds a cold progress.txt scan."""
         run_ids = self.run_ids()
         current = run_ids[-1] if run_ids else None
         try:
@@ -222,6 +241,17 @@ class Project:
             current_run=current,
             metrics=self.metrics(current) if current else Reading[RunMetrics](None, None),
             summary=self.summary(current) if current else Reading[RunSummary](None, None),
-            log=self.log.refresh(),
+            log=self.log.refresh(log_budget),
             root_mtime=root_mtime,
+            runs_identity=self._runs_identity,
         )
+
+    def run_files_identity(self, run_id: str) -> tuple[object, ...]:
+        """The identities of a run's two files, for keying caches of what is derived from them."""
+        identities: list[object] = []
+        for name in ("metrics.json", "summary.json"):
+            try:
+                identities.append(identity_of(os.stat(self._run_file(run_id, name))))
+            except OSError:
+                identities.append(None)
+        return tuple(identities)

@@ -22,6 +22,7 @@ from loopdash.accesslog import AccessLogSite
 from loopdash.api import DashboardAPI
 from loopdash.auth import TokenFile, default_token_path, ensure_token
 from loopdash.front import CorsPolicy, FrontResource
+from loopdash.live import LiveProject
 from loopdash.project import Project
 from loopdash.status import DEFAULT_STALE_AFTER
 from loopdash.stream import StreamHub, TicketBook
@@ -101,8 +102,15 @@ def build_dashboard(config: DashboardConfig, reactor: Any) -> Dashboard:
         log.info("Created a new API token in {path}", path=config.token_path)
     project = Project(root, report=report_bad_file)
     hub = StreamHub(reactor, keepalive=config.keepalive)
+    live = LiveProject(project, reactor, config.stale_after)
     api = DashboardAPI(
-        project, TokenFile(config.token_path), reactor, config.stale_after, hub, TicketBook(reactor)
+        project,
+        TokenFile(config.token_path),
+        reactor,
+        config.stale_after,
+        hub,
+        TicketBook(reactor),
+        live=live,
     )
     front = FrontResource(api.resource(), CorsPolicy(config.cors_origins))
     site = AccessLogSite(front, reactor)
@@ -110,7 +118,13 @@ def build_dashboard(config: DashboardConfig, reactor: Any) -> Dashboard:
     # The watcher starts first and stops last: MultiService stops children in
     # reverse, so the port closes before the hub ends the open streams.
     watcher = Watcher(
-        project, hub, reactor, config.stale_after, config.poll_interval, config.use_inotify
+        project,
+        hub,
+        reactor,
+        config.stale_after,
+        config.poll_interval,
+        config.use_inotify,
+        live=live,
     )
     service.addService(watcher)
     endpoint = serverFromString(reactor, config.listen)

@@ -27,7 +27,8 @@ from loopdash.changes import (
     StoryUpdated,
     diff,
 )
-from loopdash.project import Project
+from loopdash.live import LiveProject
+from loopdash.project import Project, ProjectSnapshot
 from loopdash.status import (
     execution_status,
     iteration_json,
@@ -42,8 +43,7 @@ from loopdash.stream import StreamHub
 WAKE_DELAY = 0.002
 
 
-def observe(project: Project, now: float, stale_after: float) -> Observation:
-    snapshot = project.snapshot()
+def observe(snapshot: ProjectSnapshot, now: float, stale_after: float) -> Observation:
     metrics = snapshot.metrics.value
     prd = snapshot.prd.value
     return Observation(
@@ -70,8 +70,11 @@ class Watcher(Service):
         stale_after: float,
         interval: float = 1.0,
         use_inotify: bool = True,
+        live: LiveProject | None = None,
     ) -> None:
         self.project = project
+        #: The snapshots requests share: a poll refreshes them, inotify invalidates them.
+        self.live = live or LiveProject(project, clock, stale_after)
         self.hub = hub
         self.clock = clock
         self.stale_after = stale_after
@@ -120,7 +123,8 @@ class Watcher(Service):
 
     def _poll(self) -> None:
         self.polls += 1
-        current = observe(self.project, self.clock.seconds(), self.stale_after)
+        snapshot = self.live.snapshot(force=True)
+        current = observe(snapshot, self.clock.seconds(), self.stale_after)
         previous, self.last = self.last, current
         if self._notifier is not None:
             self._watch_run_directories(current)
@@ -200,6 +204,7 @@ class Watcher(Service):
     def _on_inotify(self, ignored: object, filepath: FilePath[Any], mask: int) -> None:
         # An exception here would disconnect the notifier for good: never raise.
         try:
+            self.live.invalidate()
             if self._wake_pending is None or not self._wake_pending.active():
                 self._wake_pending = self.clock.callLater(WAKE_DELAY, self.poll)
         except Exception:

@@ -533,10 +533,11 @@ async def test_a_real_bug_is_500_json_and_logged_with_its_traceback(sample_daemo
     def observe(event: dict[str, Any]) -> None:
         events.append(event)
 
-    def broken() -> Any:
+    def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("a bug in the status code")
 
     sample_daemon.dashboard.project.snapshot = broken  # type: ignore[method-assign]
+    sample_daemon.dashboard.api.live.invalidate()  # requests share a snapshot: take a new one
     globalLogPublisher.addObserver(observe)
     try:
         answer = await sample_daemon.get("/api/status")

@@ -1,0 +1,191 @@
+"""The project as the daemon serves it: one shared snapshot, answers encoded once.
+
+A request should cost what changed, not what the project holds. So requests do
+not each stat the loop's files: they share the latest snapshot, taken again
+when it is older than ``max_age`` (50 ms) or at once when the watcher says a
+file changed (inotify). Each answer is encoded to bytes once per snapshot
+version (and, for what moves with the clock, once per second) and the same
+bytes serve every request until something changes. A cold progress.txt of
+tens of megabytes is indexed in steps of a few megabytes, yielding to the
+reactor in between, so the daemon keeps answering while it reads.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any, Callable
+
+from twisted.internet.defer import Deferred, succeed
+
+from loopdash.encoding import encode_json
+from loopdash.project import Project, ProjectSnapshot
+from loopdash.status import (
+    execution_status,
+    log_entry_json,
+    metrics_payload,
+    page_json,
+    run_detail_json,
+    run_row_json,
+    stories_payload,
+)
+
+#: How old a shared snapshot may be before a request takes a new one.
+MAX_SNAPSHOT_AGE = 0.05
+#: Bytes of a cold progress.txt indexed per step (a few milliseconds of work).
+LOG_INDEX_STEP = 4 << 20
+#: Encoded answers kept (pages of logs and history are keyed by offset).
+MAX_CACHED_BODIES = 512
+
+
+class LiveProject:
+    """Shared snapshots and encoded answers over one :class:`Project`."""
+
+    def __init__(
+        self,
+        project: Project,
+        clock: Any,
+        stale_after: float,
+        max_age: float = MAX_SNAPSHOT_AGE,
+        log_step: int = LOG_INDEX_STEP,
+    ) -> None:
+        self.project = project
+        self.clock = clock
+        self.stale_after = stale_after
+        self.max_age = max_age
+        self.log_step = log_step
+        #: Bumped whenever a new snapshot differs from the last one.
+        self.version = 0
+        self._snapshot: ProjectSnapshot | None = None
+        self._key: tuple[object, ...] | None = None
+        self._taken = float("-inf")
+        self._dirty = True
+        self._bodies: OrderedDict[tuple[object, ...], bytes] = OrderedDict()
+        self._log_waiters: list[Deferred[None]] = []
+        self._indexing: Any = None
+
+    # -- snapshots -----------------------------------------------------------------
+
+    def invalidate(self) -> None:
+        """A file changed (the watcher heard it): the next request takes a new snapshot."""
+        self._dirty = True
+
+    def snapshot(self, force: bool = False) -> ProjectSnapshot:
+        now = self.clock.seconds()
+        current = self._snapshot
+        if current is None or force or self._dirty or now - self._taken >= self.max_age:
+            current = self.project.snapshot(log_budget=self.log_step)
+            key = current.key()
+            if key != self._key:
+                self.version += 1
+                self._key = key
+            self._snapshot, self._taken, self._dirty = current, now, False
+            if not current.log.complete:
+                self._index_log_later()
+        return current
+
+    # -- the cold progress.txt index, in steps ------------------------------------------
+
+    def _index_log_later(self) -> None:
+        if self._indexing is None or not self._indexing.active():
+            self._indexing = self.clock.callLater(0, self._index_log_step)
+
+    def _index_log_step(self) -> None:
+        self._indexing = None
+        state = self.project.log.refresh(self.log_step)
+        if not state.complete:
+            self._index_log_later()
+            return
+        self.invalidate()
+        waiters, self._log_waiters = self._log_waiters, []
+        for waiter in waiters:
+            waiter.callback(None)
+
+    def log_ready(self) -> Deferred[None]:
+        """Fires once progress.txt is fully indexed (at once, usually)."""
+        if self.snapshot().log.complete:
+            return succeed(None)
+        waiter: Deferred[None] = Deferred()
+        self._log_waiters.append(waiter)
+        self._index_log_later()
+        return waiter
+
+    # -- encoded answers -------------------------------------------------------------
+
+    def _body(self, key: tuple[object, ...], make: Callable[[], object]) -> bytes:
+        body = self._bodies.get(key)
+        if body is None:
+            body = encode_json(make())
+            self._bodies[key] = body
+            if len(self._bodies) > MAX_CACHED_BODIES:
+                self._bodies.popitem(last=False)
+        else:
+            self._bodies.move_to_end(key)
+        return body
+
+    def status(self) -> dict[str, Any]:
+        return execution_status(self.snapshot(), self.clock.seconds(), self.stale_after)
+
+    def status_body(self) -> bytes:
+        snapshot = self.snapshot()
+        # Elapsed times and staleness move with the clock: recomputed once a second.
+        second = int(self.clock.seconds())
+        return self._body(
+            ("status", self.version, second),
+            lambda: execution_status(snapshot, self.clock.seconds(), self.stale_after),
+        )
+
+    def stories_body(self) -> bytes:
+        prd = self.snapshot().prd
+        return self._body(("stories", prd.identity), lambda: stories_payload(prd.value))
+
+    def logs_body(self, offset: int, limit: int) -> bytes:
+        """A page of log entries; call after :meth:`log_ready` has fired."""
+        state = self.snapshot().log
+        log = self.project.log
+
+        def page() -> object:
+            entries = log.entries(offset, offset + limit)
+            return page_json("logs", [log_entry_json(e) for e in entries], state.total, limit, offset)
+
+        return self._body(("logs", state.inode, state.size, state.total, offset, limit), page)
+
+    def history_body(self, offset: int, limit: int) -> bytes:
+        snapshot = self.snapshot()
+        # Older runs' rows come from files that rarely change and have no watch
+        # of their own: revalidated once a second, the current run's at once.
+        second = int(self.clock.seconds())
+
+        def page() -> object:
+            newest_first = snapshot.run_ids[::-1][offset : offset + limit]
+            rows = [run_row_json(self.project.run_row(r)) for r in newest_first]
+            return page_json("runs", rows, len(snapshot.run_ids), limit, offset)
+
+        return self._body(("history", self.version, second, offset, limit), page)
+
+    def runs_body(self) -> bytes:
+        snapshot = self.snapshot()
+        second = int(self.clock.seconds())
+        return self._body(
+            ("runs", self.version, second),
+            lambda: [run_row_json(self.project.run_row(r)) for r in reversed(snapshot.run_ids)],
+        )
+
+    def newest_run(self) -> str | None:
+        return self.snapshot().current_run
+
+    def metrics_body(self, run_id: str) -> bytes | None:
+        """The run's metrics in the contract's shape, or None when it has none."""
+        reading = self.project.metrics(run_id)
+        metrics = reading.value
+        if metrics is None:
+            return None
+        return self._body(
+            ("metrics", run_id, reading.identity), lambda: metrics_payload(metrics, run_id)
+        )
+
+    def run_body(self, run_id: str) -> bytes:
+        identity = self.project.run_files_identity(run_id)
+        return self._body(
+            ("run", run_id, identity),
+            lambda: run_detail_json(self.project.run_row(run_id), self.project.metrics(run_id).value),
+        )

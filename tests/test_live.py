@@ -1,0 +1,136 @@
+"""Shared snapshots and encoded answers: requests cost what changed."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import pytest
+import pytest_twisted
+from twisted.internet.task import Clock
+
+from loopdash.live import LiveProject
+from loopdash.parsing import parse_log_entries
+from loopdash.project import Project
+from loopdash.sample import create_sample_project, progress_entry
+from tests.conftest import DaemonFactory
+
+
+class CountingProject(Project):
+    def __init__(self, root: str) -> None:
+        super().__init__(root)
+        self.snapshots = 0
+
+    def snapshot(self, log_budget: int | None = None) -> Any:
+        self.snapshots += 1
+        return super().snapshot(log_budget)
+
+
+@pytest.fixture
+def project(tmp_path: Any) -> CountingProject:
+    root = str(tmp_path)
+    create_sample_project(root)
+    return CountingProject(root)
+
+
+def test_requests_within_the_max_age_share_one_snapshot_and_one_encoding(project: CountingProject) -> None:
+    clock = Clock()
+    live = LiveProject(project, clock, stale_after=600.0, max_age=0.05)
+    first = live.status_body()
+    second = live.status_body()
+    assert project.snapshots == 1
+    assert first is second  # the same bytes, not an equal copy
+    assert json.loads(first)["total_stories"] == 8
+
+
+def test_an_older_snapshot_is_retaken_and_an_unchanged_project_keeps_its_version(project: CountingProject) -> None:
+    clock = Clock()
+    live = LiveProject(project, clock, stale_after=600.0, max_age=0.05)
+    live.stories_body()
+    version = live.version
+    clock.advance(0.06)
+    live.stories_body()
+    assert project.snapshots == 2
+    assert live.version == version
+
+
+def test_a_change_notice_makes_the_next_request_see_the_change(project: CountingProject) -> None:
+    clock = Clock()
+    live = LiveProject(project, clock, stale_after=600.0, max_age=60.0)
+    before = json.loads(live.stories_body())
+    path = os.path.join(project.root, "prd.json")
+    document = json.load(open(path))
+    document["userStories"][7]["passes"] = True
+    with open(path, "w") as f:
+        json.dump(document, f)
+    # Within the max age and without a notice, the shared snapshot still answers.
+    assert json.loads(live.stories_body()) == before
+    live.invalidate()
+    after = json.loads(live.stories_body())
+    assert after["completed"] == before["completed"] + 1
+    assert after["stories"][7]["status"] == "completed"
+
+
+def test_status_is_recomputed_when_the_second_turns(project: CountingProject) -> None:
+    clock = Clock()
+    clock.advance(1_800_000_000.1)  # .1, .4, 1.4: never a half second to round
+    live = LiveProject(project, clock, stale_after=1e12, max_age=60.0)
+    first = live.status_body()
+    clock.advance(0.3)
+    assert live.status_body() is first
+    clock.advance(1.0)
+    later = live.status_body()
+    assert json.loads(later)["elapsed_time"] == json.loads(first)["elapsed_time"] + 1
+
+
+def test_a_cold_log_is_indexed_in_steps_and_pages_wait_for_it(tmp_path: Any) -> None:
+    root = str(tmp_path)
+    entries = "".join(
+        progress_entry(f"2026-01-13 14:{n % 60:02d}:00", f"US-{n:03d}", "A story", "Complete", ["x" * 200] * 5)
+        for n in range(3000)
+    )
+    with open(os.path.join(root, "progress.txt"), "w") as f:
+        f.write("# preamble\n\n" + entries)
+    clock = Clock()
+    project = Project(root)
+    steps: list[int] = []
+    refresh = project.log.refresh
+
+    def counted(budget: int | None = None) -> Any:
+        steps.append(budget or 0)
+        return refresh(budget)
+
+    project.log.refresh = counted  # type: ignore[method-assign]
+    live = LiveProject(project, clock, stale_after=600.0, log_step=256 * 1024)
+    assert live.snapshot().log.complete is False
+    ready = live.log_ready()
+    assert not ready.called
+    clock.advance(0)  # Clock runs each step the reactor would run in turn
+    assert ready.called
+    # Over 3 MB in steps (a step reads whole 1 MB chunks), each a separate reactor call.
+    size = os.path.getsize(os.path.join(root, "progress.txt"))
+    assert size > 3 << 20
+    assert len(steps) >= size // (1 << 20) and set(steps) == {256 * 1024}
+    page = json.loads(live.logs_body(2990, 20))
+    expected = parse_log_entries(entries)
+    assert page["total"] == len(expected) == 3000
+    assert [e["lines"] for e in page["logs"]] == [list(e.lines) for e in expected[2990:]]
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_first_logs_page_of_a_cold_big_log_has_the_full_total(
+    daemon_factory: DaemonFactory, tmp_path: Any
+) -> None:
+    root = str(tmp_path)
+    create_sample_project(root)
+    block = progress_entry("2026-01-13 14:40:00", "US-201", "Skills", "Complete", ["y" * 300] * 10)
+    with open(os.path.join(root, "progress.txt"), "a") as f:
+        f.write(block * 4000)  # about 13 MB: several indexing steps
+    daemon = await daemon_factory(root)
+    answer = await daemon.get("/api/logs?limit=1")
+    status = await daemon.get("/api/status")
+    assert answer.code == 200 and status.code == 200
+    assert answer.json()["total"] == 7 + 4000
+    last = (await daemon.get(f"/api/logs?limit=10&offset={7 + 4000 - 10}")).json()
+    assert len(last["logs"]) == 10 and last["logs"][-1]["lines"][0] == "**Story**: US-201 - Skills"
