@@ -33,8 +33,8 @@ from loopdash.status import (
 MAX_SNAPSHOT_AGE = 0.05
 #: Bytes of a cold progress.txt indexed per step (a few milliseconds of work).
 LOG_INDEX_STEP = 4 << 20
-#: Encoded answers kept (pages of logs and history are keyed by offset).
-MAX_CACHED_BODIES = 512
+#: Bytes of encoded answers kept, across every endpoint and page.
+MAX_CACHED_BYTES = 32 << 20
 
 
 class LiveProject:
@@ -59,7 +59,9 @@ class LiveProject:
         self._key: tuple[object, ...] | None = None
         self._taken = float("-inf")
         self._dirty = True
-        self._bodies: OrderedDict[tuple[object, ...], bytes] = OrderedDict()
+        #: One encoded answer per slot (endpoint and page), with the version it is valid for.
+        self._bodies: OrderedDict[tuple[object, ...], tuple[tuple[object, ...], bytes]] = OrderedDict()
+        self._cached_bytes = 0
         self._log_waiters: list[Deferred[None]] = []
         self._indexing: Any = None
 
@@ -111,15 +113,28 @@ class LiveProject:
 
     # -- encoded answers -------------------------------------------------------------
 
-    def _body(self, key: tuple[object, ...], make: Callable[[], object]) -> bytes:
-        body = self._bodies.get(key)
-        if body is None:
-            body = encode_json(make())
-            self._bodies[key] = body
-            if len(self._bodies) > MAX_CACHED_BODIES:
-                self._bodies.popitem(last=False)
-        else:
-            self._bodies.move_to_end(key)
+    def _body(
+        self, slot: tuple[object, ...], valid_for: tuple[object, ...], make: Callable[[], object]
+    ) -> bytes:
+        """The slot's encoded answer if still valid for ``valid_for``, else a new one.
+
+        A slot keeps only its latest answer, and all slots together at most
+        MAX_CACHED_BYTES (least recently used go first), so memory stays flat
+        however long the daemon runs and however many pages clients read.
+        """
+        cached = self._bodies.get(slot)
+        if cached is not None and cached[0] == valid_for:
+            self._bodies.move_to_end(slot)
+            return cached[1]
+        body = encode_json(make())
+        if cached is not None:
+            self._cached_bytes -= len(cached[1])
+        self._bodies[slot] = (valid_for, body)
+        self._bodies.move_to_end(slot)
+        self._cached_bytes += len(body)
+        while self._cached_bytes > MAX_CACHED_BYTES and len(self._bodies) > 1:
+            _, (_, evicted) = self._bodies.popitem(last=False)
+            self._cached_bytes -= len(evicted)
         return body
 
     def status(self) -> dict[str, Any]:
@@ -130,13 +145,14 @@ class LiveProject:
         # Elapsed times and staleness move with the clock: recomputed once a second.
         second = int(self.clock.seconds())
         return self._body(
-            ("status", self.version, second),
+            ("status",),
+            (self.version, second),
             lambda: execution_status(snapshot, self.clock.seconds(), self.stale_after),
         )
 
     def stories_body(self) -> bytes:
         prd = self.snapshot().prd
-        return self._body(("stories", prd.identity), lambda: stories_payload(prd.value))
+        return self._body(("stories",), (prd.identity,), lambda: stories_payload(prd.value))
 
     def logs_body(self, offset: int, limit: int) -> bytes:
         """A page of log entries; call after :meth:`log_ready` has fired."""
@@ -147,7 +163,7 @@ class LiveProject:
             entries = log.entries(offset, offset + limit)
             return page_json("logs", [log_entry_json(e) for e in entries], state.total, limit, offset)
 
-        return self._body(("logs", state.inode, state.size, state.total, offset, limit), page)
+        return self._body(("logs", offset, limit), (state.inode, state.size, state.total), page)
 
     def history_body(self, offset: int, limit: int) -> bytes:
         snapshot = self.snapshot()
@@ -160,13 +176,14 @@ class LiveProject:
             rows = [run_row_json(self.project.run_row(r)) for r in newest_first]
             return page_json("runs", rows, len(snapshot.run_ids), limit, offset)
 
-        return self._body(("history", self.version, second, offset, limit), page)
+        return self._body(("history", offset, limit), (self.version, second), page)
 
     def runs_body(self) -> bytes:
         snapshot = self.snapshot()
         second = int(self.clock.seconds())
         return self._body(
-            ("runs", self.version, second),
+            ("runs",),
+            (self.version, second),
             lambda: [run_row_json(self.project.run_row(r)) for r in reversed(snapshot.run_ids)],
         )
 
@@ -180,12 +197,13 @@ class LiveProject:
         if metrics is None:
             return None
         return self._body(
-            ("metrics", run_id, reading.identity), lambda: metrics_payload(metrics, run_id)
+            ("metrics", run_id), (reading.identity,), lambda: metrics_payload(metrics, run_id)
         )
 
     def run_body(self, run_id: str) -> bytes:
         identity = self.project.run_files_identity(run_id)
         return self._body(
-            ("run", run_id, identity),
+            ("run", run_id),
+            identity,
             lambda: run_detail_json(self.project.run_row(run_id), self.project.metrics(run_id).value),
         )

@@ -134,3 +134,22 @@ async def test_the_first_logs_page_of_a_cold_big_log_has_the_full_total(
     assert answer.json()["total"] == 7 + 4000
     last = (await daemon.get(f"/api/logs?limit=10&offset={7 + 4000 - 10}")).json()
     assert len(last["logs"]) == 10 and last["logs"][-1]["lines"][0] == "**Story**: US-201 - Skills"
+
+
+def test_encoded_answers_stay_within_their_byte_budget(project: CountingProject, monkeypatch: Any) -> None:
+    import loopdash.live
+
+    monkeypatch.setattr(loopdash.live, "MAX_CACHED_BYTES", 64 * 1024)
+    clock = Clock()
+    clock.advance(1_800_000_000.0)
+    live = LiveProject(project, clock, stale_after=600.0)
+    for second in range(300):
+        clock.advance(1.0)  # a new version of everything that moves with the clock
+        live.runs_body()
+        live.status_body()
+        for offset in range(0, 7):
+            live.logs_body(offset, 1)
+    assert live._cached_bytes <= 64 * 1024
+    assert live._cached_bytes == sum(len(body) for _, body in live._bodies.values())
+    # One answer per slot: the runs list is cached once, not once per second.
+    assert sum(1 for slot in live._bodies if slot[0] == "runs") == 1
