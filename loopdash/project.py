@@ -8,6 +8,7 @@ reporter for files that do not parse.
 
 from __future__ import annotations
 
+import bisect
 import os
 import re
 import stat
@@ -165,6 +166,34 @@ class Project:
             self._run_ids = self._scan_runs()
             self._runs_identity = identity
         return self._run_ids
+
+    def note_run_directory(self, name: str) -> None:
+        """``name`` appeared in or vanished from runs/ (the watcher heard it):
+        update the run list with two stats instead of rescanning thousands.
+
+        If anything else changed in runs/ meanwhile, its own notice follows;
+        without notices (no inotify), run_ids() rescans on the next change.
+        """
+        if self._runs_identity is None or not is_run_id(name):
+            return
+        try:
+            st = os.stat(self.runs_path)
+        except OSError:
+            return
+        ids = self._run_ids
+        index = bisect.bisect_left(ids, name)
+        listed = index < len(ids) and ids[index] == name
+        present = self.has_run(name)
+        if present and not listed:
+            ids = ids[:index] + (name,) + ids[index:]
+        elif listed and not present:
+            ids = ids[:index] + ids[index + 1 :]
+        self._run_ids = ids
+        self._runs_identity = (st.st_ino, st.st_mtime_ns)
+
+    def forget_run_list(self) -> None:
+        """Rescan runs/ on the next look (the watcher lost notices, e.g. a queue overflow)."""
+        self._runs_identity = None
 
     def _scan_runs(self) -> tuple[str, ...]:
         names = []

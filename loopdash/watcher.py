@@ -201,9 +201,22 @@ class Watcher(Service):
             if not os.path.isdir(path):
                 self._watched.discard(path)
 
+    def _note_run_directory(self, filepath: FilePath[Any], mask: int) -> None:
+        from twisted.internet import inotify
+
+        if mask & inotify.IN_Q_OVERFLOW:
+            self.project.forget_run_list()
+            return
+        if not mask & inotify.IN_ISDIR:
+            return
+        path = os.fsdecode(filepath.path)
+        if os.path.dirname(path) == self.project.runs_path:
+            self.project.note_run_directory(os.path.basename(path))
+
     def _on_inotify(self, ignored: object, filepath: FilePath[Any], mask: int) -> None:
         # An exception here would disconnect the notifier for good: never raise.
         try:
+            self._note_run_directory(filepath, mask)
             self.live.invalidate()
             if self._wake_pending is None or not self._wake_pending.active():
                 self._wake_pending = self.clock.callLater(WAKE_DELAY, self.poll)
