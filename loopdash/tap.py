@@ -77,6 +77,8 @@ class Options(usage.Options):
         ],
     ]
 
+    optFlags = [["no-inotify", None, "Poll only: do not use inotify to notice file changes at once."]]
+
     def __init__(self) -> None:
         usage.Options.__init__(self)
         self["cors-origin"] = []
@@ -103,6 +105,7 @@ class Options(usage.Options):
             cors_origins=tuple(self["cors-origin"]) or ("*",),
             poll_interval=self["poll-interval"],
             keepalive=self["keepalive"],
+            use_inotify=not self["no-inotify"],
         )
 
 
