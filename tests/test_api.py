@@ -7,6 +7,7 @@ import json
 import os
 import re
 import stat
+import time
 from typing import Any, Callable
 
 import pytest
@@ -154,6 +155,23 @@ async def test_status_of_a_loop_at_work_names_the_next_story(sample_daemon: Runn
     assert s["current_story"]["id"] == "US-005" and s["current_story"]["status"] == "in_progress"
     metrics = load(sample_daemon.root, s["run_id"], "metrics.json")
     assert s["cost_so_far"] == pytest.approx(metrics["totals"]["cost_usd"])
+
+
+@pytest_twisted.ensureDeferred
+async def test_status_honours_the_configured_staleness_window(
+    daemon_factory: DaemonFactory, sample_root: str
+) -> None:
+    two_minutes_ago = time.time() - 120
+    for folder, _, files in os.walk(sample_root):
+        for name in files:
+            os.utime(os.path.join(folder, name), (two_minutes_ago, two_minutes_ago))
+    patient = await daemon_factory(sample_root)  # the default window, 10 minutes
+    assert (await patient.get("/api/status")).json()["is_running"] is True
+    strict = await daemon_factory(sample_root, stale_after=60.0)
+    s = (await strict.get("/api/status")).json()
+    assert s["is_running"] is False
+    # Not running: the last iteration's own story and status, not the next one.
+    assert s["current_story"]["id"] == "US-007" and s["current_story"]["status"] == "success"
 
 
 @pytest_twisted.ensureDeferred
