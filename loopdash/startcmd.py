@@ -143,10 +143,11 @@ def _show_log(lines: list[str]) -> None:
 
 def _launch_failed(files: DaemonFiles, host: str, port: int, output: str, log_offset: int) -> int:
     new_log = log_since(files.logfile, log_offset)
-    # twistd removes its pidfile when the start fails; a leftover one is never ours to keep.
+    # twistd removes its pidfile when the start fails; a leftover one is never ours to keep,
+    # unless a concurrent start won the race and its dashboard now runs.
     if inspect(files).state != RUNNING:
         remove_quietly(files.pidfile)
-    remove_quietly(files.statefile)
+        remove_quietly(files.statefile)
     if is_port_in_use(output + new_log):
         error(f"port {port} on {host} is already in use; choose another with --port (e.g. --port {port + 1 if port < 65535 else 8080})")
         return 1

@@ -367,3 +367,33 @@ def test_log_format_json_writes_one_json_object_per_line(project: Project) -> No
     assert isinstance(requests[0]["duration_ms"], float)
     assert requests[0]["text"].startswith("GET /api/history?limit=1 200 ")
     assert any(e.get("log_format") == "Server Shut Down." for e in events)
+
+
+def test_a_start_that_never_answers_in_time_shows_the_log_and_leaves_nothing_running(project: Project) -> None:
+    # A microsecond is too short for any /api/health answer: the start must give up cleanly.
+    started = project.start(free_port(), "--timeout", "0.000001")
+
+    assert started.returncode == 1
+    assert "the dashboard did not come up: " in started.stderr
+    assert "did not answer within 1e-06 s" in started.stderr
+    assert "Last lines of the log:" in started.stderr
+    assert "starting up." in started.stderr
+    assert not os.path.exists(project.files.pidfile)
+    assert not os.path.exists(project.files.statefile)
+    assert project.loopdash("status").returncode == 3
+
+
+def test_status_is_4_when_the_daemon_runs_but_does_not_answer(project: Project) -> None:
+    assert project.start(free_port()).returncode == 0
+    pid = project.pid()
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        status = project.loopdash("status", "--json")
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+    assert status.returncode == 4
+    report = json.loads(status.stdout)
+    assert report["state"] == "not answering"
+    assert report["pid"] == pid
+    assert "/api/health" in report["reason"]
