@@ -27,6 +27,7 @@ from loopdash.project import Project
 from loopdash.status import DEFAULT_STALE_AFTER
 from loopdash.stream import StreamHub, TicketBook
 from loopdash.watcher import Watcher
+from loopdash.webui import web_pages
 
 log = Logger(namespace="loopdash")
 
@@ -112,7 +113,7 @@ def build_dashboard(config: DashboardConfig, reactor: Any) -> Dashboard:
         TicketBook(reactor),
         live=live,
     )
-    front = FrontResource(api.resource(), CorsPolicy(config.cors_origins))
+    front = FrontResource(api.resource(), CorsPolicy(config.cors_origins), pages=web_pages())
     site = AccessLogSite(front, reactor)
     service = MultiService()
     # The watcher starts first and stops last: MultiService stops children in

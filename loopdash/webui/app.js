@@ -1,0 +1,296 @@
+// The page's entry point: sign-in, the views, the live connection and the
+// router (#/, #/stories/<id>, #/runs/<id>).
+
+import {byId, money, integer} from './dom.js';
+import {Api} from './api.js';
+import * as auth from './auth.js';
+import {LiveConnection} from './live.js';
+import {Theme} from './theme.js';
+import {ExecutionView} from './execution.js';
+import {StoriesView} from './stories.js';
+import {LogsView} from './logs.js';
+import {ChartPanel} from './charts.js';
+import {HistoryView, RunView} from './history.js';
+
+const BANNER = {
+  connecting: ['Connecting…', () => ''],
+  live: ['Live', () => 'updates arrive as the loop writes its files'],
+  reconnecting: ['Reconnecting', (n) => (n > 0 ? `in ${n} s` : 'now…')],
+  offline: ['Offline', (n) => `the daemon is not answering; retrying ${n > 0 ? `in ${n} s` : 'now…'}`],
+  polling: ['Polling', (n) => `this daemon has no live stream; refreshing every ${n} s`],
+  denied: ['Not signed in', () => 'the token was refused'],
+  signedout: ['Not signed in', () => ''],
+};
+
+function showBanner(state, secondsLeft) {
+  const [word, detail] = BANNER[state];
+  byId('connection').dataset.state = state;
+  const stateText = byId('connection-state');
+  if (stateText.textContent !== word) stateText.textContent = word;
+  byId('connection-detail').textContent = detail(secondsLeft);
+  byId('retry-now').hidden = !(state === 'reconnecting' || state === 'offline');
+}
+
+function notice(message) {
+  const element = byId('notice');
+  element.textContent = message || '';
+  element.hidden = !message;
+}
+
+function deniedMessage(error) {
+  if (error.status === 403) {
+    return 'That token is wrong: the daemon refused it (403 Forbidden). Copy it again from '
+      + '.claude-loop/dashboard/auth_token.txt; generating a new token replaces the old one.';
+  }
+  return `The daemon asks for a token (${error.status}): ${error.message}.`;
+}
+
+/** The signed-in page: every view, kept current by the live connection. */
+class Dashboard {
+  constructor(api) {
+    this.api = api;
+    this.queue = null; // events held back while a full reload is in flight
+    this.execution = new ExecutionView(byId('execution-body'));
+    this.stories = new StoriesView({grid: byId('story-grid'), summary: byId('stories-summary'), dialog: byId('story-dialog')});
+    this.charts = new ChartPanel(byId('charts'));
+    this.logs = new LogsView({
+      api, scroller: byId('log-scroll'), list: byId('log-list'), olderButton: byId('log-older'),
+      followBox: byId('log-follow'), filterBox: byId('log-filter'), counter: byId('log-counter'),
+    });
+    this.history = new HistoryView({
+      api, body: byId('runs-body'), counter: byId('runs-counter'), newer: byId('runs-newer'), older: byId('runs-older'),
+    });
+    this.runView = new RunView({api, root: byId('run-body'), heading: byId('run-title')});
+    this.live = new LiveConnection(api, {
+      onMessage: (event, context) => this.received(event, context),
+      onState: showBanner,
+      onPoll: () => this.guard(this.poll()),
+      onDenied: (error) => this.denied(error),
+    });
+    this.metricsTimer = null;
+    byId('retry-now').addEventListener('click', () => this.live.retryNow());
+    window.addEventListener('hashchange', () => this.route());
+  }
+
+  async start(status) {
+    byId('sign-out').hidden = false;
+    byId('signin').hidden = true;
+    this.setStatus(status);
+    this.route(); // show the view first: the log can only scroll to its end once visible
+    this.queue = [];
+    this.live.start();
+    await this.guard(this.loadAll());
+    this.flush();
+    const story = /^#\/stories\/([^/]+)$/.exec(window.location.hash);
+    if (story) this.stories.open(decodeURIComponent(story[1]));
+  }
+
+  stop() {
+    this.live.stop();
+  }
+
+  /** Run a promise; a refused token signs out, other failures show a notice. */
+  async guard(promise) {
+    try {
+      await promise;
+      notice('');
+    } catch (error) {
+      if (error.isAuth) this.denied(error);
+      else notice(`Could not refresh: ${error.message}. The page will try again.`);
+    }
+  }
+
+  denied(error) {
+    this.stop();
+    auth.forgetToken();
+    showBanner('denied');
+    showSignIn(deniedMessage(error));
+  }
+
+  async loadAll() {
+    await Promise.all([
+      this.api.get('api/status').then((status) => this.setStatus(status)),
+      this.loadStories(),
+      this.loadMetrics(),
+      this.logs.loadLatest(),
+      this.history.refresh(),
+    ]);
+  }
+
+  async loadStories() {
+    const answer = await this.api.get('api/stories');
+    this.stories.setStories(answer.stories);
+    this.execution.setStories(answer.stories);
+  }
+
+  async loadMetrics() {
+    let metrics = null;
+    try {
+      metrics = await this.api.get('api/metrics');
+    } catch (error) {
+      if (error.status !== 404) throw error; // 404: no run yet
+    }
+    const signature = JSON.stringify(metrics);
+    if (signature === this.metricsSignature) return;
+    this.metricsSignature = signature;
+    this.metrics = metrics;
+    byId('charts-run').textContent = metrics
+      ? `Current run ${metrics.run_id}: ${integer(metrics.total_iterations)} iterations, `
+        + `${integer(metrics.success_count)} succeeded, ${integer(metrics.failure_count)} failed, ${money(metrics.total_cost)} in all.`
+      : 'No run has recorded metrics yet.';
+    this.charts.update(metrics ? metrics.iterations : []);
+  }
+
+  /** Several events in a row ask for the metrics once. */
+  metricsSoon() {
+    clearTimeout(this.metricsTimer);
+    this.metricsTimer = setTimeout(() => this.guard(this.loadMetrics()), 150);
+  }
+
+  setStatus(status) {
+    this.execution.setStatus(status);
+    this.stories.setStatus(status);
+  }
+
+  received(event, context) {
+    if (this.queue) this.queue.push([event, context]);
+    else this.apply(event, context);
+  }
+
+  flush() {
+    const queued = this.queue || [];
+    this.queue = null;
+    for (const [event, context] of queued) this.apply(event, context);
+  }
+
+  /** After a gap in the event ids (a daemon restart, a long absence): reload everything. */
+  async resync() {
+    if (this.queue) return;
+    this.queue = [];
+    await this.guard(this.loadAll());
+    this.flush();
+  }
+
+  apply(event, {resumed}) {
+    const data = event.data;
+    switch (event.type) {
+      case 'connected':
+        if (!resumed && this.loadedOnce) this.resync();
+        this.loadedOnce = true;
+        break;
+      case 'status_update':
+        this.setStatus(data);
+        if (event.gap) this.resync();
+        break;
+      case 'story_updated':
+        this.stories.upsert(data);
+        this.execution.setStories(this.stories.stories);
+        break;
+      case 'iteration_added':
+        this.metricsSoon();
+        this.guard(this.runView.reload(data.run_id));
+        break;
+      case 'log_appended':
+        this.guard(this.logs.appended(data));
+        break;
+      case 'run_started':
+      case 'run_finished':
+        this.metricsSoon();
+        this.guard(this.history.refresh());
+        this.guard(this.runView.reload(data.run_id));
+        break;
+      default:
+        break; // a newer daemon's event type: nothing to show
+    }
+  }
+
+  /** Polling fallback for a daemon without /api/stream. */
+  async poll() {
+    await Promise.all([
+      this.api.get('api/status').then((status) => this.setStatus(status)),
+      this.loadStories(),
+      this.loadMetrics(),
+      this.logs.loadNewer(),
+      this.history.refresh(),
+    ]);
+  }
+
+  route() {
+    const hash = window.location.hash;
+    const run = /^#\/runs\/([^/]+)$/.exec(hash);
+    const story = /^#\/stories\/([^/]+)$/.exec(hash);
+    const showRun = Boolean(run);
+    byId('dashboard-view').hidden = showRun;
+    byId('run-view').hidden = !showRun;
+    if (run) {
+      const runId = decodeURIComponent(run[1]);
+      this.stories.close();
+      document.title = `Run ${runId} · loopdash`;
+      this.guard(this.runView.show(runId));
+      byId('run-title').focus();
+      return;
+    }
+    document.title = 'loopdash';
+    this.runView.runId = null;
+    if (story) this.stories.open(decodeURIComponent(story[1]));
+    else if (hash === '' || hash === '#/') this.stories.close();
+  }
+}
+
+function showSignIn(message) {
+  byId('dashboard-view').hidden = true;
+  byId('run-view').hidden = true;
+  byId('sign-out').hidden = true;
+  byId('signin').hidden = false;
+  byId('signin-error').textContent = message || '';
+  byId('remember').checked = auth.isRemembered();
+  byId('token-input').focus();
+}
+
+async function signIn(token, remember) {
+  const api = new Api(token);
+  let status;
+  try {
+    status = await api.get('api/status');
+  } catch (error) {
+    if (error.isAuth) {
+      auth.forgetToken();
+      showBanner('denied');
+      showSignIn(deniedMessage(error));
+    } else {
+      showSignIn(`Could not reach the daemon (${error.message}). Is it running?`);
+    }
+    return;
+  }
+  auth.keepToken(token, remember);
+  byId('token-input').value = '';
+  byId('signin-error').textContent = '';
+  await new Dashboard(api).start(status);
+}
+
+function main() {
+  new Theme(byId('theme-toggle'));
+  byId('sign-out').addEventListener('click', () => {
+    auth.forgetToken();
+    window.location.reload();
+  });
+  byId('signin-form').addEventListener('submit', (event) => {
+    event.preventDefault();
+    const token = byId('token-input').value.trim();
+    if (!token) {
+      byId('signin-error').textContent = 'Paste the token first.';
+      return;
+    }
+    signIn(token, byId('remember').checked);
+  });
+  const fromFragment = auth.takeTokenFromFragment();
+  const token = fromFragment || auth.storedToken();
+  if (!token) {
+    showBanner('signedout');
+    showSignIn('');
+    return;
+  }
+  signIn(token, auth.isRemembered());
+}
+
+main();

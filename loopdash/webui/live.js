@@ -1,0 +1,136 @@
+// The live connection: a one-use stream ticket, then an EventSource.
+//
+// A ticket is accepted once, so EventSource's own retry (same URL) can never
+// succeed: on any error the page closes the source itself, waits (1, 2, 4, 8,
+// then 15 s), fetches a new ticket and reconnects, resuming after the last
+// event id it saw. The state it reports is what is true right now:
+//   connecting | live | reconnecting (with seconds left) | offline (same) |
+//   polling (this daemon has no stream: the ticket endpoint answers 404) |
+//   denied (the token was refused).
+
+const DELAYS = [1, 2, 4, 8, 15];
+/** After this many failed attempts in a row the banner says "offline". */
+const OFFLINE_AFTER = 3;
+const POLL_SECONDS = 5;
+
+export class LiveConnection {
+  constructor(api, {onMessage, onState, onPoll, onDenied}) {
+    this.api = api;
+    this.onMessage = onMessage;
+    this.onState = onState;
+    this.onPoll = onPoll;
+    this.onDenied = onDenied;
+    this.source = null;
+    this.lastEventId = null;
+    this.failures = 0;
+    this.timer = null;
+    this.stopped = false;
+    this.generation = 0;
+    window.addEventListener('online', () => this.retryNow());
+    window.addEventListener('offline', () => this.report('offline', this.secondsLeft));
+  }
+
+  start() {
+    this.stopped = false;
+    this.connect();
+  }
+
+  stop() {
+    this.stopped = true;
+    this.generation += 1;
+    this.closeSource();
+    clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  retryNow() {
+    if (this.stopped || this.state === 'live' || this.state === 'polling') return;
+    clearInterval(this.timer);
+    this.timer = null;
+    this.connect();
+  }
+
+  report(state, secondsLeft = null) {
+    this.state = state;
+    this.secondsLeft = secondsLeft;
+    this.onState(state, secondsLeft);
+  }
+
+  closeSource() {
+    if (this.source) {
+      this.source.onmessage = null;
+      this.source.onerror = null;
+      this.source.close();
+      this.source = null;
+    }
+  }
+
+  async connect() {
+    const generation = ++this.generation;
+    if (this.failures === 0) this.report('connecting');
+    else this.report(this.state === 'offline' ? 'offline' : 'reconnecting', 0);
+    let ticket;
+    try {
+      ticket = (await this.api.post('api/stream/ticket')).ticket;
+    } catch (error) {
+      if (generation !== this.generation || this.stopped) return;
+      if (error.status === 404 || error.status === 405) return this.poll();
+      if (error.isAuth) {
+        this.report('denied');
+        return this.onDenied(error);
+      }
+      return this.scheduleRetry();
+    }
+    if (generation !== this.generation || this.stopped) return;
+    const params = new URLSearchParams({ticket});
+    if (this.lastEventId) params.set('last_event_id', this.lastEventId);
+    const source = new EventSource(`api/stream?${params.toString()}`);
+    this.source = source;
+    const resumed = this.lastEventId !== null;
+    source.onmessage = (message) => {
+      if (message.lastEventId) this.lastEventId = message.lastEventId;
+      let event;
+      try {
+        event = JSON.parse(message.data);
+      } catch (error) {
+        return; // not one of ours; the contract sends one-line JSON only
+      }
+      if (event.type === 'connected') {
+        this.failures = 0;
+        this.report('live');
+      }
+      this.onMessage(event, {resumed});
+    };
+    // Any error: the browser would retry with the same, already used ticket.
+    source.onerror = () => {
+      if (this.source !== source) return;
+      this.closeSource();
+      this.scheduleRetry();
+    };
+  }
+
+  scheduleRetry() {
+    if (this.stopped) return;
+    this.failures += 1;
+    let left = DELAYS[Math.min(this.failures - 1, DELAYS.length - 1)];
+    const state = () => (this.failures > OFFLINE_AFTER || !navigator.onLine ? 'offline' : 'reconnecting');
+    this.report(state(), left);
+    clearInterval(this.timer);
+    this.timer = setInterval(() => {
+      left -= 1;
+      if (left > 0) return this.report(state(), left);
+      clearInterval(this.timer);
+      this.timer = null;
+      this.connect();
+    }, 1000);
+  }
+
+  /** No stream on this daemon: ask for changes every few seconds instead. */
+  poll() {
+    this.report('polling', POLL_SECONDS);
+    clearInterval(this.timer);
+    this.timer = setInterval(() => {
+      if (!this.stopped) this.onPoll();
+    }, POLL_SECONDS * 1000);
+  }
+}

@@ -1,0 +1,146 @@
+// The progress log: the newest page of entries first, older pages on demand,
+// live appends (an entry may be sent again when it grows), a text filter, and
+// auto-scroll that pauses as soon as the reader scrolls up.
+
+import {h} from './dom.js';
+import {renderLines} from './markdown.js';
+
+const PAGE = 50;
+
+export class LogsView {
+  constructor({api, scroller, list, olderButton, followBox, filterBox, counter}) {
+    this.api = api;
+    this.scroller = scroller;
+    this.list = list;
+    this.olderButton = olderButton;
+    this.followBox = followBox;
+    this.filterBox = filterBox;
+    this.counter = counter;
+    this.start = 0; // index (offset in /api/logs) of the first loaded entry
+    this.entries = []; // {timestamp, lines, element}
+    this.total = 0;
+    this.lastScrollTop = 0;
+    olderButton.addEventListener('click', () => this.loadOlder());
+    followBox.addEventListener('change', () => {
+      if (followBox.checked) this.scrollToEnd();
+    });
+    filterBox.addEventListener('input', () => this.applyFilter());
+    scroller.addEventListener('scroll', () => this.onScroll(), {passive: true});
+  }
+
+  get end() {
+    return this.start + this.entries.length;
+  }
+
+  /** Load the newest page (replacing whatever was shown). */
+  async loadLatest() {
+    const head = await this.api.get('api/logs', {limit: 0});
+    const offset = Math.max(0, head.total - PAGE);
+    const page = await this.api.get('api/logs', {limit: PAGE, offset});
+    this.start = page.offset;
+    this.entries = [];
+    this.list.replaceChildren();
+    this.total = page.total;
+    for (const entry of page.logs) this.appendEntry(entry);
+    this.afterChange(true);
+  }
+
+  /** Fetch entries past the last loaded one (polling, or after a gap in live indexes). */
+  async loadNewer() {
+    const page = await this.api.get('api/logs', {limit: 1000, offset: this.end});
+    if (page.total < this.end) return this.loadLatest(); // the file was replaced (a new run)
+    this.total = page.total;
+    for (const entry of page.logs) this.appendEntry(entry);
+    this.afterChange(page.logs.length > 0);
+  }
+
+  async loadOlder() {
+    if (this.start === 0) return;
+    const offset = Math.max(0, this.start - PAGE);
+    const page = await this.api.get('api/logs', {limit: this.start - offset, offset});
+    const fromBottom = this.scroller.scrollHeight - this.scroller.scrollTop;
+    const nodes = page.logs.map((entry) => this.entryNode(entry));
+    this.entries = [...page.logs.map((entry, i) => ({...entry, element: nodes[i]})), ...this.entries];
+    this.list.prepend(...nodes);
+    this.start = offset;
+    this.total = Math.max(this.total, page.total);
+    this.scroller.scrollTop = this.scroller.scrollHeight - fromBottom; // keep the reader's place
+    this.lastScrollTop = this.scroller.scrollTop;
+    this.afterChange(false);
+    if (this.start === 0) this.list.firstElementChild?.querySelector('h3')?.focus?.();
+  }
+
+  /** A log_appended event: {index, timestamp, lines}. */
+  async appended(entry) {
+    const index = entry.index;
+    if (index < this.start) return;
+    if (index < this.end) {
+      const old = this.entries[index - this.start];
+      const node = this.entryNode(entry);
+      old.element.replaceWith(node);
+      this.entries[index - this.start] = {...entry, element: node};
+      this.afterChange(true);
+    } else if (index === this.end) {
+      this.total = Math.max(this.total, index + 1);
+      this.appendEntry(entry);
+      this.afterChange(true);
+    } else {
+      await this.loadNewer();
+    }
+  }
+
+  appendEntry(entry) {
+    const node = this.entryNode(entry);
+    this.entries.push({...entry, element: node});
+    this.list.append(node);
+  }
+
+  entryNode(entry) {
+    const node = h('li', {class: 'log-entry'},
+      h('article', {},
+        h('h3', {tabindex: -1}, h('time', {}, entry.timestamp || 'Undated entry')),
+        h('div', {class: 'md'}, renderLines(entry.lines || []))));
+    node.hidden = !this.matches(entry);
+    return node;
+  }
+
+  matches(entry) {
+    const needle = this.filterBox.value.trim().toLowerCase();
+    if (!needle) return true;
+    return `${entry.timestamp}\n${(entry.lines || []).join('\n')}`.toLowerCase().includes(needle);
+  }
+
+  applyFilter() {
+    for (const entry of this.entries) entry.element.hidden = !this.matches(entry);
+    this.afterChange(true);
+  }
+
+  afterChange(grew) {
+    this.olderButton.hidden = this.start === 0;
+    this.olderButton.textContent = `Load older entries (${this.start} more)`;
+    const shown = this.entries.filter((e) => !e.element.hidden).length;
+    const filtered = this.filterBox.value.trim() !== '';
+    this.counter.textContent = this.total === 0
+      ? 'No entries in progress.txt yet.'
+      : filtered
+        ? `${shown} of ${this.entries.length} loaded entries match (${this.total} in all).`
+        : `Showing entries ${this.start + 1}–${this.end} of ${this.total}.`;
+    if (grew && this.followBox.checked) this.scrollToEnd();
+  }
+
+  scrollToEnd() {
+    this.scroller.scrollTop = this.scroller.scrollHeight;
+    this.lastScrollTop = this.scroller.scrollTop;
+  }
+
+  onScroll() {
+    const top = this.scroller.scrollTop;
+    const atEnd = this.scroller.scrollHeight - top - this.scroller.clientHeight < 4;
+    if (top < this.lastScrollTop - 2 && !atEnd && this.followBox.checked) {
+      this.followBox.checked = false; // the reader scrolled up: stop following
+    } else if (atEnd && !this.followBox.checked && top > this.lastScrollTop) {
+      this.followBox.checked = true; // back at the newest entry: follow again
+    }
+    this.lastScrollTop = top;
+  }
+}
