@@ -119,7 +119,7 @@ export class RunView {
           cache ? definitions([
             ['Hits', integer(cache.hits)],
             ['Misses', integer(cache.misses)],
-            ['Hit rate', cache.hit_rate === undefined ? '—' : `${cache.hit_rate}%`],
+            ['Hit rate', cache.hit_rate === undefined ? '—' : `${Number(cache.hit_rate).toFixed(1)}%`],
             ['Tokens saved (est.)', integer(cache.saved_tokens_estimate)],
           ]) : h('p', {class: 'muted'}, 'This run recorded no cache statistics.')),
         h('section', {class: 'card', 'aria-labelledby': 'run-parallel-title'},

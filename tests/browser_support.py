@@ -1,0 +1,161 @@
+"""A real daemon in a subprocess and Debian's Chromium, for tests/test_browser.py.
+
+pytest-twisted runs every test in the reactor's greenlet, so the browser tests
+are plain sync tests: the daemon is a ``twistd -n loopdash`` child process and
+Playwright's sync API drives ``/usr/bin/chromium`` (never a downloaded browser).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Iterator
+
+import pytest
+
+from loopdash.sample import RealRun
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+#: Bounds on every wait, in seconds: generous, since the machine is shared.
+START_TIMEOUT = 20.0
+STOP_TIMEOUT = 15.0
+
+
+def require_chromium() -> str:
+    """The Chromium binary; a missing one fails the test loudly (CI installs it, never skip)."""
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(
+            f"{CHROMIUM} is missing: the browser tests need Debian's Chromium "
+            "(apt-get install -y chromium; .ci/run installs it). They never skip.",
+            pytrace=False,
+        )
+    return CHROMIUM
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def twistd_command() -> list[str]:
+    return [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
+
+
+@dataclass
+class DaemonProcess:
+    """``twistd -n loopdash`` on a fixed port, so a restart comes back at the same URL."""
+
+    root: str
+    log_path: str
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def token(self) -> str:
+        with open(os.path.join(self.root, ".claude-loop", "dashboard", "auth_token.txt")) as f:
+            return f.read().strip()
+
+    def start(self) -> None:
+        command = twistd_command() + [
+            "-n", "--pidfile=", "loopdash", "--port", str(self.port), "--root", self.root,
+            "--poll-interval", "0.2",
+        ]
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=self.root)
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"twistd exited with {self.process.returncode}:\n{self.log()}")
+            try:
+                with urllib.request.urlopen(self.url + "/api/health", timeout=2) as answer:
+                    if answer.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.1)
+        raise AssertionError(f"the daemon did not answer within {START_TIMEOUT} s:\n{self.log()}")
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=STOP_TIMEOUT)
+        self.process = None
+
+    def log(self) -> str:
+        with open(self.log_path, encoding="utf-8", errors="replace") as f:
+            return f.read()[-4000:]
+
+    def api(self, path: str) -> Any:
+        """An authenticated GET of the REST API: the expected values of a browser test."""
+        request = urllib.request.Request(self.url + path, headers={"Authorization": f"Bearer {self.token}"})
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            return json.loads(answer.read())
+
+
+def current_run(root: str) -> RealRun:
+    """The newest run of a sample project, as a RealRun that can add iterations."""
+    runs = os.path.join(root, ".claude-loop", "runs")
+    newest = sorted(os.listdir(runs))[-1]
+    with open(os.path.join(runs, newest, "metrics.json"), encoding="utf-8") as f:
+        document = json.load(f)
+    started = datetime.fromisoformat(document["started_at"].replace("Z", "+00:00"))
+    run = RealRun(root, started, iterations=list(document["iterations"]))
+    run.cache_hits = document["cache"]["hits"]
+    run.cache_misses = document["cache"]["misses"]
+    assert run.run_id == newest, "the sample's run ids are local start times"
+    return run
+
+
+def read_prd(root: str) -> dict[str, Any]:
+    with open(os.path.join(root, "prd.json"), encoding="utf-8") as f:
+        document: dict[str, Any] = json.load(f)
+        return document
+
+
+class ConsoleWatch:
+    """Console errors and uncaught exceptions of one page."""
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+
+    def attach(self, page: Any) -> None:
+        page.on("console", lambda message: self.errors.append(f"console.{message.type}: {message.text}")
+                if message.type in ("error", "assert") else None)
+        page.on("pageerror", lambda error: self.errors.append(f"uncaught: {error}"))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.errors)
+
+
+def money(value: float) -> str:
+    """The page's money format (dom.js ``money``)."""
+    return f"${value:.{3 if abs(value) < 1 else 2}f}"

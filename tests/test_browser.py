@@ -1,0 +1,547 @@
+"""The web dashboard in a real headless Chromium against a real daemon process.
+
+Each test starts ``twistd -n loopdash`` on a sample project (tests/browser_support.py)
+and reads the values the page must show from the REST API, so nothing here is a
+hard-coded answer. Screenshots and the page weight land in the test's tmp folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from loopdash.sample import append_progress, create_sample_project, progress_entry, write_flat_run, write_prd
+from tests.browser_support import (
+    CHROMIUM_ARGS,
+    ConsoleWatch,
+    DaemonProcess,
+    current_run,
+    money,
+    read_prd,
+    require_chromium,
+)
+
+#: Upper bound of every wait for the page, in milliseconds.
+WAIT = 20_000
+DESKTOP = {"width": 1280, "height": 900}
+PHONE = {"width": 390, "height": 844}
+
+Page = Any
+OpenPage = Callable[..., tuple[Page, ConsoleWatch]]
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Any]:
+    executable = require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def project(tmp_path: Any) -> str:
+    """The sample project plus one story blocked by an unfinished dependency."""
+    root = os.path.join(str(tmp_path), "project")
+    create_sample_project(root)
+    stories = read_prd(root)["userStories"]
+    stories.append({
+        "id": "US-009", "title": "Release notes for the dashboard", "description": "Tell users about it.",
+        "acceptanceCriteria": ["Mentions the web page"], "priority": 6, "passes": False, "notes": "",
+        "estimatedComplexity": "simple", "dependencies": ["US-008"],
+    })
+    write_prd(root, stories)
+    return root
+
+
+@pytest.fixture
+def daemon(project: str, tmp_path: Any) -> Iterator[DaemonProcess]:
+    process = DaemonProcess(project, os.path.join(str(tmp_path), "twistd.log"))
+    process.start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def open_page(chromium: Any) -> Iterator[OpenPage]:
+    """Open a page in a fresh browser context (its own storage); all are closed after the test."""
+    contexts: list[Any] = []
+
+    def open_(viewport: dict[str, int] = DESKTOP, color_scheme: str = "light", context: Any = None) -> tuple[Page, ConsoleWatch]:
+        if context is None:
+            context = chromium.new_context(viewport=viewport, color_scheme=color_scheme)
+            contexts.append(context)
+        page = context.new_page()
+        page.set_default_timeout(WAIT)
+        watch = ConsoleWatch()
+        watch.attach(page)
+        return page, watch
+
+    yield open_
+    for context in contexts:
+        context.close()
+
+
+def expect(locator: Any) -> Any:
+    from playwright.sync_api import expect as playwright_expect
+
+    return playwright_expect(locator)
+
+
+def sign_in(page: Page, daemon: DaemonProcess, route: str = "") -> None:
+    page.goto(f"{daemon.url}/#token={daemon.token}")
+    expect(page.locator("#connection-state")).to_have_text("Live", timeout=WAIT)
+    if route:
+        page.goto(f"{daemon.url}/{route}")
+
+
+def story_states(page: Page) -> dict[str, str]:
+    states: dict[str, str] = page.eval_on_selector_all(
+        "#story-grid li", "items => Object.fromEntries(items.map(li => [li.dataset.storyId, li.dataset.state]))"
+    )
+    return states
+
+
+# -- signing in -----------------------------------------------------------------
+
+
+def test_sign_in_from_the_fragment_keeps_the_token_for_the_tab_only(
+    daemon: DaemonProcess, open_page: OpenPage
+) -> None:
+    page, console = open_page()
+    sign_in(page, daemon)
+    assert "token" not in page.url
+    assert page.url == f"{daemon.url}/"
+    assert page.evaluate("sessionStorage.getItem('loopdash.token')") == daemon.token
+    assert page.evaluate("localStorage.getItem('loopdash.token')") is None
+    expect(page.locator("#signin")).to_be_hidden()
+    expect(page.locator("#dashboard-view")).to_be_visible()
+    assert list(console) == []
+
+
+def test_sign_in_from_the_form_can_remember_the_token_on_this_device(
+    daemon: DaemonProcess, open_page: OpenPage
+) -> None:
+    page, console = open_page()
+    page.goto(daemon.url + "/")
+    form = page.locator("#signin")
+    expect(form).to_be_visible()
+    expect(form).to_contain_text(".claude-loop/dashboard/auth_token.txt")
+    expect(page.locator("#connection-state")).to_have_text("Not signed in")
+    page.get_by_label("API token").fill(daemon.token)
+    page.get_by_label("Remember on this device").check()
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#connection-state")).to_have_text("Live")
+    expect(form).to_be_hidden()
+    assert page.evaluate("localStorage.getItem('loopdash.token')") == daemon.token
+
+    # Remembered: a new tab of the same browser profile goes straight in.
+    second, second_console = open_page(context=page.context)
+    second.goto(daemon.url + "/")
+    expect(second.locator("#connection-state")).to_have_text("Live")
+    expect(second.locator("#signin")).to_be_hidden()
+
+    # Signing out forgets it.
+    second.get_by_role("button", name="Sign out").click()
+    expect(second.locator("#signin")).to_be_visible()
+    assert second.evaluate("localStorage.getItem('loopdash.token')") is None
+    assert list(console) == [] and list(second_console) == []
+
+
+def test_a_wrong_token_is_refused_plainly(daemon: DaemonProcess, open_page: OpenPage) -> None:
+    page, console = open_page()
+    page.goto(f"{daemon.url}/#token=not-the-token")
+    error = page.locator("#signin-error")
+    expect(error).to_contain_text("That token is wrong")
+    expect(error).to_contain_text("403")
+    expect(page.locator("#dashboard-view")).to_be_hidden()
+    assert "not-the-token" not in page.url
+    assert page.evaluate("sessionStorage.getItem('loopdash.token')") is None
+
+    page.get_by_label("API token").fill(daemon.token + "x")
+    page.get_by_role("button", name="Sign in").click()
+    expect(error).to_contain_text("That token is wrong")
+    page.get_by_label("API token").fill(daemon.token)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#connection-state")).to_have_text("Live")
+    expect(error).to_be_empty()
+    # The only errors are the browser's own notes about the two refused requests.
+    assert [e for e in console if "status of 403" not in e] == []
+    assert len(console.errors) == 2
+
+
+# -- what the page shows --------------------------------------------------------
+
+
+def test_every_section_shows_the_projects_values(daemon: DaemonProcess, open_page: OpenPage) -> None:
+    status = daemon.api("/api/status")
+    metrics = daemon.api("/api/metrics")
+    logs = daemon.api("/api/logs?limit=1000")
+    history = daemon.api("/api/history")
+    page, console = open_page()
+    sign_in(page, daemon)
+
+    # Execution
+    assert status["is_running"] and status["current_story"]["id"] == "US-005"
+    expect(page.locator("#run-state")).to_contain_text("Running")
+    expect(page.locator("#run-state")).to_contain_text(status["run_id"])
+    expect(page.locator("#current-story")).to_contain_text(f"US-005 {status['current_story']['title']}")
+    expect(page.locator("#progress-label")).to_contain_text(
+        f"{status['completed_stories']} of {status['total_stories']} stories complete ({status['progress_pct']:.1f}%)"
+    )
+    assert page.locator("#progress").evaluate("p => [p.value, p.max]") == [
+        status["completed_stories"], status["total_stories"]]
+    expect(page.locator("#cost")).to_have_text(money(status["cost_so_far"]))
+    expect(page.locator("#eta")).not_to_have_text("—")
+    elapsed = page.locator("#elapsed").inner_text()
+    page.wait_for_function("before => document.querySelector('#elapsed').textContent !== before", arg=elapsed)
+
+    # Stories: coloured by state, with priority and complexity
+    assert story_states(page) == {
+        "US-001": "completed", "US-002": "completed", "US-003": "completed", "US-004": "completed",
+        "US-005": "in-progress", "US-006": "completed", "US-007": "completed", "US-008": "pending",
+        "US-009": "blocked",
+    }
+    card = page.locator("#story-grid li[data-story-id='US-004']")
+    expect(card).to_contain_text("Priority 2")
+    expect(card).to_contain_text("complex")
+    expect(page.locator("#stories-summary")).to_have_text("6 completed · 1 in progress · 1 blocked · 1 pending")
+    colours = {state: page.locator(f"#story-grid li[data-state='{state}'] a").first.evaluate(
+        "a => getComputedStyle(a).borderLeftColor") for state in ("completed", "in-progress", "pending", "blocked")}
+    assert len(set(colours.values())) == 4, colours
+
+    # Charts of the current run: one mark per iteration on each chart
+    expect(page.locator("#charts-run")).to_contain_text(metrics["run_id"])
+    iterations = len(metrics["iterations"])
+    assert page.locator("[data-chart='cost'] .mark").count() == iterations
+    assert page.locator("[data-chart='tokens'] .bar").count() == 2 * iterations
+    assert page.locator("[data-chart='duration'] .bar").count() == iterations
+
+    # Logs: every entry, newest at the bottom, markdown rendered
+    entries = page.locator("#log-list > li")
+    expect(entries).to_have_count(logs["total"])
+    expect(entries.last).to_contain_text(logs["logs"][-1]["timestamp"])
+    expect(entries.first.locator("strong").first).to_have_text("Story")
+    expect(entries.first.locator("code").first).to_have_text("log_provider_usage_jsonl()")
+    expect(page.locator("#log-counter")).to_have_text(f"Showing entries 1–{logs['total']} of {logs['total']}.")
+
+    # History: newest first
+    rows = page.locator("#runs-body tr")
+    expect(rows).to_have_count(len(history["runs"]))
+    for row, run in zip(rows.all(), history["runs"]):
+        expect(row.locator("th")).to_have_text(run["run_id"])
+        expect(row).to_contain_text(money(run["total_cost"]))
+    assert list(console) == []
+
+
+def test_a_story_opens_its_detail_from_the_keyboard_with_links_to_its_dependencies(
+    daemon: DaemonProcess, open_page: OpenPage
+) -> None:
+    stories = {s["id"]: s for s in daemon.api("/api/stories")["stories"]}
+    page, console = open_page()
+    sign_in(page, daemon)
+    page.locator("#theme-toggle").focus()
+    for _ in range(60):  # Tab through the page until the in-progress story card has focus
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.closest('li')?.dataset.storyId") == "US-005":
+            break
+    else:
+        raise AssertionError("the US-005 card is not reachable with Tab")
+    page.keyboard.press("Enter")
+    dialog = page.locator("#story-dialog")
+    expect(dialog).to_be_visible()
+    assert page.url.endswith("#/stories/US-005")
+    story = stories["US-005"]
+    expect(dialog.locator("h2")).to_have_text(f"US-005 {story['title']}")
+    expect(dialog).to_contain_text(story["description"])
+    expect(dialog.locator(".criteria li")).to_have_text(story["acceptanceCriteria"])
+    expect(dialog).to_contain_text("In progress")
+    expect(dialog).to_contain_text("high")
+    expect(dialog.locator(".deps a")).to_have_text(story["dependencies"])
+
+    dialog.get_by_role("link", name="US-002").click()
+    expect(dialog.locator("h2")).to_have_text(f"US-002 {stories['US-002']['title']}")
+    expect(dialog.locator(".story-notes")).to_have_text(stories["US-002"]["notes"])
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+    assert list(console) == []
+
+
+def test_logs_escape_markup_filter_and_page_older_entries(
+    project: str, tmp_path: Any, open_page: OpenPage
+) -> None:
+    for n in range(60):
+        append_progress(project, progress_entry(f"2026-01-0{n % 9 + 1} 10:{n:02d}:00", f"US-{100 + n}", f"Entry {n}",
+                                                "Complete", [f"Bullet of entry {n}"]))
+    append_progress(project, progress_entry("2026-01-10 10:00:00", "US-999", "<img src=x id=injected>",
+                                            "Complete", ["`<script>alert(1)</script>` stays text", "**bold** and *em*"]))
+    daemon = DaemonProcess(project, os.path.join(str(tmp_path), "twistd.log"))
+    daemon.start()
+    try:
+        total = daemon.api("/api/logs?limit=0")["total"]
+        page, console = open_page()
+        sign_in(page, daemon)
+        entries = page.locator("#log-list > li")
+        expect(entries).to_have_count(50)
+        last = entries.last
+        expect(last).to_contain_text("<img src=x id=injected>")
+        assert page.locator("#injected").count() == 0
+        expect(last.locator("code")).to_have_text("<script>alert(1)</script>")
+        expect(last.locator("li strong")).to_have_text("bold")
+        expect(last.locator("li em")).to_have_text("em")
+        # Newest at the bottom, scrolled into view while following
+        assert page.locator("#log-scroll").evaluate("s => s.scrollHeight - s.scrollTop - s.clientHeight < 4")
+
+        # Scrolling up pauses auto-scroll
+        page.locator("#log-scroll").evaluate("s => s.scrollBy(0, -400)")
+        expect(page.get_by_label("Follow new entries")).not_to_be_checked()
+
+        # Load older: the first entries of progress.txt appear above
+        older = page.get_by_role("button", name="Load older entries")
+        expect(older).to_contain_text(f"{total - 50} more")
+        older.click()
+        expect(entries).to_have_count(total)
+        expect(older).to_be_hidden()
+        expect(entries.first).to_contain_text("US-001")
+
+        page.get_by_label("Filter").fill("Entry 42")
+        visible = page.locator("#log-list > li:not([hidden])")
+        expect(visible).to_have_count(1)
+        expect(visible).to_contain_text("Bullet of entry 42")
+        expect(page.locator("#log-counter")).to_contain_text(f"1 of {total} loaded entries match")
+        assert list(console) == []
+    finally:
+        daemon.stop()
+
+
+def test_charts_show_an_iterations_values_on_hover_and_from_the_keyboard(
+    daemon: DaemonProcess, open_page: OpenPage
+) -> None:
+    run_id = daemon.api("/api/history")["runs"][1]["run_id"]
+    iterations = daemon.api(f"/api/runs/{run_id}")["metrics"]["iterations"]
+    failed = next(i for i, it in enumerate(iterations) if it["status"] == "failure")
+    page, console = open_page()
+    sign_in(page, daemon, f"#/runs/{run_id}")
+    cost = page.locator("#run-body [data-chart='cost'] svg")
+    expect(cost).to_be_visible()
+    assert page.locator("#run-body [data-chart='cost'] .mark.bad").count() == 1
+    assert page.locator("#run-body [data-chart='duration'] .cross").count() == 1
+    ticks = page.locator("#run-body [data-chart='cost'] .grid text").all_text_contents()
+    assert "$0" in ticks and "#1" in ticks
+
+    mark = page.locator("#run-body [data-chart='cost'] .mark").nth(failed)
+    mark.hover()
+    tooltip = page.locator(".chart-tooltip")
+    expect(tooltip).to_be_visible()
+    it = iterations[failed]
+    expect(tooltip).to_contain_text(f"Iteration {it['iteration']}: {it['story_id']}")
+    expect(tooltip).to_contain_text("Result: failure")
+    expect(tooltip).to_contain_text(f"Cost: {money(it['cost'])}")
+
+    cost.focus()
+    page.keyboard.press("Home")
+    expect(tooltip).to_contain_text(f"Iteration 1: {iterations[0]['story_id']}")
+    page.keyboard.press("ArrowRight")
+    expect(tooltip).to_contain_text(f"Iteration 2: {iterations[1]['story_id']}")
+    page.keyboard.press("Escape")
+    expect(tooltip).to_be_hidden()
+    assert list(console) == []
+
+
+def test_a_run_detail_page_loads_from_its_url(daemon: DaemonProcess, open_page: OpenPage) -> None:
+    run_id = daemon.api("/api/history")["runs"][1]["run_id"]
+    detail = daemon.api(f"/api/runs/{run_id}")
+    page, console = open_page()
+    sign_in(page, daemon)
+    page.goto(f"{daemon.url}/#/runs/{run_id}")
+    page.reload()  # loaded from the URL alone (the tab keeps its token)
+    expect(page.locator("#run-title")).to_have_text(f"Run {run_id}")
+    expect(page.locator("#dashboard-view")).to_be_hidden()
+    assert page.title() == f"Run {run_id} · loopdash"
+    rows = page.locator("#run-body table.iterations tbody tr")
+    expect(rows).to_have_count(len(detail["metrics"]["iterations"]))
+    failures = sum(1 for it in detail["metrics"]["iterations"] if it["status"] == "failure")
+    expect(page.locator("#run-body .result-bad")).to_have_count(failures)
+    expect(page.locator("#run-body")).to_contain_text(f"{detail['metrics']['cache']['hit_rate']:.1f}%")
+    expect(page.locator("#run-body")).to_contain_text(money(detail["summary"]["total_cost"]))
+    expect(page.locator("#run-body")).to_contain_text("Parallel execution")
+    expect(page.locator("#run-body [data-chart='cost'] .mark")).to_have_count(len(detail["metrics"]["iterations"]))
+
+    page.get_by_role("link", name="← Back to the dashboard").click()
+    expect(page.locator("#dashboard-view")).to_be_visible()
+    page.goto(f"{daemon.url}/#/runs/20000101_000000")
+    expect(page.locator("#run-body")).to_contain_text("There is no run 20000101_000000")
+    # The browser notes the API's 404 for the unknown run; nothing else may complain.
+    assert [e for e in console if "status of 404" not in e] == []
+
+
+def test_history_pages_through_runs_newest_first(project: str, tmp_path: Any, open_page: OpenPage) -> None:
+    base = datetime(2025, 6, 1, 12, 0, tzinfo=timezone.utc)
+    for n in range(12):
+        moment = base + timedelta(days=n)
+        write_flat_run(project, moment.strftime("%Y%m%d_%H%M%S"), [
+            {"story_id": "US-001", "status": "success", "elapsed_ms": 60000, "tokens_in": 100,
+             "tokens_out": 50, "cost": 0.01 * (n + 1), "agents_used": []}], 60, moment.isoformat())
+    daemon = DaemonProcess(project, os.path.join(str(tmp_path), "twistd.log"))
+    daemon.start()
+    try:
+        runs = daemon.api("/api/history?limit=100")
+        page, console = open_page()
+        sign_in(page, daemon)
+        rows = page.locator("#runs-body tr th")
+        expect(rows).to_have_text([r["run_id"] for r in runs["runs"][:10]])
+        expect(page.locator("#runs-counter")).to_have_text(f"Runs 1–10 of {runs['total']}, newest first.")
+        expect(page.get_by_role("button", name="Newer runs")).to_be_disabled()
+        page.get_by_role("button", name="Older runs").click()
+        expect(rows).to_have_text([r["run_id"] for r in runs["runs"][10:]])
+        expect(page.get_by_role("button", name="Older runs")).to_be_disabled()
+        rows.first.get_by_role("link").click()
+        expect(page.locator("#run-title")).to_have_text(f"Run {runs['runs'][10]['run_id']}")
+        assert list(console) == []
+    finally:
+        daemon.stop()
+
+
+# -- live -------------------------------------------------------------------------
+
+
+def make_progress(root: str, daemon: DaemonProcess, note: str) -> dict[str, Any]:
+    """The loop finishes US-005: prd.json, metrics.json and progress.txt change as a real loop writes them."""
+    stories = read_prd(root)["userStories"]
+    story = next(s for s in stories if s["id"] == "US-005")
+    story.update(passes=True, notes=note)
+    run = current_run(root)
+    now = datetime.now(timezone.utc)
+    iteration = run.add_iteration("US-005", story["title"], now, 240000, "complete", tokens_in=20000, tokens_out=6000)
+    run.write_metrics(now)
+    append_progress(root, progress_entry(now.strftime("%Y-%m-%d %H:%M:%S"), "US-005", story["title"], "Complete",
+                                         [f"Added the **worker pool** ({note})", "Wrote `pool.py`"]))
+    write_prd(root, stories)
+    return iteration
+
+
+def test_changes_to_the_loop_files_appear_without_a_reload(
+    project: str, daemon: DaemonProcess, open_page: OpenPage
+) -> None:
+    before = daemon.api("/api/status")
+    logs_before = daemon.api("/api/logs?limit=0")["total"]
+    iterations_before = len(daemon.api("/api/metrics")["iterations"])
+    page, console = open_page()
+    sign_in(page, daemon)
+    page.evaluate("window.stillTheSamePage = true")
+
+    make_progress(project, daemon, "live test")
+
+    expect(page.locator("#story-grid li[data-story-id='US-005']")).to_have_attribute("data-state", "completed")
+    expect(page.locator("#progress-label")).to_contain_text(
+        f"{before['completed_stories'] + 1} of {before['total_stories']} stories complete")
+    expect(page.locator("[data-chart='cost'] .mark")).to_have_count(iterations_before + 1)
+    entries = page.locator("#log-list > li")
+    expect(entries).to_have_count(logs_before + 1)
+    expect(entries.last.locator("strong", has_text="worker pool")).to_be_visible()  # followed to the bottom
+    expect(page.locator("#current-story")).not_to_contain_text("US-005")
+    status = daemon.api("/api/status")
+    expect(page.locator("#cost")).to_have_text(money(status["cost_so_far"]))
+    assert page.evaluate("window.stillTheSamePage") is True
+    assert list(console) == []
+
+
+def test_a_daemon_restart_shows_reconnecting_then_live_without_user_action(
+    project: str, daemon: DaemonProcess, open_page: OpenPage
+) -> None:
+    page, console = open_page()
+    sign_in(page, daemon)
+    page.evaluate("window.stillTheSamePage = true")
+    banner = page.locator("#connection-state")
+
+    daemon.stop()
+    expect(banner).to_have_text("Reconnecting")
+    expect(page.locator("#connection-detail")).to_contain_text(" s")
+    daemon.start()
+    expect(banner).to_have_text("Live", timeout=40_000)
+    assert page.evaluate("window.stillTheSamePage") is True
+
+    # The new connection carries changes again.
+    make_progress(project, daemon, "after restart")
+    expect(page.locator("#story-grid li[data-story-id='US-005']")).to_have_attribute("data-state", "completed")
+    expect(page.locator("#log-list > li").last).to_contain_text("after restart")
+    # While the daemon was down the browser noted the refused connections; nothing else.
+    assert [e for e in console if "ERR_CONNECTION_REFUSED" not in e] == []
+
+
+def test_without_a_stream_the_page_polls_and_says_so(
+    project: str, daemon: DaemonProcess, open_page: OpenPage
+) -> None:
+    page, console = open_page()
+    # An older daemon without /api/stream: its ticket endpoint answers 404.
+    page.route("**/api/stream/ticket", lambda route: route.fulfill(
+        status=404, content_type="application/json", body=json.dumps({"error": "Not found"})))
+    page.goto(f"{daemon.url}/#token={daemon.token}")
+    expect(page.locator("#connection-state")).to_have_text("Polling")
+    expect(page.locator("#connection-detail")).to_contain_text("no live stream")
+    make_progress(project, daemon, "polled")
+    expect(page.locator("#story-grid li[data-story-id='US-005']")).to_have_attribute("data-state", "completed")
+    expect(page.locator("#log-list > li").last).to_contain_text("polled")
+    assert [e for e in console if "status of 404" not in e] == []
+
+
+# -- looks ----------------------------------------------------------------------
+
+
+def test_screenshots_at_desktop_and_phone_widths_and_the_first_load_weight(
+    daemon: DaemonProcess, open_page: OpenPage, tmp_path: Any
+) -> None:
+    out = tmp_path / "screenshots"
+    out.mkdir()
+    page, console = open_page(DESKTOP, "light")
+    sign_in(page, daemon)
+    expect(page.locator("[data-chart='cost'] svg")).to_be_visible()
+    weight = page.evaluate("""() => {
+        const nav = performance.getEntriesByType('navigation')[0];
+        const resources = performance.getEntriesByType('resource');
+        const assets = resources.filter(r => r.name.includes('/assets/'));
+        const api = resources.filter(r => r.name.includes('/api/'));
+        const sum = (list, key) => list.reduce((n, r) => n + r[key], 0);
+        return {page: nav.transferSize, assets: sum(assets, 'transferSize'), api: sum(api, 'transferSize'),
+                assets_decoded: sum(assets, 'decodedBodySize'), files: assets.length};
+    }""")
+    (tmp_path / "page-weight.json").write_text(json.dumps(weight, indent=2))
+    assert weight["files"] >= 10 and weight["assets"] > 0
+    assert weight["assets"] < weight["assets_decoded"]  # served gzipped
+    page.screenshot(path=str(out / "desktop-light.png"), full_page=True)
+
+    # Assets have versioned names and a long cache lifetime: a reload fetches only the page.
+    page.reload()
+    expect(page.locator("#connection-state")).to_have_text("Live")
+    reloaded = page.evaluate(
+        "performance.getEntriesByType('resource').filter(r => r.name.includes('/assets/')).map(r => r.transferSize)")
+    assert reloaded and all(size == 0 for size in reloaded), reloaded
+
+    phone, phone_console = open_page(PHONE, "dark")
+    sign_in(phone, daemon)
+    expect(phone.locator("[data-chart='cost'] svg")).to_be_visible()
+    assert phone.evaluate("document.documentElement.scrollWidth <= window.innerWidth")  # no sideways scrolling
+    background = phone.evaluate("getComputedStyle(document.body).backgroundColor")
+    phone.screenshot(path=str(out / "phone-dark.png"), full_page=True)
+
+    # The toggle overrides the system preference.
+    phone.get_by_role("button", name="Theme: auto (switch theme)").click()
+    assert phone.evaluate("document.documentElement.dataset.theme") == "light"
+    assert phone.evaluate("getComputedStyle(document.body).backgroundColor") != background
+    run_id = daemon.api("/api/history")["runs"][1]["run_id"]
+    phone.goto(f"{daemon.url}/#/runs/{run_id}")
+    expect(phone.locator("#run-body table.iterations")).to_be_visible()
+    phone.screenshot(path=str(out / "phone-light-run.png"), full_page=True)
+    page.goto(f"{daemon.url}/#/stories/US-005")
+    expect(page.locator("#story-dialog")).to_be_visible()
+    page.screenshot(path=str(out / "desktop-story-detail.png"))
+    assert sorted(p.name for p in out.iterdir()) == [
+        "desktop-light.png", "desktop-story-detail.png", "phone-dark.png", "phone-light-run.png"]
+    print(f"screenshots in {out}; first load: {weight}")
+    assert list(console) == [] and list(phone_console) == []
