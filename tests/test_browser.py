@@ -89,8 +89,10 @@ def open_page(chromium: Any) -> Iterator[OpenPage]:
 
 
 def expect(locator: Any) -> Any:
+    """Playwright's expect, bounded by WAIT (its default, 5 s, is short on a shared machine)."""
     from playwright.sync_api import expect as playwright_expect
 
+    playwright_expect.set_options(timeout=WAIT)
     return playwright_expect(locator)
 
 
