@@ -25,6 +25,7 @@ from loopdash import API_VERSION, __version__
 from loopdash.auth import Denied, TokenFile, bearer_token, check_token
 from loopdash.encoding import encode_json
 from loopdash.live import LiveProject
+from loopdash.meter import NULL_METER, Meter
 from loopdash.project import Project
 from loopdash.stream import StreamHub, TicketBook
 from loopdash.status import iso_utc
@@ -81,8 +82,9 @@ def query_int(request: IRequest, name: str, default: int, maximum: int) -> int:
 
 Handler = TypeVar("Handler", bound=Callable[..., Any])
 
-#: How a route authenticates: the bearer token, the token or a stream ticket, or not at all.
-Auth = Literal["token", "token_or_ticket", "public"]
+#: How a route authenticates: the bearer token, the token or a stream ticket, not at
+#: all, or (``metrics``) the token unless the daemon serves its metrics publicly.
+Auth = Literal["token", "token_or_ticket", "public", "metrics"]
 
 
 def api_route(
@@ -106,6 +108,8 @@ def api_route(
                 self.authenticate(request)
             elif auth == "token_or_ticket":
                 self.authenticate_stream(request)
+            elif auth == "metrics" and not self.metrics_public:
+                self.authenticate(request)
             result = handler(self, request, **kwargs)
             if raw:
                 return result
@@ -134,10 +138,14 @@ class DashboardAPI:
         hub: StreamHub,
         tickets: TicketBook,
         live: LiveProject | None = None,
+        meter: Meter = NULL_METER,
+        metrics_public: bool = False,
     ) -> None:
         self.project = project
         #: Shared snapshots and encoded answers: requests cost what changed.
         self.live = live or LiveProject(project, clock, stale_after)
+        self.meter = meter
+        self.metrics_public = metrics_public
         self.tokens = tokens
         self.clock = clock
         self.stale_after = stale_after
@@ -239,12 +247,24 @@ class DashboardAPI:
         self._known_run(run_id)
         return self.live.run_body(run_id)
 
+    @api_route(app, "/metrics", auth="metrics", raw=True)
+    def prometheus_metrics(self, request: IRequest) -> object:
+        accept = request.getHeader(b"accept")
+        scrape = self.meter.exposition(accept.decode("latin-1") if accept is not None else None)
+        if scrape is None:
+            raise ApiError(404, "Not found")
+        content_type, body = scrape
+        request.setHeader(b"Content-Type", content_type.encode("ascii"))
+        request.setHeader(b"Cache-Control", b"no-store")
+        return body
+
     # -- errors: each leaves as JSON, registered once --------------------------
 
     @app.handle_errors(Denied)
     def _denied(self, request: IRequest, failure: Failure) -> bytes:
         error = failure.value
         assert isinstance(error, Denied)
+        self.meter.auth_failed(error.status)
         if error.status == 401:
             request.setHeader(b"WWW-Authenticate", b'Bearer realm="loopdash"')
         return json_body(request, {"error": error.message}, error.status)

@@ -7,13 +7,24 @@ handling untouched.
 
 from __future__ import annotations
 
-from typing import Sequence
+import time
+from typing import Callable, Sequence
 
+from twisted.web.http import Request
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, Resource
 
+from loopdash.meter import NULL_METER, OTHER_ROUTE, Meter, method_label
+
 ALLOWED_METHODS = b"GET, HEAD, POST, OPTIONS"
 ALLOWED_HEADERS = b"Authorization, Content-Type, Last-Event-ID, Cache-Control"
+
+#: Served by the API even when a pages resource takes every other non-/api/ path.
+METRICS_PATH = b"/metrics"
+
+
+def no_route(method: bytes, path: bytes) -> str:
+    return OTHER_ROUTE
 
 
 class CorsPolicy:
@@ -45,29 +56,57 @@ class CorsPolicy:
 class FrontResource(Resource):
     """Adds CORS and security headers, answers CORS preflight, delegates the rest.
 
-    ``/api/...`` goes to the API; every other path to ``pages`` (the web
-    dashboard) when there is one, else to the API too (which answers 404 JSON).
+    ``/api/...`` and ``/metrics`` go to the API; every other path to ``pages``
+    (the web dashboard) when there is one, else to the API too (which answers
+    404 JSON). Every request is counted and timed here, once, under the route
+    template ``route_of`` names for it.
     """
 
     isLeaf = True
 
-    def __init__(self, api: IResource, cors: CorsPolicy, pages: IResource | None = None) -> None:
+    def __init__(
+        self,
+        api: IResource,
+        cors: CorsPolicy,
+        pages: IResource | None = None,
+        meter: Meter = NULL_METER,
+        route_of: Callable[[bytes, bytes], str] = no_route,
+        timer: Callable[[], float] = time.perf_counter,
+    ) -> None:
         Resource.__init__(self)
         self._api = api
         self._pages = pages
         self._cors = cors
+        self._meter = meter
+        self._route_of = route_of
+        self._timer = timer
 
     def render(self, request: IRequest) -> bytes | int:
+        if isinstance(request, Request):  # always, from a Site; not from a test's stand-in
+            self._measure(request)
         self._cors.apply(request)
         request.setHeader(b"X-Content-Type-Options", b"nosniff")
         request.setHeader(b"Referrer-Policy", b"no-referrer")
         if request.method == b"OPTIONS":
             return self._options(request)
         target = self._api
-        if self._pages is not None and not request.path.startswith(b"/api/"):
+        if self._pages is not None and not (
+            request.path.startswith(b"/api/") or request.path == METRICS_PATH
+        ):
             target = self._pages
         result: bytes | int = target.render(request)
         return result
+
+    def _measure(self, request: Request) -> None:
+        started = self._timer()
+        route = self._route_of(request.method, request.path)
+        method = method_label(request.method)
+
+        def finished(_: object) -> None:
+            # Also when the client went away (an event stream's usual end).
+            self._meter.request_finished(route, method, request.code, self._timer() - started)
+
+        request.notifyFinish().addBoth(finished)
 
     def _options(self, request: IRequest) -> bytes:
         if request.getHeader(b"access-control-request-method") is not None:

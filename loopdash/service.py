@@ -21,9 +21,13 @@ from twisted.web.server import Site
 from loopdash.accesslog import AccessLogSite
 from loopdash.api import DashboardAPI
 from loopdash.auth import TokenFile, default_token_path, ensure_token
+from loopdash.filecache import Reporter
 from loopdash.front import CorsPolicy, FrontResource
 from loopdash.live import LiveProject
+from loopdash.loop_metrics import LoopCollector
+from loopdash.meter import Meter, file_kind, route_label
 from loopdash.project import Project
+from loopdash.prometheus import PrometheusMeter
 from loopdash.status import DEFAULT_STALE_AFTER
 from loopdash.stream import StreamHub, TicketBook
 from loopdash.watcher import Watcher
@@ -44,6 +48,8 @@ class DashboardConfig:
     poll_interval: float = 1.0
     keepalive: float = 30.0
     use_inotify: bool = True
+    #: Serve /metrics without the bearer token (for a scraper on the same host).
+    metrics_public: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -58,6 +64,16 @@ def tcp_endpoint(port: int, host: str) -> str:
 
 def report_bad_file(path: str, reason: str) -> None:
     log.warn("Cannot read {path}: {reason} (serving its last good reading, if any)", path=path, reason=reason)
+
+
+def counting_reporter(meter: Meter) -> Reporter:
+    """Report a bad file as :func:`report_bad_file` does, and count it by kind."""
+
+    def report(path: str, reason: str) -> None:
+        report_bad_file(path, reason)
+        meter.file_unreadable(file_kind(path))
+
+    return report
 
 
 class ListeningService(StreamServerEndpointService):
@@ -95,15 +111,19 @@ class Dashboard:
     web: ListeningService
     hub: StreamHub
     watcher: Watcher
+    meter: PrometheusMeter
 
 
 def build_dashboard(config: DashboardConfig, reactor: Any) -> Dashboard:
     root = os.path.abspath(config.root)
     if ensure_token(config.token_path):
         log.info("Created a new API token in {path}", path=config.token_path)
-    project = Project(root, report=report_bad_file)
-    hub = StreamHub(reactor, keepalive=config.keepalive)
+    meter = PrometheusMeter()
+    project = Project(root, report=counting_reporter(meter))
+    hub = StreamHub(reactor, keepalive=config.keepalive, meter=meter)
+    meter.count_streams(lambda: len(hub.subscribers))
     live = LiveProject(project, reactor, config.stale_after)
+    meter.register(LoopCollector(live, reactor, config.stale_after))
     api = DashboardAPI(
         project,
         TokenFile(config.token_path),
@@ -112,8 +132,16 @@ def build_dashboard(config: DashboardConfig, reactor: Any) -> Dashboard:
         hub,
         TicketBook(reactor),
         live=live,
+        meter=meter,
+        metrics_public=config.metrics_public,
     )
-    front = FrontResource(api.resource(), CorsPolicy(config.cors_origins), pages=web_pages())
+    front = FrontResource(
+        api.resource(),
+        CorsPolicy(config.cors_origins),
+        pages=web_pages(),
+        meter=meter,
+        route_of=lambda method, path: route_label(api.app.url_map, method, path),
+    )
     site = AccessLogSite(front, reactor)
     service = MultiService()
     # The watcher starts first and stops last: MultiService stops children in
@@ -126,9 +154,10 @@ def build_dashboard(config: DashboardConfig, reactor: Any) -> Dashboard:
         config.poll_interval,
         config.use_inotify,
         live=live,
+        meter=meter,
     )
     service.addService(watcher)
     endpoint = serverFromString(reactor, config.listen)
     web = ListeningService(endpoint, site)
     service.addService(web)
-    return Dashboard(config, project, api, site, service, web, hub, watcher)
+    return Dashboard(config, project, api, site, service, web, hub, watcher, meter)

@@ -23,6 +23,7 @@ from twisted.logger import Logger
 from twisted.web.server import Request
 from zope.interface import implementer
 
+from loopdash.meter import NULL_METER, Meter
 from loopdash.status import iso_utc
 
 RETRY_MS = 3000
@@ -158,8 +159,10 @@ class StreamHub:
         keepalive: float = 30.0,
         replay_size: int = 1000,
         stuck_after: float | None = None,
+        meter: Meter = NULL_METER,
     ) -> None:
         self.clock = clock
+        self.meter = meter
         self.keepalive = keepalive
         #: A client that has not read for this long is dropped.
         self.stuck_after = stuck_after if stuck_after is not None else max(2 * keepalive, 30.0)
@@ -201,6 +204,7 @@ class StreamHub:
                     self.log.warn("Dropping a stream whose client stopped reading")
                     subscriber.end()
                     self.forget(subscriber)
+                    self.meter.stream_dropped()
             else:
                 subscriber.write(KEEPALIVE)
 
@@ -213,6 +217,7 @@ class StreamHub:
         encoded = encode_event(self.last_id, kind, data, self._now_iso())
         self._replay.append((self.seq, encoded))
         self.published += 1
+        self.meter.event_published(kind)
         gap_status: list[bytes] = []
 
         def status_with_gap() -> bytes:

@@ -77,7 +77,14 @@ class Options(usage.Options):
         ],
     ]
 
-    optFlags = [["no-inotify", None, "Poll only: do not use inotify to notice file changes at once."]]
+    optFlags = [
+        ["no-inotify", None, "Poll only: do not use inotify to notice file changes at once."],
+        [
+            "metrics-public",
+            None,
+            "Serve /metrics without the bearer token, for a Prometheus scraper on this host.",
+        ],
+    ]
 
     def __init__(self) -> None:
         usage.Options.__init__(self)
@@ -106,6 +113,7 @@ class Options(usage.Options):
             poll_interval=self["poll-interval"],
             keepalive=self["keepalive"],
             use_inotify=not self["no-inotify"],
+            metrics_public=bool(self["metrics-public"]),
         )
 
 

@@ -9,6 +9,7 @@ the fallback and the only mechanism where inotify is missing.
 from __future__ import annotations
 
 import os
+import time
 from typing import Any, Callable
 
 from twisted.application.service import Service
@@ -28,6 +29,7 @@ from loopdash.changes import (
     diff,
 )
 from loopdash.live import LiveProject
+from loopdash.meter import NULL_METER, Meter
 from loopdash.project import Project, ProjectSnapshot
 from loopdash.status import (
     execution_status,
@@ -71,10 +73,12 @@ class Watcher(Service):
         interval: float = 1.0,
         use_inotify: bool = True,
         live: LiveProject | None = None,
+        meter: Meter = NULL_METER,
     ) -> None:
         self.project = project
         #: The snapshots requests share: a poll refreshes them, inotify invalidates them.
         self.live = live or LiveProject(project, clock, stale_after)
+        self.meter = meter
         self.hub = hub
         self.clock = clock
         self.stale_after = stale_after
@@ -116,10 +120,12 @@ class Watcher(Service):
 
     def poll(self) -> None:
         """One observation; never raises (an exception would stop the LoopingCall)."""
+        started = time.perf_counter()
         try:
             self._poll()
         except Exception:
             self.log.failure("Watcher poll failed; will try again")
+        self.meter.poll_finished(time.perf_counter() - started)
 
     def _poll(self) -> None:
         self.polls += 1
