@@ -1,0 +1,344 @@
+"""The scale benchmark of issue 7: every figure of its table, against a Klein ceiling.
+
+    python -m bench.generate /tmp/large --size large
+    python -m bench.harness --project /tmp/large [--duration 10] [--json out.json]
+
+The daemon (``twistd -n loopdash``) and a minimal Klein app (bench/klein_ceiling.py)
+run one after the other on CPU 0; wrk (``-t2 -c16``) and this process's SSE
+clients run on CPU 1. See bench/README.md for what each row means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from bench import procs, wrk
+from bench.freshness import measure as measure_freshness, token_of
+from bench.generate import SIZES, generate
+from bench.loopwriter import LoopWriter
+from bench.sse import Swarm
+
+
+@dataclass
+class Row:
+    """One line of the report."""
+
+    figure: str
+    measured: str
+    target: str
+    ratio: float | None
+    passed: bool
+    numbers: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Endpoint:
+    label: str
+    path: str
+    target_ratio: float
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def project_facts(root: str) -> dict[str, Any]:
+    runs_dir = os.path.join(root, ".claude-loop", "runs")
+    run_ids = sorted(n for n in os.listdir(runs_dir) if os.path.isdir(os.path.join(runs_dir, n)))
+    with open(os.path.join(root, "prd.json"), encoding="utf-8") as f:
+        stories = len(json.load(f)["userStories"])
+    return {
+        "root": root,
+        "runs": len(run_ids),
+        "stories": stories,
+        "progress_txt_bytes": os.path.getsize(os.path.join(root, "progress.txt")),
+        "middle_run": run_ids[len(run_ids) // 2],
+        "current_run": run_ids[-1],
+    }
+
+
+# -- the ceiling ---------------------------------------------------------------------
+
+
+def measure_ceiling(args: argparse.Namespace, workdir: str) -> wrk.WrkResult:
+    server = procs.start_klein_ceiling(args.server_cpu, os.path.join(workdir, "klein.log"))
+    try:
+        procs.wait_until_answers(server, "/", None)
+        wrk.run(server.url("/"), None, args.warmup, args.client_cpu)
+        return wrk.run(server.url("/"), None, args.duration, args.client_cpu)
+    finally:
+        server.stop()
+
+
+# -- REST endpoints ------------------------------------------------------------------
+
+
+def endpoints(server: procs.Server, token: str, facts: dict[str, Any]) -> list[Endpoint]:
+    status, body = procs.get(server, "/api/logs?limit=1", token)
+    if status != 200:
+        raise RuntimeError(f"/api/logs answered {status}")
+    total = json.loads(body)["total"]
+    return [
+        Endpoint("/api/status", "/api/status", 0.7),
+        Endpoint("/api/history?limit=20", "/api/history?limit=20", 0.7),
+        Endpoint("/api/logs?limit=10", "/api/logs?limit=10", 0.5),
+        Endpoint(f"/api/logs?limit=10 last page (offset {max(total - 10, 0)})",
+                 f"/api/logs?limit=10&offset={max(total - 10, 0)}", 0.5),
+        Endpoint("/api/stories", "/api/stories", 0.5),
+        Endpoint(f"/api/runs/<id> ({facts['middle_run']})", f"/api/runs/{facts['middle_run']}", 0.7),
+    ]
+
+
+def measure_endpoint(server: procs.Server, token: str, endpoint: Endpoint, args: argparse.Namespace,
+                     ceiling: float) -> Row:
+    status, body = procs.get(server, endpoint.path, token)
+    if status != 200:
+        raise RuntimeError(f"{endpoint.path} answered {status}: {body[:200]!r}")
+    wrk.run(server.url(endpoint.path), token, args.warmup, args.client_cpu)
+    result = wrk.run(server.url(endpoint.path), token, args.duration, args.client_cpu)
+    ratio = result.requests_per_s / ceiling
+    notes = "" if result.clean else f" ({result.non_2xx} non-2xx, socket errors: {result.socket_errors or 'none'})"
+    return Row(
+        figure=endpoint.label,
+        measured=f"{result.requests_per_s:,.0f} req/s, p99 {result.p99_ms:.1f} ms{notes}",
+        target=f"≥ {endpoint.target_ratio} × ceiling (≥ {endpoint.target_ratio * ceiling:,.0f} req/s)",
+        ratio=round(ratio, 3),
+        passed=ratio >= endpoint.target_ratio and result.clean,
+        numbers=dict(asdict(result), body_bytes=len(body)),
+    )
+
+
+# -- streams -------------------------------------------------------------------------
+
+
+def fan_out(server: procs.Server, token: str, writer: LoopWriter, count: int, repeats: int,
+            target_ms: float) -> Row:
+    swarm = Swarm(server.port, token)
+    try:
+        opened_in = swarm.open(count, batch=50, timeout=120)
+        swarm.pump_for(1.0)
+        lasts: list[float] = []
+        firsts: list[float] = []
+        reached: list[int] = []
+        for index in range(repeats):
+            swarm.pump_for(0.3)
+            _, marker, written = writer.change(index)
+            swarm.watch(marker)
+            arrivals = swarm.wait_for(marker, timeout=10.0)
+            swarm.watching.discard(marker)
+            reached.append(len(arrivals))
+            if arrivals:
+                lasts.append((max(arrivals) - written) * 1000)
+                firsts.append((min(arrivals) - written) * 1000)
+        complete = all(r == count for r in reached)
+        worst = max(lasts) if lasts else float("inf")
+        return Row(
+            figure=f"{count:,} open streams all updated after a change (last client)",
+            measured=(f"median {statistics.median(lasts):.0f} ms / max {worst:.0f} ms over {repeats} changes"
+                      f" (first client: median {statistics.median(firsts):.0f} ms)"
+                      + ("" if complete else f"; clients reached: {reached} of {count}")) if lasts else "no event",
+            target=f"≤ {target_ms:.0f} ms",
+            ratio=None,
+            passed=complete and worst <= target_ms,
+            numbers={"last_ms": [round(x, 1) for x in lasts], "first_ms": [round(x, 1) for x in firsts],
+                     "reached": reached, "opened_in_s": round(opened_in, 2)},
+        )
+    finally:
+        swarm.close()
+
+
+def idle_cpu(server: procs.Server, token: str, streams: int, seconds: float) -> Row:
+    swarm = Swarm(server.port, token)
+    try:
+        swarm.open(streams, batch=50, timeout=60)
+        swarm.pump_for(3.0)  # let the opening settle
+        before, began = procs.cpu_seconds(server.pid), time.monotonic()
+        swarm.pump_for(seconds)
+        used, elapsed = procs.cpu_seconds(server.pid) - before, time.monotonic() - began
+        still_open = swarm.open_count
+    finally:
+        swarm.close()
+    percent = 100 * used / elapsed
+    return Row(
+        figure=f"idle CPU with {streams} open streams",
+        measured=f"{percent:.2f} % of a core ({used:.2f} s CPU in {elapsed:.0f} s; {still_open} streams open)",
+        target="≤ 0.3 %",
+        ratio=None,
+        passed=percent <= 0.3 and still_open == streams,
+        numbers={"percent": round(percent, 3), "cpu_s": used, "seconds": elapsed, "open": still_open},
+    )
+
+
+# -- the run -------------------------------------------------------------------------
+
+
+def run(args: argparse.Namespace, root: str, workdir: str) -> dict[str, Any]:
+    facts = project_facts(root)
+    log(f"project: {facts['runs']} runs, {facts['stories']} stories, progress.txt {facts['progress_txt_bytes']:,} B")
+    rows: list[Row] = []
+
+    log("Klein ceiling (1/2) ...")
+    ceilings = [measure_ceiling(args, workdir)]
+    log(f"  {ceilings[0].requests_per_s:,.0f} req/s")
+
+    writer = LoopWriter(root)
+    writer.refresh()
+    server = procs.start_loopdash(root, args.server_cpu, os.path.join(workdir, "loopdash.log"))
+    try:
+        to_health = procs.wait_until_answers(server, "/api/health", None)
+        token = token_of(root)  # created by the daemon before it listens
+        to_logs = procs.wait_until_answers(server, "/api/logs?limit=10", token)
+        log(f"start-up: /api/health after {to_health:.2f} s, first /api/logs page after {to_logs:.2f} s")
+        nofile = procs.open_files_limit(server.pid)
+        if nofile < max(args.fanout) + 64:
+            raise RuntimeError(f"the daemon may open only {nofile} files; raise the limit (ulimit -n)")
+
+        ceiling_guess = ceilings[0].requests_per_s
+        endpoint_rows = []
+        for endpoint in endpoints(server, token, facts):
+            log(f"wrk {endpoint.path} ...")
+            row = measure_endpoint(server, token, endpoint, args, ceiling_guess)
+            log(f"  {row.measured}")
+            endpoint_rows.append(row)
+        hwm_rest = procs.memory_kib(server.pid, "VmHWM")
+
+        log(f"file change -> event, {args.changes} changes ...")
+        swarm = Swarm(server.port, token)
+        try:
+            swarm.open(1)
+            swarm.pump_for(1.0)
+            fresh = measure_freshness(swarm, writer, args.changes, "inotify")
+        finally:
+            swarm.close()
+        fresh_row = Row(
+            figure="file change → stream event (median / max)",
+            measured=f"{fresh.median_ms:.1f} ms / {fresh.max_ms:.1f} ms over {args.changes - fresh.missed} changes"
+                     + (f" ({fresh.missed} missed)" if fresh.missed else ""),
+            target="≤ 20 ms / ≤ 100 ms",
+            ratio=None,
+            passed=fresh.median_ms <= 20 and fresh.max_ms <= 100 and not fresh.missed,
+            numbers=asdict(fresh),
+        )
+
+        fan_rows = []
+        for count in args.fanout:
+            log(f"fan-out to {count} streams ...")
+            target = 250.0 if count >= 1000 else 100.0
+            fan_rows.append(fan_out(server, token, writer, count, args.fanout_repeats, target))
+            log(f"  {fan_rows[-1].measured}")
+
+        log(f"idle CPU with {args.idle_streams} streams over {args.idle_seconds:g} s ...")
+        idle_row = idle_cpu(server, token, args.idle_streams, args.idle_seconds)
+        log(f"  {idle_row.measured}")
+        hwm = procs.memory_kib(server.pid, "VmHWM")
+        rss = procs.memory_kib(server.pid, "VmRSS")
+    finally:
+        server.stop()
+
+    log("Klein ceiling (2/2) ...")
+    ceilings.append(measure_ceiling(args, workdir))
+    log(f"  {ceilings[1].requests_per_s:,.0f} req/s")
+    ceiling = statistics.mean(c.requests_per_s for c in ceilings)
+    for row in endpoint_rows:
+        target_ratio = float(row.target.split()[1])
+        rate = row.numbers["requests_per_s"]
+        row.ratio = round(rate / ceiling, 3)
+        row.target = f"≥ {target_ratio} × ceiling (≥ {target_ratio * ceiling:,.0f} req/s)"
+        row.passed = row.ratio >= target_ratio and row.numbers["non_2xx"] == 0 and not row.numbers["socket_errors"]
+
+    rows = [*endpoint_rows, fresh_row, *fan_rows, idle_row]
+    rows.append(Row(
+        figure="peak RSS under load (VmHWM)",
+        measured=f"{hwm / 1024:.0f} MiB ({hwm * 1024 / 1e6:.0f} MB; {hwm_rest * 1024 / 1e6:.0f} MB after the REST load,"
+                 f" {rss * 1024 / 1e6:.0f} MB at the end)",
+        target="≤ 150 MB",
+        ratio=None,
+        passed=hwm * 1024 <= 150e6,
+        numbers={"vm_hwm_kib": hwm, "vm_hwm_after_rest_kib": hwm_rest, "vm_rss_end_kib": rss},
+    ))
+    rows.append(Row("start-up to /api/health", f"{to_health:.2f} s", "≤ 1 s", None, to_health <= 1.0,
+                    {"seconds": to_health}))
+    rows.append(Row("start-up to the first /api/logs page", f"{to_logs:.2f} s", "≤ 1 s", None, to_logs <= 1.0,
+                    {"seconds": to_logs}))
+    return {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "revision": procs.git_revision(),
+        "project": facts,
+        "conditions": {"server_cpu": args.server_cpu, "client_cpu": args.client_cpu,
+                       "wrk": f"-t2 -c16 -d{args.duration:g}s", "daemon_open_files": nofile,
+                       "load_average_at_end": os.getloadavg()},
+        "ceiling": {"requests_per_s": round(ceiling, 1),
+                    "runs": [asdict(c) for c in ceilings]},
+        "rows": [asdict(r) for r in rows],
+    }
+
+
+def format_report(report: dict[str, Any]) -> str:
+    p, c = report["project"], report["ceiling"]
+    lines = [
+        f"loopdash scale benchmark, {report['date']}, revision {report['revision']}",
+        f"project: {p['runs']:,} runs, {p['stories']} stories, progress.txt {p['progress_txt_bytes'] / 1e6:.1f} MB",
+        f"Klein ceiling (73-byte JSON, same twistd, same core): {c['requests_per_s']:,.0f} req/s "
+        f"(runs: {', '.join(format(r['requests_per_s'], ',.0f') for r in c['runs'])}); "
+        f"wrk {report['conditions']['wrk']} on CPU {report['conditions']['client_cpu']}, "
+        f"server on CPU {report['conditions']['server_cpu']}",
+        "",
+        "| endpoint / figure | measured | target | ratio | pass/fail |",
+        "|---|---|---|---|---|",
+    ]
+    for row in report["rows"]:
+        ratio = f"{row['ratio']:.2f}" if row["ratio"] is not None else "—"
+        lines.append(f"| {row['figure']} | {row['measured']} | {row['target']} | {ratio} | "
+                     f"{'pass' if row['passed'] else 'FAIL'} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--project", help="a project made by bench.generate (the run writes to it)")
+    where.add_argument("--size", choices=sorted(SIZES), help="generate a project of this size in a temporary directory")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds of wrk per endpoint")
+    parser.add_argument("--warmup", type=float, default=1.0, help="seconds of wrk before each measurement")
+    parser.add_argument("--changes", type=int, default=20)
+    parser.add_argument("--fanout", default="1000,500", help="stream counts for the fan-out rows")
+    parser.add_argument("--fanout-repeats", type=int, default=3)
+    parser.add_argument("--idle-streams", type=int, default=100)
+    parser.add_argument("--idle-seconds", type=float, default=20.0)
+    parser.add_argument("--server-cpu", type=int, default=0)
+    parser.add_argument("--client-cpu", type=int, default=1)
+    parser.add_argument("--json", help="also write the report as JSON to this file")
+    args = parser.parse_args(argv)
+    args.fanout = [int(n) for n in args.fanout.split(",") if n]
+    if not wrk.available():
+        parser.error("wrk and taskset are needed: apt-get install -y wrk")
+    procs.pin_self(args.client_cpu)
+    limit = procs.raise_open_files(max(args.fanout + [args.idle_streams]) * 2 + 256)
+    log(f"open files limit {limit} (the daemon inherits it)")
+    with tempfile.TemporaryDirectory(prefix="loopdash-bench-") as workdir:
+        if args.project:
+            root = os.path.abspath(args.project)
+        else:
+            preset = SIZES[args.size]
+            root = os.path.join(workdir, "project")
+            log(f"generating a {args.size} project ...")
+            generate(root, int(preset["runs"]), int(preset["iterations"]), int(preset["stories"]), preset["log_mb"])
+        report = run(args, root, workdir)
+    print(format_report(report))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=2)
+    return 0 if all(r["passed"] for r in report["rows"]) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
