@@ -26,6 +26,7 @@ from loopdash.auth import Denied, TokenFile, bearer_token, check_token
 from loopdash.encoding import encode_json
 from loopdash.live import LiveProject
 from loopdash.meter import NULL_METER, Meter
+from loopdash.openapi import build_openapi
 from loopdash.project import Project
 from loopdash.stream import StreamHub, TicketBook
 from loopdash.status import iso_utc
@@ -189,6 +190,10 @@ class DashboardAPI:
             "version": API_VERSION,
             "server_version": __version__,
         }
+
+    @api_route(app, "/api/openapi.json", auth="public")
+    def openapi(self, request: IRequest) -> object:
+        return build_openapi(MAX_LOG_PAGE, MAX_HISTORY_PAGE, __version__)
 
     @api_route(app, "/api/status")
     def status(self, request: IRequest) -> object:
