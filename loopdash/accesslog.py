@@ -10,7 +10,7 @@ log in whichever format (text or JSON) the daemon writes.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import unquote_to_bytes
 from weakref import WeakKeyDictionary
 
 from twisted.logger import Logger
@@ -23,16 +23,25 @@ SECRET_QUERY_NAMES = frozenset({b"ticket", b"token", b"access_token", b"auth"})
 
 
 def redact_uri(uri: bytes) -> bytes:
+    """The URI with the values of secret query parameters replaced by ``REDACTED``.
+
+    Works on the raw bytes, pair by pair, so any query (non-ASCII, malformed
+    percent-escapes) passes through; names are compared percent-decoded, as
+    the API reads them.
+    """
     path, sep, query = uri.partition(b"?")
     if not sep:
         return uri
-    pairs = parse_qsl(query, keep_blank_values=True)
-    if not any(name.lower() in SECRET_QUERY_NAMES for name, _ in pairs):
-        return uri
+    pairs = query.split(b"&")
     redacted = [
-        (name, b"REDACTED" if name.lower() in SECRET_QUERY_NAMES else value) for name, value in pairs
+        name + b"=REDACTED" if _is_secret(name) else pair
+        for pair, name in ((pair, pair.partition(b"=")[0]) for pair in pairs)
     ]
-    return path + b"?" + urlencode(redacted).encode("ascii")
+    return path + b"?" + b"&".join(redacted)
+
+
+def _is_secret(name: bytes) -> bool:
+    return unquote_to_bytes(name.replace(b"+", b" ")).lower() in SECRET_QUERY_NAMES
 
 
 class _RedactedRequest:

@@ -70,15 +70,13 @@ def query_text(request: IRequest, name: str) -> str | None:
 def query_int(request: IRequest, name: str, default: int, maximum: int) -> int:
     """A non-negative integer query parameter; 400 when malformed, capped at ``maximum``."""
     raw = query_text(request, name)
-    if raw is None or raw.strip() == "":
+    if raw is None or raw.strip(" \t") == "":
         return default
-    try:
-        value = int(raw.strip(), 10)
-    except ValueError:
-        raise ApiError(400, f"Invalid value for '{name}': expected a non-negative integer") from None
-    if value < 0:
+    digits = raw.strip(" \t")
+    # ASCII digits only: int() would also take "+5", "1_0" and other scripts' digits.
+    if not (digits.isascii() and digits.isdigit()):
         raise ApiError(400, f"Invalid value for '{name}': expected a non-negative integer")
-    return min(value, maximum)
+    return min(int(digits), maximum)
 
 
 Handler = TypeVar("Handler", bound=Callable[..., Any])
@@ -156,6 +154,11 @@ class DashboardAPI:
 
     def resource(self) -> IResource:
         return self.app.resource()
+
+    def allowed_methods(self, path: bytes) -> list[str]:
+        """The methods routed at ``path`` (HEAD comes with GET); [] when no route matches."""
+        adapter = self.app.url_map.bind("localhost")
+        return list(adapter.allowed_methods(path.decode("utf-8", errors="replace")))
 
     def authenticate(self, request: IRequest) -> None:
         presented = bearer_token(request.requestHeaders.getRawHeaders(b"authorization"))

@@ -17,6 +17,13 @@ from twisted.web.resource import IResource, Resource
 from loopdash.meter import NULL_METER, OTHER_ROUTE, Meter, method_label
 
 ALLOWED_METHODS = b"GET, HEAD, POST, OPTIONS"
+#: What the web pages accept.
+PAGE_METHODS = ("GET", "HEAD")
+#: For API answers, which load nothing and may be framed by nobody (pages set their own).
+CONTENT_SECURITY_POLICY = b"default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+
+#: The methods routed at a path ([] when nothing is), as the API knows them.
+MethodsFor = Callable[[bytes], Sequence[str]]
 ALLOWED_HEADERS = b"Authorization, Content-Type, Last-Event-ID, Cache-Control"
 
 #: Served by the API even when a pages resource takes every other non-/api/ path.
@@ -72,6 +79,7 @@ class FrontResource(Resource):
         meter: Meter = NULL_METER,
         route_of: Callable[[bytes, bytes], str] = no_route,
         timer: Callable[[], float] = time.perf_counter,
+        methods_for: MethodsFor | None = None,
     ) -> None:
         Resource.__init__(self)
         self._api = api
@@ -80,6 +88,7 @@ class FrontResource(Resource):
         self._meter = meter
         self._route_of = route_of
         self._timer = timer
+        self._methods_for = methods_for
 
     def render(self, request: IRequest) -> bytes | int:
         if isinstance(request, Request):  # always, from a Site; not from a test's stand-in
@@ -87,13 +96,17 @@ class FrontResource(Resource):
         self._cors.apply(request)
         request.setHeader(b"X-Content-Type-Options", b"nosniff")
         request.setHeader(b"Referrer-Policy", b"no-referrer")
-        if request.method == b"OPTIONS":
-            return self._options(request)
+        request.setHeader(b"Content-Security-Policy", CONTENT_SECURITY_POLICY)
         target = self._api
+        is_page = False
         if self._pages is not None and not (
             request.path.startswith(b"/api/") or request.path == METRICS_PATH
         ):
-            target = self._pages
+            target, is_page = self._pages, True
+        if request.method == b"OPTIONS":
+            methods = self._methods(request.path, is_page)
+            if methods is not None:
+                return self._options(request, methods)
         result: bytes | int = target.render(request)
         return result
 
@@ -108,11 +121,23 @@ class FrontResource(Resource):
 
         request.notifyFinish().addBoth(finished)
 
-    def _options(self, request: IRequest) -> bytes:
+    def _methods(self, path: bytes, is_page: bool) -> bytes | None:
+        """``Allow`` for ``path``: exactly what is routed there; None when nothing is (a 404)."""
+        if is_page:
+            routed: Sequence[str] = PAGE_METHODS
+        elif self._methods_for is None:
+            return ALLOWED_METHODS
+        else:
+            routed = self._methods_for(path)
+            if not routed:
+                return None
+        return ", ".join(sorted(set(routed) | {"OPTIONS"})).encode("ascii")
+
+    def _options(self, request: IRequest, methods: bytes) -> bytes:
         if request.getHeader(b"access-control-request-method") is not None:
-            request.setHeader(b"Access-Control-Allow-Methods", ALLOWED_METHODS)
+            request.setHeader(b"Access-Control-Allow-Methods", methods)
             request.setHeader(b"Access-Control-Allow-Headers", ALLOWED_HEADERS)
             request.setHeader(b"Access-Control-Max-Age", b"600")
-        request.setHeader(b"Allow", ALLOWED_METHODS)
+        request.setHeader(b"Allow", methods)
         request.setResponseCode(204)
         return b""

@@ -231,15 +231,23 @@ RUN_ID_QUERY = _query(
 )
 
 
+def _count_parameter(default: int) -> JSONSchema:
+    # An empty value (`?limit=`) means the default, as if the parameter were absent.
+    return {
+        "anyOf": [{"type": "integer", "minimum": 0}, {"type": "string", "pattern": "^[ \t]*$"}],
+        "default": default,
+    }
+
+
 def _limit(default: int, maximum: int) -> JSONSchema:
     return _query(
         "limit",
-        {"type": "integer", "minimum": 0, "default": default},
+        _count_parameter(default),
         f"Largest number of items to return; values above {maximum} are capped at {maximum}.",
     )
 
 
-OFFSET = _query("offset", {"type": "integer", "minimum": 0, "default": 0}, "Items to skip.")
+OFFSET = _query("offset", _count_parameter(0), "Items to skip.")
 
 
 def _json(schema: JSONSchema, description: str, headers: dict[str, JSONSchema] | None = None) -> JSONSchema:

@@ -141,6 +141,7 @@ def build_dashboard(config: DashboardConfig, reactor: Any) -> Dashboard:
         pages=web_pages(),
         meter=meter,
         route_of=lambda method, path: route_label(api.app.url_map, method, path),
+        methods_for=api.allowed_methods,
     )
     site = AccessLogSite(front, reactor)
     service = MultiService()
