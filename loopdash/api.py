@@ -76,6 +76,9 @@ def query_int(request: IRequest, name: str, default: int, maximum: int) -> int:
     # ASCII digits only: int() would also take "+5", "1_0" and other scripts' digits.
     if not (digits.isascii() and digits.isdigit()):
         raise ApiError(400, f"Invalid value for '{name}': expected a non-negative integer")
+    if len(digits) > 18:
+        # Beyond any page or offset; and int() refuses strings of over 4,300 digits.
+        return maximum
     return min(int(digits), maximum)
 
 
