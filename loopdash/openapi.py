@@ -405,6 +405,27 @@ def build_openapi(max_log_page: int, max_history_page: int, server_version: str)
                 "responses": _responses(_json(_ref("StreamTicket"), "A ticket.")),
             }
         },
+        "/metrics": {
+            "get": {
+                "operationId": "prometheusMetrics",
+                "summary": "Prometheus metrics of the loop and the daemon.",
+                "description": "Needs the token unless the daemon runs with --metrics-public; 404 when metrics are off.",
+                "responses": {
+                    "200": {
+                        "description": "The exposition, in the format the Accept header asks for.",
+                        "content": {
+                            "text/plain": {"schema": {"type": "string"}},
+                            "application/openmetrics-text": {"schema": {"type": "string"}},
+                        },
+                    },
+                    "401": {"$ref": "#/components/responses/Unauthorized"},
+                    "403": {"$ref": "#/components/responses/Forbidden"},
+                    "404": {"$ref": "#/components/responses/NotFound"},
+                    "429": {"$ref": "#/components/responses/TooManyRequests"},
+                    "500": {"$ref": "#/components/responses/InternalError"},
+                },
+            }
+        },
     }
     return {
         "openapi": "3.1.0",

@@ -136,8 +136,8 @@ def test_zz_the_fuzzing_ran_and_the_daemon_logged_no_bug(daemon_process: DaemonP
     methods = {method for _, method, _ in calls}
     statuses = {status for _, _, status in calls}
     print(f"\nschemathesis: {len(calls)} cases over {len(operations)} operations, statuses {sorted(statuses)}")
-    assert len(operations) == 10
-    assert len(calls) >= 10 * 10
+    assert len(operations) == 11
+    assert len(calls) >= 11 * 10
     # Valid and invalid input reached the daemon: bad values, unknown runs, wrong methods.
     assert {200, 400, 404, 405} <= statuses
     assert {"GET", "POST", "PUT", "DELETE"} <= methods

@@ -115,6 +115,9 @@ async def test_every_endpoints_answers_on_a_sample_project_match_the_document(
     assert codes["/api/logs?limit=abc"] == codes["/api/logs?offset=-1"] == 400
     assert codes["/api/runs/not-a-run"] == codes["/api/metrics?run_id=20000101_000000"] == 404
     assert codes[f"/api/logs?limit={MAX_LOG_PAGE * 10}"] == 200
+    for accept in (b"text/plain", b"application/openmetrics-text; version=1.0.0", b"*/*"):
+        code, _ = await _check(d, contract, "/metrics", "/metrics", headers={b"Accept": [accept]})
+        assert code == 200
     code, ticket = await _check(d, contract, "/api/stream/ticket", "/api/stream/ticket", method="POST")
     assert code == 200 and ticket["expires_in"] > 0
 
