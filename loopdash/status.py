@@ -219,7 +219,8 @@ def execution_status(snapshot: ProjectSnapshot, now: float, stale_after: float) 
     done_here = len({i.story_id for i in iterations if i.succeeded and i.story_id})
     remaining_stories = max(total - completed, 0)
     estimated: int | None = None
-    if done_here:
+    # Without a plan there is no "stories left" to estimate from: say nothing.
+    if done_here and prd is not None:
         guess = elapsed / done_here * remaining_stories
         # An absurd duration on disk (1e308 s) must not overflow into a 500.
         estimated = int(round(guess)) if math.isfinite(guess) else None

@@ -394,3 +394,15 @@ def test_absurd_durations_on_disk_never_break_the_status(root: str) -> None:
     s = status(root)
     json.dumps(s, allow_nan=False)
     assert s["estimated_remaining"] is None or isinstance(s["estimated_remaining"], int)
+
+
+def test_without_a_prd_there_is_no_estimate_even_after_a_success(tmp_path: Any) -> None:
+    root = str(tmp_path)
+    run = RealRun(root, datetime.now(timezone.utc) - timedelta(minutes=10))
+    run.start()
+    run.add_iteration("US-001", "A story", run.started_at + timedelta(minutes=5), 300000)
+    run.write_metrics(run.started_at + timedelta(minutes=5))
+    assert not os.path.exists(os.path.join(root, "prd.json"))
+    status = execution_status(Project(root).snapshot(), datetime.now(timezone.utc).timestamp(), 600.0)
+    assert status["total_stories"] == 0
+    assert status["estimated_remaining"] is None
