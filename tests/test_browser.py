@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
+from loopdash.auth import write_token
 from loopdash.sample import append_progress, create_sample_project, progress_entry, write_flat_run, write_prd
 from tests.browser_support import (
     CHROMIUM_ARGS,
@@ -475,6 +476,41 @@ def test_a_daemon_restart_shows_reconnecting_then_live_without_user_action(
     expect(page.locator("#log-list > li").last).to_contain_text("after restart")
     # While the daemon was down the browser noted the refused connections; nothing else.
     assert [e for e in console if "ERR_CONNECTION_REFUSED" not in e] == []
+
+
+def test_a_daemon_that_stays_away_is_shown_offline_and_retry_now_reconnects(
+    daemon: DaemonProcess, open_page: OpenPage
+) -> None:
+    page, console = open_page()
+    sign_in(page, daemon)
+    banner = page.locator("#connection-state")
+    daemon.stop()
+    expect(banner).to_have_text("Reconnecting")
+    expect(banner).to_have_text("Offline")  # after three failed attempts in a row
+    expect(page.locator("#connection-detail")).to_contain_text("the daemon is not answering; retrying in")
+    daemon.start()
+    page.get_by_role("button", name="Retry now").click()
+    expect(banner).to_have_text("Live")
+    expect(page.get_by_role("button", name="Retry now")).to_be_hidden()
+    assert [e for e in console if "ERR_CONNECTION_REFUSED" not in e] == []
+
+
+def test_a_token_replaced_while_the_page_is_open_signs_it_out_plainly(
+    project: str, daemon: DaemonProcess, open_page: OpenPage
+) -> None:
+    page, console = open_page()
+    sign_in(page, daemon)
+    write_token(os.path.join(project, ".claude-loop", "dashboard", "auth_token.txt"))
+    make_progress(project, daemon, "after rotation")  # the page asks for the new metrics: 403
+    expect(page.locator("#signin-error")).to_contain_text("That token is wrong")
+    expect(page.locator("#signin")).to_be_visible()
+    expect(page.locator("#connection-state")).to_have_text("Not signed in")
+    assert page.evaluate("sessionStorage.getItem('loopdash.token')") is None
+    page.get_by_label("API token").fill(daemon.token)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#connection-state")).to_have_text("Live")
+    expect(page.locator("#log-list > li").last).to_contain_text("after rotation")
+    assert [e for e in console if "status of 403" not in e] == []
 
 
 def test_without_a_stream_the_page_polls_and_says_so(

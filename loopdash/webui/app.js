@@ -53,12 +53,13 @@ class Dashboard {
     this.execution = new ExecutionView(byId('execution-body'));
     this.stories = new StoriesView({grid: byId('story-grid'), summary: byId('stories-summary'), dialog: byId('story-dialog')});
     this.charts = new ChartPanel(byId('charts'));
+    const guard = (promise) => this.guard(promise);
     this.logs = new LogsView({
-      api, scroller: byId('log-scroll'), list: byId('log-list'), olderButton: byId('log-older'),
+      api, guard, scroller: byId('log-scroll'), list: byId('log-list'), olderButton: byId('log-older'),
       followBox: byId('log-follow'), filterBox: byId('log-filter'), counter: byId('log-counter'),
     });
     this.history = new HistoryView({
-      api, body: byId('runs-body'), counter: byId('runs-counter'), newer: byId('runs-newer'), older: byId('runs-older'),
+      api, guard, body: byId('runs-body'), counter: byId('runs-counter'), newer: byId('runs-newer'), older: byId('runs-older'),
     });
     this.runView = new RunView({api, root: byId('run-body'), heading: byId('run-title')});
     this.live = new LiveConnection(api, {
@@ -247,6 +248,9 @@ function showSignIn(message) {
   byId('token-input').focus();
 }
 
+/** The signed-in page, once there is one. */
+let dashboard = null;
+
 async function signIn(token, remember) {
   const api = new Api(token);
   let status;
@@ -263,9 +267,16 @@ async function signIn(token, remember) {
     return;
   }
   auth.keepToken(token, remember);
+  if (dashboard) {
+    // Signed out by a refused token, now back in: start afresh rather than
+    // leave the old views' listeners holding the old token.
+    window.location.reload();
+    return;
+  }
   byId('token-input').value = '';
   byId('signin-error').textContent = '';
-  await new Dashboard(api).start(status);
+  dashboard = new Dashboard(api);
+  await dashboard.start(status);
 }
 
 function main() {

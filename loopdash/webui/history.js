@@ -17,7 +17,7 @@ function outcomeCell(success, failure) {
 }
 
 export class HistoryView {
-  constructor({api, body, pager, counter, newer, older}) {
+  constructor({api, guard, body, counter, newer, older}) {
     this.api = api;
     this.body = body;
     this.counter = counter;
@@ -26,8 +26,8 @@ export class HistoryView {
     this.offset = 0;
     this.total = 0;
     this.signature = '';
-    newer.addEventListener('click', () => this.page(Math.max(0, this.offset - PAGE)));
-    older.addEventListener('click', () => this.page(this.offset + PAGE));
+    newer.addEventListener('click', () => guard(this.page(Math.max(0, this.offset - PAGE))));
+    older.addEventListener('click', () => guard(this.page(this.offset + PAGE)));
   }
 
   async page(offset) {

@@ -8,7 +8,7 @@ import {renderLines} from './markdown.js';
 const PAGE = 50;
 
 export class LogsView {
-  constructor({api, scroller, list, olderButton, followBox, filterBox, counter}) {
+  constructor({api, guard, scroller, list, olderButton, followBox, filterBox, counter}) {
     this.api = api;
     this.scroller = scroller;
     this.list = list;
@@ -20,7 +20,7 @@ export class LogsView {
     this.entries = []; // {timestamp, lines, element}
     this.total = 0;
     this.lastScrollTop = 0;
-    olderButton.addEventListener('click', () => this.loadOlder());
+    olderButton.addEventListener('click', () => guard(this.loadOlder()));
     followBox.addEventListener('change', () => {
       if (followBox.checked) this.scrollToEnd();
     });
