@@ -10,13 +10,15 @@ prd.json and the current run id.
 
 from __future__ import annotations
 
+import bisect
 import math
+from dataclasses import dataclass
 from typing import Any, Iterable, Protocol, Sequence
 
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from twisted.logger import Logger
 
-from loopdash.models import Iteration
+from loopdash.models import Iteration, RunMetrics
 from loopdash.project import ProjectSnapshot
 from loopdash.status import execution_status
 
@@ -45,13 +47,45 @@ def outcome(iteration: Iteration) -> str:
 def histogram_buckets(values: Iterable[float], bounds: Sequence[float]) -> list[tuple[str, float]]:
     """Cumulative bucket counts (``le`` as text, +Inf last), as a histogram exposes them."""
     ordered = sorted(values)
-    buckets = [(_le(bound), float(sum(1 for v in ordered if v <= bound))) for bound in bounds]
+    buckets = [(_le(bound), float(bisect.bisect_right(ordered, bound))) for bound in bounds]
     buckets.append(("+Inf", float(len(ordered))))
     return buckets
 
 
 def _le(bound: float) -> str:
     return repr(float(bound))
+
+
+@dataclass(frozen=True)
+class RunFigures:
+    """What the metrics take from a run's iterations, computed once per metrics.json version."""
+
+    tokens_in: int
+    tokens_out: int
+    outcomes: dict[str, int]
+    last_duration: float | None
+    duration_buckets: list[tuple[str, float]]
+    duration_sum: float
+    cost_buckets: list[tuple[str, float]]
+    cost_sum: float
+
+
+def run_figures(iterations: Sequence[Iteration]) -> RunFigures:
+    durations = [i.elapsed_ms / 1000 for i in iterations]
+    costs = [i.cost for i in iterations]
+    outcomes = dict.fromkeys(OUTCOMES, 0)
+    for iteration in iterations:
+        outcomes[outcome(iteration)] += 1
+    return RunFigures(
+        tokens_in=sum(i.tokens_in for i in iterations),
+        tokens_out=sum(i.tokens_out for i in iterations),
+        outcomes=outcomes,
+        last_duration=durations[-1] if durations else None,
+        duration_buckets=histogram_buckets(durations, DURATION_BUCKETS),
+        duration_sum=math.fsum(durations),
+        cost_buckets=histogram_buckets(costs, COST_BUCKETS),
+        cost_sum=math.fsum(costs),
+    )
 
 
 class LoopCollector:
@@ -63,6 +97,10 @@ class LoopCollector:
         self.source = source
         self.clock = clock
         self.stale_after = stale_after
+        #: The last run's figures and the metrics reading they came from (readers hand
+        #: out the same object while the file is unchanged): a scrape of a long run
+        #: does not walk its thousands of iterations again.
+        self._figures: tuple[RunMetrics | None, RunFigures] | None = None
 
     def collect(self) -> Iterable[Metric]:
         try:
@@ -78,7 +116,7 @@ class LoopCollector:
         status = execution_status(snapshot, now, self.stale_after)
         prd = snapshot.prd.value
         metrics = snapshot.metrics.value
-        iterations = metrics.iterations if metrics is not None else ()
+        figures = self._run_figures(metrics)
         labels = [(prd.project if prd is not None else None) or "", snapshot.current_run or ""]
 
         def gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
@@ -113,15 +151,15 @@ class LoopCollector:
         tokens = GaugeMetricFamily(
             "loopdash_loop_tokens", "Tokens used by the current run.", labels=(*LABELS, "direction")
         )
-        tokens.add_metric([*labels, "in"], sum(i.tokens_in for i in iterations))
-        tokens.add_metric([*labels, "out"], sum(i.tokens_out for i in iterations))
+        tokens.add_metric([*labels, "in"], figures.tokens_in)
+        tokens.add_metric([*labels, "out"], figures.tokens_out)
         out.append(tokens)
 
         by_outcome = GaugeMetricFamily(
             "loopdash_loop_iterations", "Iterations of the current run, by outcome.", labels=(*LABELS, "outcome")
         )
-        for name in OUTCOMES:
-            by_outcome.add_metric([*labels, name], sum(1 for i in iterations if outcome(i) == name))
+        for name, count in figures.outcomes.items():
+            by_outcome.add_metric([*labels, name], count)
         out.append(by_outcome)
 
         activity = snapshot.activity if snapshot.activity is not None else snapshot.root_mtime
@@ -133,30 +171,33 @@ class LoopCollector:
                     max(now - activity, 0.0),
                 )
             )
-        if iterations:
+        if figures.last_duration is not None:
             out.append(
                 gauge(
                     "loopdash_loop_last_iteration_duration_seconds",
                     "Duration of the current run's latest iteration.",
-                    iterations[-1].elapsed_ms / 1000,
+                    figures.last_duration,
                 )
             )
 
-        durations = [i.elapsed_ms / 1000 for i in iterations]
         duration_histogram = HistogramMetricFamily(
             "loopdash_loop_iteration_duration_seconds",
             "Durations of the current run's iterations.",
             labels=LABELS,
         )
-        duration_histogram.add_metric(labels, histogram_buckets(durations, DURATION_BUCKETS), math.fsum(durations))
+        duration_histogram.add_metric(labels, figures.duration_buckets, figures.duration_sum)
         out.append(duration_histogram)
 
-        costs = [i.cost for i in iterations]
         cost_histogram = HistogramMetricFamily(
             "loopdash_loop_iteration_cost_usd",
             "Cost of each of the current run's iterations, in US dollars.",
             labels=LABELS,
         )
-        cost_histogram.add_metric(labels, histogram_buckets(costs, COST_BUCKETS), math.fsum(costs))
+        cost_histogram.add_metric(labels, figures.cost_buckets, figures.cost_sum)
         out.append(cost_histogram)
         return out
+
+    def _run_figures(self, metrics: RunMetrics | None) -> RunFigures:
+        if self._figures is None or self._figures[0] is not metrics:
+            self._figures = (metrics, run_figures(metrics.iterations if metrics is not None else ()))
+        return self._figures[1]
