@@ -149,7 +149,8 @@ def _launch_failed(files: DaemonFiles, host: str, port: int, output: str, log_of
         remove_quietly(files.pidfile)
         remove_quietly(files.statefile)
     if is_port_in_use(output + new_log):
-        error(f"port {port} on {host} is already in use; choose another with --port (e.g. --port {port + 1 if port < 65535 else 8080})")
+        other = port + 1 if port < 65535 else 8080
+        error(f"port {port} on {host} is already in use; choose another with --port (e.g. --port {other})")
         return 1
     first_line = output.strip().splitlines()[0] if output.strip() else "no message"
     error(f"twistd could not start the dashboard: {first_line} (log: {files.logfile})")
@@ -185,7 +186,8 @@ def run(args: argparse.Namespace) -> int:
             timeout=LAUNCH_TIMEOUT,
         )
     except subprocess.TimeoutExpired:
-        return _launch_failed(files, args.host, args.port, f"twistd did not return within {LAUNCH_TIMEOUT:g} s", log_offset)
+        message = f"twistd did not return within {LAUNCH_TIMEOUT:g} s"
+        return _launch_failed(files, args.host, args.port, message, log_offset)
     output = launched.stdout.decode("utf-8", errors="replace")
     if launched.returncode != 0:
         return _launch_failed(files, args.host, args.port, output, log_offset)

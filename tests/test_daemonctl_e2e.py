@@ -24,7 +24,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from loopdash.daemonctl import DaemonFiles, find_running, read_pidfile
+from loopdash.daemonctl import DaemonFiles, find_running, read_pidfile, wait_until
 from loopdash.procinfo import is_alive
 from loopdash.sample import create_sample_project
 
@@ -397,3 +397,47 @@ def test_status_is_4_when_the_daemon_runs_but_does_not_answer(project: Project) 
     assert report["state"] == "not answering"
     assert report["pid"] == pid
     assert "/api/health" in report["reason"]
+
+
+def test_foreground_twistd_as_under_systemd_ends_open_streams_on_sigterm(project: Project) -> None:
+    """The README's systemd unit: ``twistd -n --pidfile=`` writes no pidfile and exits 143 on SIGTERM."""
+    port = free_port()
+    twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
+    daemon = subprocess.Popen(
+        [sys.executable, twistd, "-n", "--pidfile=", "--logfile=-", "loopdash", "--root", project.root,
+         "--port", str(port)],
+        cwd=project.root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        assert wait_until(lambda: healthy(f"http://127.0.0.1:{port}") or daemon.poll() is not None, 30)
+        assert daemon.poll() is None
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
+        connection.request("GET", "/api/stream", headers={"Authorization": f"Bearer {project.token}"})
+        response = connection.getresponse()
+        assert read_first_event(response)["type"] == "connected"
+
+        daemon.send_signal(signal.SIGTERM)
+
+        response.read()
+        assert response.isclosed()
+        connection.close()
+        assert daemon.wait(timeout=15) == -signal.SIGTERM  # a shell sees 143
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait(timeout=10)
+    assert daemon.stdout is not None
+    output = daemon.stdout.read().decode()
+    assert "Stream opened (1 open)" in output
+    assert "Server Shut Down." in output
+    assert not os.path.exists(os.path.join(project.root, "twistd.pid"))
+    assert not os.path.exists(project.files.pidfile)
+
+
+def healthy(url: str) -> bool:
+    try:
+        return get(f"{url}/api/health", timeout=2)[0] == 200
+    except OSError:
+        return False
