@@ -51,6 +51,7 @@ from loopdash.client_models import (
     Stories,
     runs_from_json,
 )
+from loopdash.daemonctl import find_running
 from loopdash.sse import SSEParser
 
 __all__ = [
@@ -576,7 +577,8 @@ def read_token(path: str) -> str:
 
 def find_url(root: str) -> str:
     """The URL of the daemon ``loopdash start`` runs for ``root``, else :data:`DEFAULT_URL`."""
-    return DEFAULT_URL
+    running = find_running(os.path.abspath(root))
+    return running.url if running is not None else DEFAULT_URL
 
 
 # -- plain asyncio -----------------------------------------------------------------

@@ -186,7 +186,8 @@ async def test_runs_and_run_detail(client: DashboardClient, sample_daemon: Runni
 async def test_from_project_reads_the_token_file(sample_daemon: RunningDaemon) -> None:
     found = DashboardClient.from_project(sample_daemon.root)
     assert found.token == sample_daemon.token
-    # No daemon recorded by `loopdash start` here: the default address.
+    # No daemon recorded by `loopdash start` here: the default address
+    # (test_watch.py covers a daemon that `loopdash start` runs).
     assert found.base_url == "http://127.0.0.1:8080"
     pointed = DashboardClient(sample_daemon.url, found.token)
     assert (await within(pointed.stories())).total == 8

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
+import subprocess
 import sys
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 import pytest_twisted
@@ -270,3 +272,76 @@ async def test_tty_mode_redraws_in_place_and_exits_cleanly_on_ctrl_c(daemon_fact
     assert await child.exit_code() == 0
     assert child.output.rstrip().endswith(b"\x1b[?25h")  # cursor shown again
     assert b"Traceback" not in child.output and b"Unhandled" not in child.output
+
+
+
+# -- a daemon started by `loopdash start` (sync tests: everything runs in subprocesses) ---------
+
+LOOPDASH = [sys.executable, "-m", "loopdash.cli"]
+
+
+@pytest.fixture(scope="module")
+def started_root(tmp_path_factory: Any) -> Iterator[str]:
+    """A finished project (its current run has a summary) served by `loopdash start` on a free port."""
+    from loopdash.sample import create_sample_project
+
+    root = str(tmp_path_factory.mktemp("started") / "project")
+    create_sample_project(root)
+    runs = os.path.join(root, ".claude-loop", "runs")
+    newest = sorted(os.listdir(runs))[-1]
+    totals = {"elapsed_time_s": 720, "total_cost": 0.177, "total_iterations": 2, "success_count": 2, "failure_count": 0}
+    with open(os.path.join(runs, newest, "summary.json"), "w") as f:
+        json.dump(totals, f)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    started = subprocess.run(
+        [*LOOPDASH, "start", "--root", root, "--port", str(port)], capture_output=True, text=True, timeout=30
+    )
+    assert started.returncode == 0, started.stderr
+    try:
+        yield root
+    finally:
+        stopped = subprocess.run([*LOOPDASH, "stop", "--root", root, "--timeout", "5"], capture_output=True, timeout=30)
+        assert stopped.returncode == 0, stopped.stderr
+
+
+def test_without_url_it_finds_the_daemon_loopdash_start_runs(started_root: str, empty_root: str) -> None:
+    from loopdash.client import DEFAULT_URL, DashboardClient, find_url
+
+    assert find_url(empty_root) == DEFAULT_URL  # nothing started there
+    with open(os.path.join(started_root, ".claude-loop", "dashboard", "dashboard.json")) as f:
+        state = json.load(f)
+    assert DashboardClient.from_project(started_root).base_url == state["url"]
+    watched = subprocess.run(
+        [*LOOPDASH, "watch", "--root", started_root, "--once", "--json"], capture_output=True, timeout=30
+    )
+    assert watched.returncode == 0, watched.stderr
+    assert json.loads(watched.stdout)["total_stories"] == 8
+
+
+def readme_examples() -> list[str]:
+    readme = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
+    with open(readme, encoding="utf-8") as f:
+        text = f.read()
+    section = text.split("## Client library and terminal view", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```python\n(.*?)```", section, re.S)
+
+
+def test_the_readme_has_the_twisted_and_the_asyncio_example() -> None:
+    examples = readme_examples()
+    assert len(examples) == 2
+    assert "react(" in examples[0] and "asyncioreactor.install" in examples[1]
+
+
+@pytest.mark.parametrize("which", [0, 1], ids=["twisted", "asyncio"])
+def test_readme_example_runs_against_the_started_daemon(started_root: str, which: int, tmp_path: Any) -> None:
+    script = os.path.join(str(tmp_path), "example.py")
+    with open(script, "w") as f:
+        f.write(readme_examples()[which])
+    # Run from the project directory, as the examples say; they stop once the run is over.
+    ran = subprocess.run([sys.executable, script], cwd=started_root, capture_output=True, text=True, timeout=30)
+    assert ran.returncode == 0, ran.stderr
+    assert "75.0%" in ran.stdout, ran.stdout
+    if which == 1:
+        assert ran.stdout.startswith("6/8 stories\n")
