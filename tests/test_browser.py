@@ -337,6 +337,11 @@ def test_charts_show_an_iterations_values_on_hover_and_from_the_keyboard(
     assert page.locator("#run-body [data-chart='duration'] .cross").count() == 1
     ticks = page.locator("#run-body [data-chart='cost'] .grid text").all_text_contents()
     assert "$0" in ticks and "#1" in ticks
+    longest = max(it["elapsed_ms"] for it in iterations)
+    unit = "s" if longest < 120_000 else "m" if longest < 7_200_000 else "h"
+    durations = page.locator("#run-body [data-chart='duration'] .grid text").all_text_contents()
+    assert [t for t in durations if not t.startswith("#")] and all(
+        t.endswith(unit) for t in durations if not t.startswith("#")), durations
 
     mark = page.locator("#run-body [data-chart='cost'] .mark").nth(failed)
     mark.hover()
@@ -445,6 +450,8 @@ def test_changes_to_the_loop_files_appear_without_a_reload(
     expect(page.locator("#progress-label")).to_contain_text(
         f"{before['completed_stories'] + 1} of {before['total_stories']} stories complete")
     expect(page.locator("[data-chart='cost'] .mark")).to_have_count(iterations_before + 1)
+    history_row = page.locator(f"#runs-body tr[data-run-id='{before['run_id']}']")
+    expect(history_row.locator("td").nth(1)).to_have_text(str(iterations_before + 1))
     entries = page.locator("#log-list > li")
     expect(entries).to_have_count(logs_before + 1)
     expect(entries.last.locator("strong", has_text="worker pool")).to_be_visible()  # followed to the bottom

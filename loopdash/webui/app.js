@@ -1,7 +1,7 @@
 // The page's entry point: sign-in, the views, the live connection and the
 // router (#/, #/stories/<id>, #/runs/<id>).
 
-import {byId, money, integer} from './dom.js';
+import {byId, money, integer, plural} from './dom.js';
 import {Api} from './api.js';
 import * as auth from './auth.js';
 import {LiveConnection} from './live.js';
@@ -68,7 +68,7 @@ class Dashboard {
       onPoll: () => this.guard(this.poll()),
       onDenied: (error) => this.denied(error),
     });
-    this.metricsTimer = null;
+    this.timers = {};
     byId('retry-now').addEventListener('click', () => this.live.retryNow());
     window.addEventListener('hashchange', () => this.route());
   }
@@ -136,16 +136,23 @@ class Dashboard {
     this.metricsSignature = signature;
     this.metrics = metrics;
     byId('charts-run').textContent = metrics
-      ? `Current run ${metrics.run_id}: ${integer(metrics.total_iterations)} iterations, `
+      ? `Current run ${metrics.run_id}: ${plural(metrics.total_iterations, 'iteration')}, `
         + `${integer(metrics.success_count)} succeeded, ${integer(metrics.failure_count)} failed, ${money(metrics.total_cost)} in all.`
       : 'No run has recorded metrics yet.';
     this.charts.update(metrics ? metrics.iterations : []);
   }
 
-  /** Several events in a row ask for the metrics once. */
-  metricsSoon() {
-    clearTimeout(this.metricsTimer);
-    this.metricsTimer = setTimeout(() => this.guard(this.loadMetrics()), 150);
+  /** Several events in a row ask for the same data once. */
+  soon(name, load) {
+    clearTimeout(this.timers[name]);
+    this.timers[name] = setTimeout(() => this.guard(load()), 150);
+  }
+
+  /** A run changed: its metrics, its history row and (when shown) its detail view. */
+  runChanged(runId) {
+    this.soon('metrics', () => this.loadMetrics());
+    this.soon('history', () => this.history.refresh());
+    if (this.runView.runId === runId) this.soon('run', () => this.runView.reload(runId));
   }
 
   setStatus(status) {
@@ -188,17 +195,14 @@ class Dashboard {
         this.execution.setStories(this.stories.stories);
         break;
       case 'iteration_added':
-        this.metricsSoon();
-        this.guard(this.runView.reload(data.run_id));
+        this.runChanged(data.run_id);
         break;
       case 'log_appended':
         this.guard(this.logs.appended(data));
         break;
       case 'run_started':
       case 'run_finished':
-        this.metricsSoon();
-        this.guard(this.history.refresh());
-        this.guard(this.runView.reload(data.run_id));
+        this.runChanged(data.run_id);
         break;
       default:
         break; // a newer daemon's event type: nothing to show

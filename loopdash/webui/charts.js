@@ -96,6 +96,13 @@ function frame(width, count, max, format) {
   return {grid, scale, plotWidth};
 }
 
+/** [milliseconds per unit, suffix] for durations up to ``longest`` ms. */
+function durationUnit(longest) {
+  if (longest < 120000) return [1000, 's'];
+  if (longest < 2 * 3600000) return [60000, 'm'];
+  return [3600000, 'h'];
+}
+
 /** The marks of each chart: returns the SVG nodes drawn over the frame. */
 const CHARTS = [
   {
@@ -139,14 +146,20 @@ const CHARTS = [
   {
     key: 'duration',
     title: 'Duration per iteration',
-    max: (its) => Math.max(0, ...its.map((it) => (it.elapsed_ms || 0) / 60000)),
-    format: (v) => `${+v.toFixed(1)}m`,
-    summary: (its) => `Duration of ${its.length} iterations, in minutes.`,
+    // The unit follows the longest iteration: seconds, minutes or hours.
+    unit: (its) => durationUnit(Math.max(0, ...its.map((it) => it.elapsed_ms || 0))),
+    max(its) {
+      const [size] = this.unit(its);
+      return Math.max(0, ...its.map((it) => (it.elapsed_ms || 0) / size));
+    },
+    format: (v, its, spec) => `${+v.toFixed(1)}${spec.unit(its)[1]}`,
+    summary: (its) => `Duration of ${its.length} iterations.`,
     legend: [['ok', 'success'], ['bad', 'failure (✕)']],
     marks(its, cumulative, scale) {
+      const [size] = this.unit(its);
       const width = Math.min(36, scale.band * 0.6);
       return its.flatMap((it, i) => {
-        const y = scale.y((it.elapsed_ms || 0) / 60000);
+        const y = scale.y((it.elapsed_ms || 0) / size);
         const kind = outcome(it);
         const bar = s('rect', {class: `bar ${kind}`, x: scale.x(i) - width / 2, width, y, height: scale.bottom - y});
         return kind === 'bad' ? [bar, s('text', {class: 'cross', x: scale.x(i), y: y - 4, 'text-anchor': 'middle'}, '✕')] : [bar];
@@ -179,7 +192,8 @@ class Chart {
       this.holder.replaceChildren(h('p', {class: 'empty'}, 'No iterations yet.'));
       return;
     }
-    const {grid, scale} = frame(width, iterations.length, this.spec.max(iterations, this.cumulative), this.spec.format);
+    const format = (v) => this.spec.format(v, iterations, this.spec);
+    const {grid, scale} = frame(width, iterations.length, this.spec.max(iterations, this.cumulative), format);
     this.scale = scale;
     this.highlight = s('rect', {class: 'highlight', y: MARGIN.top, height: scale.bottom - MARGIN.top, width: scale.band, visibility: 'hidden'});
     const svg = s('svg', {

@@ -47,6 +47,11 @@ export function integer(value) {
   return Math.round(value).toLocaleString('en-US');
 }
 
+/** "1 iteration", "3 iterations". */
+export function plural(count, noun) {
+  return `${integer(count)} ${noun}${count === 1 ? '' : 's'}`;
+}
+
 export function compact(value) {
   if (Math.abs(value) >= 1e6) return `${+(value / 1e6).toFixed(1)}M`;
   if (Math.abs(value) >= 1e3) return `${+(value / 1e3).toFixed(1)}k`;

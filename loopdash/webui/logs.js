@@ -6,6 +6,8 @@ import {h} from './dom.js';
 import {renderLines} from './markdown.js';
 
 const PAGE = 50;
+/** A page left open for days keeps at most this many entries; older ones page back in. */
+const KEEP = 500;
 
 export class LogsView {
   constructor({api, guard, scroller, list, olderButton, followBox, filterBox, counter}) {
@@ -115,7 +117,16 @@ export class LogsView {
     this.afterChange(true);
   }
 
+  /** While following, drop the oldest entries beyond KEEP (they stay reachable by paging). */
+  trim() {
+    if (!this.followBox.checked || this.entries.length <= KEEP) return;
+    const dropped = this.entries.splice(0, this.entries.length - KEEP);
+    for (const entry of dropped) entry.element.remove();
+    this.start += dropped.length;
+  }
+
   afterChange(grew) {
+    if (grew) this.trim();
     this.olderButton.hidden = this.start === 0;
     this.olderButton.textContent = `Load older entries (${this.start} more)`;
     const shown = this.entries.filter((e) => !e.element.hidden).length;
