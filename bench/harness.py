@@ -66,6 +66,14 @@ def project_facts(root: str) -> dict[str, Any]:
     }
 
 
+def timed_wrk(server: procs.Server, path: str, token: str | None, args: argparse.Namespace) -> wrk.WrkResult:
+    """wrk against ``path``, with the server's CPU time per request (steadier than req/s on a busy machine)."""
+    before = procs.cpu_seconds(server.pid)
+    result = wrk.run(server.url(path), token, args.duration, args.client_cpu)
+    result.cpu_us_per_request = round(1e6 * (procs.cpu_seconds(server.pid) - before) / max(result.requests, 1), 1)
+    return result
+
+
 # -- the ceiling ---------------------------------------------------------------------
 
 
@@ -74,7 +82,7 @@ def measure_ceiling(args: argparse.Namespace, workdir: str) -> wrk.WrkResult:
     try:
         procs.wait_until_answers(server, "/", None)
         wrk.run(server.url("/"), None, args.warmup, args.client_cpu)
-        return wrk.run(server.url("/"), None, args.duration, args.client_cpu)
+        return timed_wrk(server, "/", None, args)
     finally:
         server.stop()
 
@@ -104,12 +112,12 @@ def measure_endpoint(server: procs.Server, token: str, endpoint: Endpoint, args:
     if status != 200:
         raise RuntimeError(f"{endpoint.path} answered {status}: {body[:200]!r}")
     wrk.run(server.url(endpoint.path), token, args.warmup, args.client_cpu)
-    result = wrk.run(server.url(endpoint.path), token, args.duration, args.client_cpu)
+    result = timed_wrk(server, endpoint.path, token, args)
     ratio = result.requests_per_s / ceiling
     notes = "" if result.clean else f" ({result.non_2xx} non-2xx, socket errors: {result.socket_errors or 'none'})"
     return Row(
         figure=endpoint.label,
-        measured=f"{result.requests_per_s:,.0f} req/s, p99 {result.p99_ms:.1f} ms{notes}",
+        measured=f"{result.requests_per_s:,.0f} req/s, p99 {result.p99_ms:.1f} ms, {result.cpu_us_per_request:.0f} µs CPU/req{notes}",
         target=f"≥ {endpoint.target_ratio} × ceiling (≥ {endpoint.target_ratio * ceiling:,.0f} req/s)",
         ratio=round(ratio, 3),
         passed=ratio >= endpoint.target_ratio and result.clean,
@@ -288,7 +296,8 @@ def format_report(report: dict[str, Any]) -> str:
         f"loopdash scale benchmark, {report['date']}, revision {report['revision']}",
         f"project: {p['runs']:,} runs, {p['stories']} stories, progress.txt {p['progress_txt_bytes'] / 1e6:.1f} MB",
         f"Klein ceiling (73-byte JSON, same twistd, same core): {c['requests_per_s']:,.0f} req/s "
-        f"(runs: {', '.join(format(r['requests_per_s'], ',.0f') for r in c['runs'])}); "
+        f"(runs: {', '.join(format(r['requests_per_s'], ',.0f') for r in c['runs'])}; "
+        f"{', '.join(format(r['cpu_us_per_request'], '.0f') for r in c['runs'])} µs CPU/req); "
         f"wrk {report['conditions']['wrk']} on CPU {report['conditions']['client_cpu']}, "
         f"server on CPU {report['conditions']['server_cpu']}",
         "",

@@ -20,6 +20,8 @@ class WrkResult:
     max_ms: float
     non_2xx: int
     socket_errors: str
+    #: The server's CPU time per request over the run, when the caller measured it.
+    cpu_us_per_request: float = 0.0
 
     @property
     def clean(self) -> bool:
