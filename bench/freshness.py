@@ -44,16 +44,20 @@ def token_of(root: str) -> str:
         return f.read().strip()
 
 
-def measure(swarm: Swarm, writer: LoopWriter, changes: int, mode: str, seed: int = 7,
-            timeout: float = 5.0) -> Freshness:
-    """``changes`` marked changes, one at a time, each waited for (at most ``timeout`` s)."""
+def measure(swarm: Swarm, writer: LoopWriter, changes: int, mode: str, poll_interval: float = 1.0,
+            seed: int = 7, timeout: float = 5.0) -> Freshness:
+    """``changes`` marked changes, one at a time, each waited for (at most ``timeout`` s).
+
+    The pause before each change is uniform over a whole poll interval: an event
+    arrives just after a poll, so a shorter pause would always land early in the
+    next interval and bias the polling figures upwards.
+    """
     rng = random.Random(seed)
     samples: list[float] = []
     kinds: dict[str, list[float]] = {}
     missed = 0
     for index in range(changes):
-        # A random pause, so changes do not lock onto the poll phase.
-        swarm.pump_for(rng.uniform(0.1, 0.4))
+        swarm.pump_for(0.05 + rng.uniform(0, poll_interval))
         kind, marker, written = writer.change(index)
         swarm.watch(marker)
         arrivals = swarm.wait_for(marker, timeout)
@@ -97,7 +101,7 @@ def run_mode(root: str, mode: str, changes: int, poll_interval: float, cpu: int,
         try:
             swarm.open(1)
             swarm.pump_for(1.5)  # let the first polls settle
-            return measure(swarm, writer, changes, mode)
+            return measure(swarm, writer, changes, mode, poll_interval)
         finally:
             swarm.close()
     finally:
