@@ -69,6 +69,7 @@ class DaemonProcess:
     root: str
     log_path: str
     port: int = field(default_factory=free_port)
+    options: tuple[str, ...] = ()
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -83,7 +84,7 @@ class DaemonProcess:
     def start(self) -> None:
         command = twistd_command() + [
             "-n", "--pidfile=", "loopdash", "--port", str(self.port), "--root", self.root,
-            "--poll-interval", "0.2",
+            "--poll-interval", "0.2", *self.options,
         ]
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=self.root)

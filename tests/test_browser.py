@@ -462,10 +462,37 @@ def test_changes_to_the_loop_files_appear_without_a_reload(
     assert list(console) == []
 
 
+def test_a_loop_that_went_quiet_shows_idle_with_its_last_story_and_the_clock_stops(
+    project: str, tmp_path: Any, open_page: OpenPage
+) -> None:
+    daemon = DaemonProcess(project, os.path.join(str(tmp_path), "twistd.log"), options=("--stale-after", "2"))
+    daemon.start()
+    try:
+        page, console = open_page()
+        sign_in(page, daemon)
+        state = page.locator("#run-state")
+        expect(state).to_have_attribute("data-state", "idle")  # once 2 s pass without activity
+        status = daemon.api("/api/status")
+        assert status["is_running"] is False
+        expect(state).to_contain_text("Idle")
+        last = status["current_story"]
+        expect(page.locator("#current-story")).to_contain_text(f"Last story {last['id']}")
+        expect(page.locator("#current-story")).to_contain_text(f"({last['status']})")
+        expect(page.locator("#story-grid li[data-state='in-progress']")).to_have_count(0)
+        elapsed = page.locator("#elapsed").inner_text()
+        page.wait_for_timeout(1500)
+        assert page.locator("#elapsed").inner_text() == elapsed
+        assert list(console) == []
+    finally:
+        daemon.stop()
+
+
 def test_a_daemon_restart_shows_reconnecting_then_live_without_user_action(
     project: str, daemon: DaemonProcess, open_page: OpenPage
 ) -> None:
     page, console = open_page()
+    streams: list[str] = []
+    page.on("request", lambda request: streams.append(request.url) if "/api/stream?" in request.url else None)
     sign_in(page, daemon)
     page.evaluate("window.stillTheSamePage = true")
     banner = page.locator("#connection-state")
@@ -476,6 +503,9 @@ def test_a_daemon_restart_shows_reconnecting_then_live_without_user_action(
     daemon.start()
     expect(banner).to_have_text("Live", timeout=40_000)
     assert page.evaluate("window.stillTheSamePage") is True
+    # The first stream starts fresh; the reconnection resumes after the last event seen.
+    assert "last_event_id" not in streams[0]
+    assert "last_event_id=" in streams[-1] and len(streams) >= 2
 
     # The new connection carries changes again.
     make_progress(project, daemon, "after restart")
