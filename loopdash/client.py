@@ -33,7 +33,6 @@ from loopdash.auth import default_token_path
 from loopdash.client_events import (
     Gap,
     Reconnected,
-    ServerEvent,
     StreamItem,
     decode_event,
 )

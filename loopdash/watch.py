@@ -28,6 +28,8 @@ from loopdash.client import (
     DashboardClient,
     DashboardError,
     Disconnected,
+    Forbidden,
+    Unauthorized,
     find_url,
     read_token,
 )
@@ -286,14 +288,25 @@ def terminal_width() -> int:
 class Watch:
     """Follows the stream and keeps the output up to date (terminal or lines)."""
 
-    def __init__(self, client: DashboardClient, out: TextIO, clock: Any, tty: bool, headlines: int) -> None:
+    def __init__(
+        self,
+        client: DashboardClient,
+        out: TextIO,
+        clock: Any,
+        tty: bool,
+        headlines: int,
+        token_source: Callable[[], str | None] = lambda: None,
+    ) -> None:
         self.client = client
         self.out = out
         self.clock = clock
         self.tty = tty
+        #: Re-reads the token, so a rotated token (``loopdash generate-token``) does not end the watch.
+        self.token_source = token_source
         self.view = View(client.base_url, headlines=headlines)
         self.terminal = Terminal(out, terminal_width) if tty else None
         self.pending: IDelayedCall | None = None
+        self.last_id: str | None = None
 
     async def follow(self) -> None:
         ticker: LoopingCall | None = None
@@ -303,16 +316,17 @@ class Watch:
             ticker.clock = self.clock
             ticker.start(1.0, now=True)
         try:
-            async for item in self.client.stream():
-                now = self.clock.seconds()
-                self.view = apply(self.view, item, now)
-                if self.terminal is not None:
-                    if isinstance(item, (Connected, Gap)):
-                        self.refresh_logs()
-                    self.redraw_soon()
-                else:
-                    self.out.write(f"{timestamp_of(item, now)} {describe(item)}\n")
-                    self.out.flush()
+            while True:
+                try:
+                    async for item in self.client.stream(last_event_id=self.last_id):
+                        self.show(item)
+                    return
+                except (Unauthorized, Forbidden):
+                    token = self.token_source()
+                    if token is None or token == self.client.token:
+                        raise
+                    self.client.token = token
+                    self.show(Disconnected("the token was refused; using the new one from the token file", 1, 0.0))
         finally:
             if ticker is not None and ticker.running:
                 ticker.stop()
@@ -320,6 +334,20 @@ class Watch:
                 self.pending.cancel()
             if self.terminal is not None:
                 self.terminal.stop()
+
+    def show(self, item: StreamItem | Disconnected) -> None:
+        now = self.clock.seconds()
+        event_id = getattr(item, "id", None)
+        if isinstance(event_id, str):
+            self.last_id = event_id
+        self.view = apply(self.view, item, now)
+        if self.terminal is not None:
+            if isinstance(item, (Connected, Gap)):
+                self.refresh_logs()
+            self.redraw_soon()
+        else:
+            self.out.write(f"{timestamp_of(item, now)} {describe(item)}\n")
+            self.out.flush()
 
     def redraw_soon(self) -> None:
         """Redraw once after a burst of events (a new run brings a dozen at once), not per event."""
@@ -352,6 +380,13 @@ class Watch:
 # -- the command -------------------------------------------------------------------------
 
 
+def reread_token(path: str) -> str | None:
+    try:
+        return read_token(path)
+    except DashboardError:
+        return None
+
+
 async def once(client: DashboardClient, out: TextIO, as_json: bool, clock: Any) -> None:
     status = await client.status()
     if as_json:
@@ -369,8 +404,9 @@ def run(args: argparse.Namespace) -> int:
         print("loopdash watch: --json goes with --once", file=sys.stderr)
         return 2
     root = os.path.abspath(args.root)
+    token_path = args.token_file or default_token_path(root)
     try:
-        token = read_token(args.token_file or default_token_path(root))
+        token = read_token(token_path)
     except DashboardError as e:
         print(f"loopdash watch: {e.message}", file=sys.stderr)
         return 1
@@ -385,7 +421,9 @@ def run(args: argparse.Namespace) -> int:
             if args.once:
                 await once(client, out, args.json, reactor)
             else:
-                watch = Watch(client, out, reactor, out.isatty(), max(args.logs, 0))
+                watch = Watch(
+                    client, out, reactor, out.isatty(), max(args.logs, 0), lambda: reread_token(token_path)
+                )
                 await watch.follow()
             outcome["code"] = 0
         except DashboardError as e:

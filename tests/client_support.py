@@ -180,8 +180,6 @@ def hello(boot: str, first_seq: int, **top: Any) -> list[bytes]:
     ]
 
 
-Cleanup = Callable[[], Awaitable[None]]
-
 
 class FastClock:
     """The reactor's clock with every wait shortened ``factor`` times.

@@ -248,6 +248,35 @@ async def test_pipe_mode_prints_a_line_per_event_and_rides_out_a_daemon_restart(
 
 
 @pytest_twisted.ensureDeferred
+async def test_following_survives_a_token_rotation(daemon_factory: Any, tmp_path: Any) -> None:
+    from loopdash.auth import write_token
+
+    loop = LiveLoop.create(os.path.join(str(tmp_path), "live"))
+    daemon = await daemon_factory(loop.root, poll_interval=0.05)
+    child = spawn(daemon_args(daemon))
+    at = await child.wait_for(rb"Z status running 0\.0%[^\n]*\n")
+    write_token(daemon.dashboard.config.token_path)  # what `loopdash generate-token` does
+    for subscriber in list(daemon.dashboard.hub.subscribers):
+        subscriber.end()  # the stream drops; reconnecting with the old token gets 403
+    at = await child.wait_for(rb"disconnected: the token was refused; using the new one from the token file", at)
+    at = await child.wait_for(rb"Z connected ", at)
+    story = loop.pass_story(0)
+    await child.wait_for(rb"Z story " + story.encode() + rb" completed", at)
+    child.transport.signalProcess("INT")  # type: ignore[union-attr]
+    assert await child.exit_code() == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_following_with_a_wrong_token_exits_1(sample_daemon: RunningDaemon, tmp_path: Any) -> None:
+    wrong = os.path.join(str(tmp_path), "wrong-token")
+    with open(wrong, "w") as f:
+        f.write("nope\n")
+    child = spawn([*daemon_args(sample_daemon), "--token-file", wrong])
+    assert await child.exit_code() == 1
+    assert b"403: Invalid authentication token" in child.stderr
+
+
+@pytest_twisted.ensureDeferred
 async def test_tty_mode_redraws_in_place_and_exits_cleanly_on_ctrl_c(daemon_factory: Any, tmp_path: Any) -> None:
     loop = LiveLoop.create(os.path.join(str(tmp_path), "live"))
     loop.append_log(0)
