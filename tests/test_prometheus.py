@@ -571,3 +571,40 @@ def test_the_metrics_public_option_reaches_the_config(tmp_path: Any) -> None:
     public = Options()
     public.parseOptions(["--root", str(tmp_path), "--metrics-public"])
     assert public.config().metrics_public is True
+
+
+def test_twistd_metrics_public_serves_metrics_to_a_scraper_without_the_token(tmp_path: Any) -> None:
+    """The real ``twistd -n loopdash --metrics-public`` in a subprocess (no server in this process)."""
+    import signal
+    import subprocess
+    import urllib.error
+    import urllib.request
+
+    from loopdash.sample import create_sample_project
+    from tests.test_plugin_e2e import STOP_TIMEOUT, TWISTD, free_port, wait_for_health
+
+    root = os.path.join(str(tmp_path), "project")
+    create_sample_project(root)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    process = subprocess.Popen(
+        [*TWISTD, "-n", "--pidfile=", "loopdash", "--root", root, "--port", str(port), "--metrics-public"],
+        cwd=str(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_for_health(process, base)
+        with urllib.request.urlopen(base + "/metrics", timeout=5) as response:
+            assert response.status == 200
+            result = parse_scrape(response.read().decode())
+        (stories,) = result.series("loopdash_loop_stories").values()
+        assert stories == len(SAMPLE_STORIES)
+        assert result.value("process_open_fds") > 0
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(base + "/api/status", timeout=5)
+        assert refused.value.code == 401
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=STOP_TIMEOUT)
+
