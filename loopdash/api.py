@@ -29,6 +29,7 @@ from loopdash.meter import NULL_METER, Meter
 from loopdash.openapi import build_openapi
 from loopdash.project import Project
 from loopdash.stream import StreamHub, TicketBook
+from loopdash.throttle import FailureThrottle
 from loopdash.status import iso_utc
 
 #: Largest page a client may ask for; larger limits are capped, not refused.
@@ -80,6 +81,15 @@ def query_int(request: IRequest, name: str, default: int, maximum: int) -> int:
         # Beyond any page or offset; and int() refuses strings of over 4,300 digits.
         return maximum
     return min(int(digits), maximum)
+
+
+TOO_MANY_FAILURES = "Too many failed authentication attempts; retry later"
+
+
+def client_address(request: IRequest) -> str:
+    """The peer's address, the key for throttling ("unix" for a UNIX socket)."""
+    host = getattr(request.getClientAddress(), "host", None)
+    return host if isinstance(host, str) else "unix"
 
 
 Handler = TypeVar("Handler", bound=Callable[..., Any])
@@ -142,8 +152,10 @@ class DashboardAPI:
         live: LiveProject | None = None,
         meter: Meter = NULL_METER,
         metrics_public: bool = False,
+        throttle: FailureThrottle | None = None,
     ) -> None:
         self.project = project
+        self.throttle = throttle if throttle is not None else FailureThrottle(clock)
         #: Shared snapshots and encoded answers: requests cost what changed.
         self.live = live or LiveProject(project, clock, stale_after)
         self.meter = meter
@@ -207,6 +219,11 @@ class DashboardAPI:
 
     @api_route(app, "/api/stream", auth="token_or_ticket", raw=True)
     def stream(self, request: IRequest) -> object:
+        if request.method == b"HEAD":
+            # Headers as a GET would have them, then the end: a HEAD must not stay open.
+            request.setHeader(b"Content-Type", b"text/event-stream; charset=utf-8")
+            request.setHeader(b"Cache-Control", b"no-cache")
+            return b""
         last_event_id = request.getHeader(b"last-event-id")
         if last_event_id is None:
             resume = query_text(request, "last_event_id")
@@ -276,6 +293,13 @@ class DashboardAPI:
         error = failure.value
         assert isinstance(error, Denied)
         self.meter.auth_failed(error.status)
+        address = client_address(request)
+        verdict = self.throttle.failure(address)
+        if verdict.retry_after is not None:
+            if verdict.started:
+                self.log.warn("Throttling {address}: too many failed authentications", address=address)
+            request.setHeader(b"Retry-After", str(verdict.retry_after).encode("ascii"))
+            return json_body(request, {"error": TOO_MANY_FAILURES}, 429)
         if error.status == 401:
             request.setHeader(b"WWW-Authenticate", b'Bearer realm="loopdash"')
         return json_body(request, {"error": error.message}, error.status)

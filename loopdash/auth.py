@@ -56,6 +56,29 @@ def ensure_token(path: str) -> bool:
     return True
 
 
+class UnsafeTokenFile(Exception):
+    """The token file can be read by other users: the daemon refuses to start."""
+
+
+def token_file_problem(path: str) -> str | None:
+    """Why the token file at ``path`` must not be used (group or others may access it), or None.
+
+    A missing file is fine: it is created 0600. We refuse rather than chmod it,
+    since a token others could read may already be known: rotate it.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    if not mode & 0o077:
+        return None
+    return (
+        f"The token file {path} is accessible to other users (mode {stat.S_IMODE(mode):04o}), "
+        "so its token may be known to them. Make a new one: `loopdash generate-token` "
+        f"(or: chmod 600 {path} if you are sure nobody read it)."
+    )
+
+
 class TokenFile:
     """The current token, re-read from its file whenever the file changes."""
 

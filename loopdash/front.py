@@ -14,6 +14,7 @@ from twisted.web.http import Request
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, Resource
 
+from loopdash.encoding import encode_json
 from loopdash.meter import NULL_METER, OTHER_ROUTE, Meter, method_label
 
 ALLOWED_METHODS = b"GET, HEAD, POST, OPTIONS"
@@ -32,6 +33,17 @@ METRICS_PATH = b"/metrics"
 
 def no_route(method: bytes, path: bytes) -> str:
     return OTHER_ROUTE
+
+
+def url_is_utf8(request: IRequest) -> bool:
+    """Whether the host and the (unquoted) path decode as UTF-8, which Klein requires."""
+    try:
+        request.getRequestHostname().decode("utf-8")
+        for segment in (*request.prepath, *request.postpath):
+            segment.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 class CorsPolicy:
@@ -103,6 +115,11 @@ class FrontResource(Resource):
             request.path.startswith(b"/api/") or request.path == METRICS_PATH
         ):
             target, is_page = self._pages, True
+        if not is_page and not url_is_utf8(request):
+            # Klein would answer this in text/html and log it as an error.
+            request.setResponseCode(400)
+            request.setHeader(b"Content-Type", b"application/json; charset=utf-8")
+            return encode_json({"error": "Invalid URL: not UTF-8"})
         if request.method == b"OPTIONS":
             methods = self._methods(request.path, is_page)
             if methods is not None:

@@ -20,8 +20,15 @@ from twisted.web.server import Site
 
 from loopdash.accesslog import AccessLogSite
 from loopdash.api import DashboardAPI
-from loopdash.auth import TokenFile, default_token_path, ensure_token
+from loopdash.auth import (
+    TokenFile,
+    UnsafeTokenFile,
+    default_token_path,
+    ensure_token,
+    token_file_problem,
+)
 from loopdash.filecache import Reporter
+from loopdash.exposure import exposure_warning
 from loopdash.front import CorsPolicy, FrontResource
 from loopdash.live import LiveProject
 from loopdash.loop_metrics import LoopCollector
@@ -30,6 +37,7 @@ from loopdash.project import Project
 from loopdash.prometheus import PrometheusMeter
 from loopdash.status import DEFAULT_STALE_AFTER
 from loopdash.stream import StreamHub, TicketBook
+from loopdash.throttle import FailureThrottle
 from loopdash.watcher import Watcher
 from loopdash.webui import web_pages
 
@@ -50,6 +58,11 @@ class DashboardConfig:
     use_inotify: bool = True
     #: Serve /metrics without the bearer token (for a scraper on the same host).
     metrics_public: bool = False
+    #: Seconds a connection may sit idle between requests (never during an
+    #: answer or an open stream) before it is closed.
+    idle_timeout: float = 60.0
+    #: Failed authentications one address may make before it gets 429s.
+    auth_failure_burst: int = 30
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -116,6 +129,9 @@ class Dashboard:
 
 def build_dashboard(config: DashboardConfig, reactor: Any) -> Dashboard:
     root = os.path.abspath(config.root)
+    problem = token_file_problem(config.token_path)
+    if problem is not None:
+        raise UnsafeTokenFile(problem)
     if ensure_token(config.token_path):
         log.info("Created a new API token in {path}", path=config.token_path)
     meter = PrometheusMeter()
@@ -134,6 +150,7 @@ def build_dashboard(config: DashboardConfig, reactor: Any) -> Dashboard:
         live=live,
         meter=meter,
         metrics_public=config.metrics_public,
+        throttle=FailureThrottle(reactor, burst=config.auth_failure_burst),
     )
     front = FrontResource(
         api.resource(),
@@ -144,6 +161,10 @@ def build_dashboard(config: DashboardConfig, reactor: Any) -> Dashboard:
         methods_for=api.allowed_methods,
     )
     site = AccessLogSite(front, reactor)
+    site.timeOut = config.idle_timeout
+    warning = exposure_warning(config.listen)
+    if warning is not None:
+        log.warn("{warning}", warning=warning)
     service = MultiService()
     # The watcher starts first and stops last: MultiService stops children in
     # reverse, so the port closes before the hub ends the open streams.

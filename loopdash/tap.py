@@ -9,6 +9,7 @@ from twisted.application.service import IService
 from twisted.python import usage
 
 from loopdash.logformat import LOG_FORMATS, JsonLogging, twistd_log_target
+from loopdash.auth import default_token_path, token_file_problem
 from loopdash.service import DashboardConfig, build_dashboard, tcp_endpoint
 from loopdash.status import DEFAULT_STALE_AFTER
 
@@ -75,6 +76,21 @@ class Options(usage.Options):
             "Seconds between keepalive comments on open event streams.",
             _positive("--keepalive"),
         ],
+        [
+            "idle-timeout",
+            None,
+            60.0,
+            "Seconds a connection may stay idle between requests before it is closed.",
+            _positive("--idle-timeout"),
+        ],
+        [
+            "auth-failures",
+            None,
+            30,
+            "Failed authentications allowed from one address before it gets 429 "
+            "(they are forgiven at one per second; valid tokens are always served).",
+            int,
+        ],
     ]
 
     optFlags = [
@@ -101,6 +117,11 @@ class Options(usage.Options):
             raise usage.UsageError(f"--log-format must be one of {', '.join(LOG_FORMATS)}")
         if not 0 <= self["port"] <= 65535:
             raise usage.UsageError(f"--port {self['port']} is not a TCP port")
+        if self["auth-failures"] < 1:
+            raise usage.UsageError("--auth-failures must be at least 1")
+        problem = token_file_problem(self["token-file"] or default_token_path(os.path.abspath(self["root"])))
+        if problem is not None:
+            raise usage.UsageError(problem)
 
     def config(self) -> DashboardConfig:
         root = os.path.abspath(self["root"])
@@ -114,6 +135,8 @@ class Options(usage.Options):
             keepalive=self["keepalive"],
             use_inotify=not self["no-inotify"],
             metrics_public=bool(self["metrics-public"]),
+            idle_timeout=self["idle-timeout"],
+            auth_failure_burst=self["auth-failures"],
         )
 
 

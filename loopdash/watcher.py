@@ -86,6 +86,8 @@ class Watcher(Service):
         self.use_inotify = use_inotify
         self.last: Observation | None = None
         self.polls = 0
+        #: Whether the project root was missing at the last poll (said once, not every poll).
+        self.root_missing = False
         self._loop: LoopingCall | None = None
         self._notifier: Any = None
         self._watched: set[str] = set()
@@ -129,6 +131,7 @@ class Watcher(Service):
 
     def _poll(self) -> None:
         self.polls += 1
+        self._check_root()
         snapshot = self.live.snapshot(force=True)
         current = observe(snapshot, self.clock.seconds(), self.stale_after)
         previous, self.last = self.last, current
@@ -140,6 +143,17 @@ class Watcher(Service):
         for change in changes:
             self._publish(change)
         self.on_poll(changes)
+
+    def _check_root(self) -> None:
+        missing = not os.path.isdir(self.project.root)
+        if missing and not self.root_missing:
+            self.log.warn(
+                "The project root {root} is gone; serving an empty project until it is back",
+                root=self.project.root,
+            )
+        elif self.root_missing and not missing:
+            self.log.info("The project root {root} is back", root=self.project.root)
+        self.root_missing = missing
 
     def _publish(self, change: Change) -> None:
         if isinstance(change, RunStarted):

@@ -659,6 +659,7 @@ async def test_tokens_differ_between_projects(daemon_factory: DaemonFactory, tmp
 async def test_existing_token_file_is_used_as_is(daemon_factory: DaemonFactory, empty_root: str) -> None:
     path = os.path.join(empty_root, ".claude-loop", "dashboard", "auth_token.txt")
     write_in_place(path, "my-own-chosen-token\n")
+    os.chmod(path, 0o600)  # one readable by others is refused (tests/test_security_headers.py)
     before = os.stat(path)
     daemon = await daemon_factory(empty_root)
     with open(path) as f:
