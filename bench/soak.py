@@ -1,0 +1,250 @@
+"""Soak: REST clients and SSE clients against one daemon while a simulated loop works.
+
+``python -m bench.soak --seconds 600`` starts ``twistd -n loopdash`` on a fresh
+project (a subprocess, pinned to CPU 0), then in this process (CPU 1): a
+:class:`~loopdash.simulator.LoopSimulator` writing one iteration a second, 50
+REST clients each asking the API's endpoints in turn, and 500 SSE clients
+counting the events they receive. At the end it reports requests served,
+errors (must be 0), events delivered against expected per stream (equal for
+every stream that kept up), and the daemon's RSS at start, after the clients
+connected and at the end. Run by hand; not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench import procs
+from loopdash.simulator import BASE_ITERATION_SECONDS, LoopSimulator
+
+REST_PATHS = (
+    "/api/status",
+    "/api/stories",
+    "/api/logs?limit=20",
+    "/api/metrics",
+    "/api/history?limit=20",
+    "/api/runs",
+)
+EVENT_ID = re.compile(rb"^id: [0-9a-f]+-([0-9]+)$", re.M)
+
+
+@dataclass
+class StreamCounter:
+    """One SSE client: the sequence numbers it received, after the one it connected at."""
+
+    first: int | None = None
+    seqs: set[int] = field(default_factory=set)
+    gaps: int = 0
+    ended: bool = False
+    buffer: bytes = b""
+
+    def feed(self, data: bytes) -> None:
+        self.buffer += data
+        *blocks, self.buffer = self.buffer.split(b"\n\n")
+        for block in blocks:
+            match = EVENT_ID.search(block)
+            if match is None:
+                continue  # the retry line, keepalives, the HTTP header
+            seq = int(match.group(1))
+            if self.first is None:
+                self.first = seq  # the `connected` event carries the current id
+            elif b'"type":"status_update"' in block and seq == self.first:
+                continue  # the initial status, sent with the same id
+            else:
+                self.seqs.add(seq)
+            if b'"gap":true' in block:
+                self.gaps += 1
+
+
+@dataclass
+class Tally:
+    requests: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def sse_protocol(counter: StreamCounter, tally: Tally, port: int, token: str) -> Any:
+    from twisted.internet.protocol import Protocol
+
+    class SSE(Protocol):
+        def connectionMade(self) -> None:
+            # HTTP/1.0: the body is not chunked, so ids can be read straight off the bytes.
+            self.transport.write(  # type: ignore[union-attr]
+                f"GET /api/stream HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n"
+                f"Authorization: Bearer {token}\r\n\r\n".encode()
+            )
+
+        def dataReceived(self, data: bytes) -> None:
+            counter.feed(data)
+
+        def connectionLost(self, reason: Any = None) -> None:
+            counter.ended = True
+
+    return SSE()
+
+
+async def rest_client(client: Any, base: str, token: str, tally: Tally, until: float, interval: float,
+                      offset: int) -> None:
+    from twisted.internet import reactor
+    from twisted.internet.task import deferLater
+
+    headers = {"Authorization": f"Bearer {token}"}
+    n = offset
+    while reactor.seconds() < until:
+        path = REST_PATHS[n % len(REST_PATHS)]
+        n += 1
+        try:
+            response = await client.get(base + path, headers=headers)
+            await response.content()
+            if response.code != 200 and not (path == "/api/metrics" and response.code == 404):
+                tally.errors.append(f"{path}: {response.code}")
+            tally.requests += 1
+        except Exception as e:  # a failed request is an error of the soak, never a crash of it
+            tally.errors.append(f"{path}: {e!r}")
+        await deferLater(reactor, interval, lambda: None)
+
+
+async def soak(args: argparse.Namespace, root: str, workdir: str) -> dict[str, Any]:
+    import treq
+    from twisted.internet import reactor
+    from twisted.internet.defer import ensureDeferred, gatherResults
+    from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+    from twisted.internet.task import deferLater
+    from twisted.web.client import Agent, HTTPConnectionPool
+
+    server = procs.start_loopdash(root, args.server_cpu, os.path.join(workdir, "daemon.log"),
+                                  ["--poll-interval", "1", "--auth-failures", "100000"])
+    try:
+        procs.wait_until_answers(server, "/api/health", None)  # the token file exists from then on
+        with open(os.path.join(root, ".claude-loop", "dashboard", "auth_token.txt")) as f:
+            token = f.read().strip()
+        base = f"http://127.0.0.1:{server.port}"
+        rss_start = procs.memory_kib(server.pid, "VmRSS")
+        print(f"daemon pid {server.pid} on port {server.port}, RSS {rss_start} KiB", flush=True)
+
+        counters = [StreamCounter() for _ in range(args.sse_clients)]
+        tally = Tally()
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", server.port)
+        for start in range(0, len(counters), 50):
+            await gatherResults(
+                [connectProtocol(endpoint, sse_protocol(c, tally, server.port, token))
+                 for c in counters[start:start + 50]]
+            )
+        await deferLater(reactor, 2.0, lambda: None)
+        opened = sum(1 for c in counters if c.first is not None)
+        rss_connected = procs.memory_kib(server.pid, "VmRSS")
+        print(f"{opened}/{len(counters)} streams open, RSS {rss_connected} KiB", flush=True)
+
+        simulator = LoopSimulator(root, reactor, speed=BASE_ITERATION_SECONDS / args.iteration_seconds)
+        simulator.start()
+        pool = HTTPConnectionPool(reactor, persistent=True)
+        pool.maxPersistentPerHost = args.rest_clients
+        client = treq.client.HTTPClient(Agent(reactor, pool=pool))
+        started = reactor.seconds()
+        until = started + args.seconds
+        rest = [rest_client(client, base, token, tally, until, args.rest_interval, n)
+                for n in range(args.rest_clients)]
+        progress = ensureDeferred(report_progress(until, tally, counters, server.pid))
+        await gatherResults([ensureDeferred(r) for r in rest])
+        simulator.stop()
+        await progress
+        await deferLater(reactor, args.drain, lambda: None)  # let the last events arrive
+        rss_end = procs.memory_kib(server.pid, "VmRSS")
+        elapsed = reactor.seconds() - started
+        await pool.closeCachedConnections()
+
+        final = max((max(c.seqs) for c in counters if c.seqs), default=0)
+        kept_up = [c for c in counters if c.first is not None and not c.ended and c.gaps == 0]
+        delivered = sum(len(c.seqs) for c in kept_up)
+        expected = sum(final - (c.first or 0) for c in kept_up)
+        short = [c for c in kept_up if len(c.seqs) != final - (c.first or 0)]
+        ended = sum(1 for c in counters if c.ended)
+        if ended:
+            tally.errors.append(f"{ended} streams ended early")
+        for c in counters:
+            if c.first is None:
+                tally.errors.append("a stream never opened")
+        return {
+            "seconds": round(elapsed, 1),
+            "iterations_written": simulator.iterations_done,
+            "runs_finished": simulator.runs_finished,
+            "rest_clients": args.rest_clients,
+            "requests_served": tally.requests,
+            "requests_per_second": round(tally.requests / elapsed, 1),
+            "sse_clients": len(counters),
+            "streams_kept_up": len(kept_up),
+            "streams_with_gaps": sum(1 for c in counters if c.gaps),
+            "events_published": final,
+            "events_delivered": delivered,
+            "events_expected": expected,
+            "streams_short": len(short),
+            "errors": len(tally.errors),
+            "error_samples": tally.errors[:10],
+            "rss_kib": {"start": rss_start, "streams_open": rss_connected, "end": rss_end},
+            "daemon_cpu_seconds": procs.cpu_seconds(server.pid),
+        }
+    finally:
+        server.stop()
+
+
+async def report_progress(until: float, tally: Tally, counters: list[StreamCounter], pid: int) -> None:
+    from twisted.internet import reactor
+    from twisted.internet.task import deferLater
+
+    while reactor.seconds() < until:
+        await deferLater(reactor, min(30.0, max(until - reactor.seconds(), 0.0)), lambda: None)
+        newest = max((max(c.seqs) for c in counters if c.seqs), default=0)
+        print(f"  {time.strftime('%H:%M:%S')} requests {tally.requests} errors {len(tally.errors)} "
+              f"newest event {newest} RSS {procs.memory_kib(pid, 'VmRSS')} KiB", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=600.0, help="how long the clients run (600)")
+    parser.add_argument("--rest-clients", type=int, default=50)
+    parser.add_argument("--rest-interval", type=float, default=0.2, help="each REST client's pause between requests")
+    parser.add_argument("--sse-clients", type=int, default=500)
+    parser.add_argument("--iteration-seconds", type=float, default=1.0, help="simulated loop: seconds per iteration")
+    parser.add_argument("--drain", type=float, default=5.0, help="seconds to wait for the last events")
+    parser.add_argument("--server-cpu", type=int, default=0)
+    parser.add_argument("--client-cpu", type=int, default=1)
+    parser.add_argument("--json", help="also write the report to this file")
+    args = parser.parse_args(argv)
+
+    procs.raise_open_files(args.sse_clients * 2 + args.rest_clients + 256)
+    procs.pin_self(args.client_cpu)
+    workdir = tempfile.mkdtemp(prefix="loopdash-soak-")
+    root = os.path.join(workdir, "project")
+    os.makedirs(root)
+    from twisted.internet import defer, task
+
+    result: dict[str, Any] = {}
+
+    async def run(reactor: Any) -> None:
+        result.update(await soak(args, root, workdir))
+
+    try:
+        task.react(lambda reactor: defer.ensureDeferred(run(reactor)))
+    except SystemExit as e:
+        if e.code not in (0, None):
+            print(f"soak failed; daemon log in {workdir}", file=sys.stderr)
+            return int(e.code) if isinstance(e.code, int) else 1
+    print(json.dumps(result, indent=2))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+    ok = result["errors"] == 0 and result["events_delivered"] == result["events_expected"]
+    shutil.rmtree(workdir, ignore_errors=True)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
