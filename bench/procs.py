@@ -127,6 +127,28 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def schedstat(pid: int) -> tuple[float, float]:
+    """(seconds on a CPU, seconds runnable but waiting for one) of a process's main
+    thread, from /proc/<pid>/schedstat (nanosecond counters; the reactor's thread)."""
+    with open(f"/proc/{pid}/schedstat") as f:
+        run_ns, wait_ns, _ = f.read().split()
+    return int(run_ns) / 1e9, int(wait_ns) / 1e9
+
+
+class SchedProbe:
+    """CPU and run-queue wait of the daemon and of this process over an interval, in ms:
+    how much of a latency was work, and how much was waiting for a busy core."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self._start = (*schedstat(pid), *schedstat(os.getpid()))
+
+    def read(self) -> dict[str, float]:
+        now = (*schedstat(self.pid), *schedstat(os.getpid()))
+        names = ("server_cpu_ms", "server_wait_ms", "client_cpu_ms", "client_wait_ms")
+        return {n: round((b - a) * 1000, 2) for n, a, b in zip(names, self._start, now)}
+
+
 def memory_kib(pid: int, field: str) -> int:
     """A /proc/<pid>/status memory field (VmHWM, VmRSS) in KiB."""
     with open(f"/proc/{pid}/status") as f:
