@@ -16,6 +16,7 @@ import os
 import random
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Callable, Coroutine, Mapping, TypeVar
+from urllib.parse import quote
 
 from treq.client import HTTPClient
 from twisted.internet import error as net_error
@@ -381,8 +382,8 @@ class DashboardClient:
         return runs_from_json(await self._get("/api/runs"))
 
     async def run(self, run_id: str) -> RunDetail:
-        quoted = "".join(c if c.isalnum() or c in "_-." else f"%{ord(c):02X}" for c in run_id)
-        return RunDetail.from_json(await self._get(f"/api/runs/{quoted}"))
+        # One path segment whatever the id holds ("/" included).
+        return RunDetail.from_json(await self._get(f"/api/runs/{quote(run_id, safe='')}"))
 
     async def iter_logs(self, page_size: int = PAGE_SIZE, run_id: str | None = None) -> AsyncIterator[LogEntry]:
         """Every log entry, oldest first, fetched a page at a time."""

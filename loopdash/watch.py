@@ -22,6 +22,7 @@ from typing import Any, Callable, Mapping, TextIO
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.task import LoopingCall
+from twisted.python.failure import Failure
 
 from loopdash.auth import default_token_path
 from loopdash.client import (
@@ -450,7 +451,11 @@ def run(args: argparse.Namespace) -> int:
 
         trigger = reactor.addSystemEventTrigger("before", "shutdown", on_shutdown)
 
-        def finished(_: object) -> None:
+        def finished(result: object) -> None:
+            if isinstance(result, Failure):
+                # A bug, not a condition main() knows: say so rather than exit 0 in silence.
+                result.printTraceback(file=sys.stderr)
+                outcome["code"] = 70  # EX_SOFTWARE
             if not stopping:
                 reactor.removeSystemEventTrigger(trigger)
                 reactor.stop()

@@ -231,6 +231,16 @@ async def test_unknown_run_is_not_found(client: DashboardClient) -> None:
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_run_id_is_sent_as_one_path_segment(client: DashboardClient) -> None:
+    with pytest.raises(NotFound) as caught:
+        await within(client.run("a b?c#d"))
+    assert caught.value.message == "Run not found: a b?c#d"
+    # Not resolved into /api/status (whose answer would not parse as a run): the server's 404.
+    with pytest.raises(NotFound):
+        await within(client.run("x/../../api/status"))
+
+
+@pytest_twisted.ensureDeferred
 async def test_metrics_of_a_project_without_runs_is_not_found(daemon_factory: Any, empty_root: str) -> None:
     daemon = await daemon_factory(empty_root)
     c = make_client(daemon.url, daemon.token)
