@@ -465,6 +465,23 @@ async def test_a_stream_that_is_not_an_event_stream_is_refused() -> None:
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_stream_that_never_opens_times_out_and_is_retried() -> None:
+    factory = SilentFactory()
+    server = await listen(factory)
+    c = make_client(server.url, timeout=0.2, reconnect=ReconnectPolicy(initial=0.05))
+    items = c.stream()
+    got = await take(items, 2)
+    await items.aclose()  # type: ignore[attr-defined]
+    # Each timed-out attempt closed its connection (the server notices a moment later).
+    await within(_until(lambda: factory.closed == 2))
+    await server.stop()
+    assert factory.opened == 2
+    assert [type(g) for g in got] == [Disconnected, Disconnected]
+    assert got[0].error == f"GET /api/stream: no answer from {server.url} within 0.2 s"  # type: ignore[union-attr]
+    assert [g.attempts for g in got] == [1, 2]  # type: ignore[union-attr]
+
+
+@pytest_twisted.ensureDeferred
 async def test_a_silent_stream_is_closed_and_reopened() -> None:
     resource = ScriptedResource([Session(chunks=hello("b", 1), close=False)])
     server = await serve(resource)
