@@ -11,6 +11,7 @@ from twisted.internet.task import Clock
 
 from loopdash.api import TOO_MANY_FAILURES
 from loopdash.throttle import FailureThrottle
+from tests.contract import Contract, the_document
 from tests.support import RunningDaemon
 
 
@@ -86,8 +87,10 @@ async def test_a_flood_of_wrong_tokens_gets_429_json_with_retry_after(sample_dae
     burst = sample_daemon.dashboard.api.throttle.burst
     answers = await _flood(sample_daemon, burst + 3)
     assert [a.code for a in answers[:burst]] == [403] * burst
+    contract = Contract(the_document())
     for answer in answers[burst:]:
         assert answer.code == 429
+        contract.check("/api/status", "GET", answer.code, answer.headers, answer.body)
         assert answer.json() == {"error": TOO_MANY_FAILURES}
         assert answer.header("Content-Type") == "application/json; charset=utf-8"
         assert int(answer.header("Retry-After") or "0") >= 1
