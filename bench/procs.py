@@ -135,6 +135,18 @@ def schedstat(pid: int) -> tuple[float, float]:
     return int(run_ns) / 1e9, int(wait_ns) / 1e9
 
 
+def threads_run_seconds(pid: int) -> float:
+    """CPU time of all of a process's live threads, at nanosecond resolution (schedstat)."""
+    total = 0.0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                total += int(f.read().split()[0]) / 1e9
+        except OSError:
+            continue  # the thread ended meanwhile
+    return total
+
+
 class SchedProbe:
     """CPU and run-queue wait of the daemon and of this process over an interval, in ms:
     how much of a latency was work, and how much was waiting for a busy core."""
