@@ -18,7 +18,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 
@@ -114,6 +114,17 @@ class DaemonProcess:
     def log(self) -> str:
         with open(self.log_path, encoding="utf-8", errors="replace") as f:
             return f.read()[-4000:]
+
+    def wait_for_status(self, condition: Callable[[dict[str, Any]], bool], timeout: float = START_TIMEOUT) -> dict[str, Any]:
+        """Poll /api/status (bounded) until ``condition`` holds; the status that met it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status: dict[str, Any] = self.api("/api/status")
+            if condition(status):
+                return status
+            if time.monotonic() > deadline:
+                raise AssertionError(f"/api/status never met the condition; last: {status}")
+            time.sleep(0.2)
 
     def api(self, path: str) -> Any:
         """An authenticated GET of the REST API: the expected values of a browser test."""

@@ -471,9 +471,8 @@ def test_a_loop_that_went_quiet_shows_idle_with_its_last_story_and_the_clock_sto
         page, console = open_page()
         sign_in(page, daemon)
         state = page.locator("#run-state")
-        expect(state).to_have_attribute("data-state", "idle")  # once 2 s pass without activity
-        status = daemon.api("/api/status")
-        assert status["is_running"] is False
+        status = daemon.wait_for_status(lambda s: s["is_running"] is False)  # 2 s without activity
+        expect(state).to_have_attribute("data-state", "idle")
         expect(state).to_contain_text("Idle")
         last = status["current_story"]
         expect(page.locator("#current-story")).to_contain_text(f"Last story {last['id']}")
