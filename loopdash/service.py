@@ -30,6 +30,7 @@ from loopdash.auth import (
 from loopdash.filecache import Reporter
 from loopdash.exposure import exposure_warning
 from loopdash.front import CorsPolicy, FrontResource
+from loopdash.limits import BoundedRequest
 from loopdash.live import LiveProject
 from loopdash.loop_metrics import LoopCollector
 from loopdash.meter import Meter, file_kind, route_label
@@ -162,6 +163,7 @@ def build_dashboard(config: DashboardConfig, reactor: Any) -> Dashboard:
     )
     site = AccessLogSite(front, reactor)
     site.timeOut = config.idle_timeout
+    site.requestFactory = BoundedRequest
     warning = exposure_warning(config.listen)
     if warning is not None:
         log.warn("{warning}", warning=warning)

@@ -18,8 +18,9 @@ from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 
 from loopdash.accesslog import redact_uri
+from loopdash.limits import MAX_BODY_BYTES
 from tests.conftest import DaemonFactory
-from tests.support import RunningDaemon, open_stream
+from tests.support import RunningDaemon, open_stream, settle
 
 
 class RawClient(Protocol):
@@ -179,6 +180,60 @@ def test_redacting_any_uri_never_raises_and_never_leaks_a_ticket(query: bytes) -
     assert redacted.startswith(b"/api/stream?")
 
 
+# -- request bodies: none of our routes reads one -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        pytest.param(b"Content-Length: 10000000000\r\n", id="10 GB declared"),
+        pytest.param(b"Content-Length: %d\r\n" % (MAX_BODY_BYTES + 1), id="one byte over"),
+        pytest.param(b"Transfer-Encoding: chunked\r\n", id="chunked, endless"),
+    ],
+)
+@pytest_twisted.ensureDeferred
+async def test_a_body_over_the_bound_is_413_json_and_the_connection_closed(
+    sample_daemon: RunningDaemon, head: bytes
+) -> None:
+    from twisted.internet import reactor
+
+    client = await connect(sample_daemon)
+    assert client.transport is not None
+    client.transport.write(
+        b"POST /api/stream/ticket HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer "
+        + sample_daemon.token.encode() + b"\r\n" + head + b"\r\n"
+    )
+    chunk = b"x" * 16_384
+    # Keep sending (a chunked body chunk by chunk) until the server hangs up: bounded.
+    for _ in range(MAX_BODY_BYTES // len(chunk) + 4):
+        if client.closed.called:
+            break
+        if b"chunked" in head:
+            client.transport.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        else:
+            client.transport.write(chunk)
+        await settle(reactor, 0.01)
+    closed = client.closed
+    closed.addTimeout(10, reactor)
+    answer = await closed
+    assert status_of(answer) == 413
+    assert json.loads(body_of(answer))["error"].startswith("Request body too large")
+    await still_serving(sample_daemon)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_small_body_is_accepted_and_ignored(sample_daemon: RunningDaemon) -> None:
+    answer = await sample_daemon.request("POST", "/api/stream/ticket", data=b"x" * MAX_BODY_BYTES)
+    assert answer.code == 200 and answer.json()["ticket"]
+    chunked = await exchange(
+        sample_daemon,
+        b"POST /api/stream/ticket HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+        b"Transfer-Encoding: chunked\r\nAuthorization: Bearer " + sample_daemon.token.encode()
+        + b"\r\n\r\n3e8\r\n" + b"a" * 1000 + b"\r\n0\r\n\r\n",
+    )
+    assert status_of(chunked) == 200
+
+
 # -- idle connections -------------------------------------------------------------------
 
 
@@ -253,8 +308,6 @@ async def test_odd_authorization_headers_have_defined_answers(
 
 async def _write_token_file(daemon: RunningDaemon, content: bytes) -> None:
     from twisted.internet import reactor
-
-    from tests.support import settle
 
     path = daemon.dashboard.config.token_path
     with open(path, "wb") as f:
