@@ -9,13 +9,22 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterator
 
 import pytest
 
 from loopdash.auth import write_token
-from loopdash.sample import append_progress, create_sample_project, progress_entry, write_flat_run, write_prd
+from loopdash.sample import (
+    RealRun,
+    append_progress,
+    create_sample_project,
+    progress_entry,
+    write_flat_run,
+    write_in_place,
+    write_prd,
+)
 from tests.browser_support import (
     CHROMIUM_ARGS,
     ConsoleWatch,
@@ -233,6 +242,11 @@ def test_every_section_shows_the_projects_values(daemon: DaemonProcess, open_pag
     expect(entries.first.locator("strong").first).to_have_text("Story")
     expect(entries.first.locator("code").first).to_have_text("log_provider_usage_jsonl()")
     expect(page.locator("#log-counter")).to_have_text(f"Showing entries 1–{logs['total']} of {logs['total']}.")
+
+    # Every control and picture has an accessible name
+    unnamed = [line for line in page.locator("body").aria_snapshot().splitlines() if re.match(
+        r"^\s*- (button|link|textbox|searchbox|checkbox|img|progressbar|dialog)\s*(\[[^\]]*\])?:?$", line)]
+    assert unnamed == []
 
     # History: newest first
     rows = page.locator("#runs-body tr")
@@ -459,6 +473,30 @@ def test_changes_to_the_loop_files_appear_without_a_reload(
     status = daemon.api("/api/status")
     expect(page.locator("#cost")).to_have_text(money(status["cost_so_far"]))
     assert page.evaluate("window.stillTheSamePage") is True
+    assert list(console) == []
+
+
+def test_a_new_run_appears_live_and_a_replaced_progress_txt_is_reloaded(
+    project: str, daemon: DaemonProcess, open_page: OpenPage
+) -> None:
+    page, console = open_page()
+    sign_in(page, daemon)
+    old_run = daemon.api("/api/status")["run_id"]
+    run = RealRun(project, datetime.now(timezone.utc) + timedelta(seconds=2))  # a later run id than the current one
+    run.start()
+    # The new run starts a fresh progress.txt (the loop replaced it).
+    write_in_place(os.path.join(project, "progress.txt"), "# progress\n\n" + progress_entry(
+        "2026-02-01 09:00:00", "US-008", "Visual progress dashboard: frontend", "Failed", ["First try of the new run"]))
+    run.add_iteration("US-008", "Visual progress dashboard: frontend", run.started_at, 90000, "failed")
+    run.write_metrics(run.started_at)
+
+    expect(page.locator("#runs-body tr").first.locator("th")).to_have_text(run.run_id)
+    expect(page.locator("#charts-run")).to_contain_text(f"Current run {run.run_id}: 1 iteration,")
+    expect(page.locator("[data-chart='cost'] .mark.bad")).to_have_count(1)
+    entries = page.locator("#log-list > li")
+    expect(entries).to_have_count(1)
+    expect(entries).to_contain_text("First try of the new run")
+    assert old_run != run.run_id
     assert list(console) == []
 
 

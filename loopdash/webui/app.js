@@ -201,6 +201,10 @@ class Dashboard {
         this.guard(this.logs.appended(data));
         break;
       case 'run_started':
+        // A new run may truncate or replace progress.txt: log indexes start again.
+        this.soon('logs', () => this.logs.loadLatest());
+        this.runChanged(data.run_id);
+        break;
       case 'run_finished':
         this.runChanged(data.run_id);
         break;
