@@ -7,8 +7,9 @@ so tests build the same service on the reactor they run.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
@@ -80,6 +81,27 @@ def report_bad_file(path: str, reason: str) -> None:
     log.warn("Cannot read {path}: {reason} (serving its last good reading, if any)", path=path, reason=reason)
 
 
+def once_per_cause(
+    report: Reporter, window: float = 60.0, clock: Callable[[], float] = time.monotonic
+) -> Reporter:
+    """Pass on a report unless the same file had the same cause reported within ``window`` seconds.
+
+    Several readers cache one file (metrics.json: the full metrics and the
+    history row); each reports a bad file once, and this makes that once in all.
+    """
+    last: dict[str, tuple[str, float]] = {}
+
+    def deduplicated(path: str, reason: str) -> None:
+        now = clock()
+        previous = last.get(path)
+        if previous is not None and previous[0] == reason and now - previous[1] < window:
+            return
+        last[path] = (reason, now)
+        report(path, reason)
+
+    return deduplicated
+
+
 def counting_reporter(meter: Meter) -> Reporter:
     """Report a bad file as :func:`report_bad_file` does, and count it by kind."""
 
@@ -136,7 +158,7 @@ def build_dashboard(config: DashboardConfig, reactor: Any) -> Dashboard:
     if ensure_token(config.token_path):
         log.info("Created a new API token in {path}", path=config.token_path)
     meter = PrometheusMeter()
-    project = Project(root, report=counting_reporter(meter))
+    project = Project(root, report=once_per_cause(counting_reporter(meter)))
     hub = StreamHub(reactor, keepalive=config.keepalive, meter=meter)
     meter.count_streams(lambda: len(hub.subscribers))
     live = LiveProject(project, reactor, config.stale_after)
