@@ -27,6 +27,8 @@ from loopdash.meter import NULL_METER, Meter
 from loopdash.status import iso_utc
 
 RETRY_MS = 3000
+#: Events held for a paused stream before it is coalesced to the latest status.
+PAUSED_QUEUE_BYTES = 256 * 1024
 KEEPALIVE = b": keepalive\n\n"
 
 
@@ -71,8 +73,13 @@ class Subscriber:
         self.hub = hub
         self.request = request
         self.paused_since: float | None = None
-        #: While paused: the newest status to send on resume, and whether other
-        #: events were dropped (the client then learns it has a gap).
+        #: While paused: the events held for the client, up to PAUSED_QUEUE_BYTES.
+        #: A burst larger than the transport's 64 KB buffer pauses a healthy
+        #: client for a moment; it should get every event, not a gap.
+        self.queued: list[bytes] = []
+        self.queued_bytes = 0
+        #: Past the bound, the queue is given up: only the newest status is
+        #: kept, and the client learns it has a gap.
         self.pending_status: bytes | None = None
         self.missed = False
         self.closed = False
@@ -87,6 +94,9 @@ class Subscriber:
         if self.paused_since is None:
             return
         self.paused_since = None
+        queued, self.queued, self.queued_bytes = self.queued, [], 0
+        if queued:
+            self.write(b"".join(queued))
         if self.pending_status is not None:
             status, self.pending_status = self.pending_status, None
             self.write(status)
@@ -100,15 +110,18 @@ class Subscriber:
             self.request.write(data)
 
     def offer(self, kind: str, encoded: bytes, status_with_gap: Callable[[], bytes]) -> None:
-        """Send an event, or while paused, coalesce: keep only the latest status."""
+        """Send an event; while paused, hold it (bounded), then coalesce to the latest status."""
         if self.paused_since is None:
             self.write(encoded)
             return
-        if kind == "status_update":
-            self.pending_status = encoded if not self.missed else status_with_gap()
-        else:
-            self.missed = True
-            self.pending_status = status_with_gap()
+        if not self.missed and self.queued_bytes + len(encoded) <= PAUSED_QUEUE_BYTES:
+            self.queued.append(encoded)
+            self.queued_bytes += len(encoded)
+            return
+        # The client is not keeping up: drop what is held, remember the newest status.
+        self.missed = True
+        self.queued, self.queued_bytes = [], 0
+        self.pending_status = status_with_gap()
 
     def end(self) -> None:
         """End the stream from our side (shutdown, stuck client); Klein finishes the request."""

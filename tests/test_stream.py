@@ -383,22 +383,44 @@ async def test_a_client_that_stops_reading_is_coalesced_not_buffered_then_droppe
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_paused_client_that_resumes_gets_the_latest_status_marked_as_a_gap(
+async def test_a_client_paused_past_the_bound_resumes_with_the_latest_status_marked_as_a_gap(
     daemon_factory: DaemonFactory, live: LiveProject
 ) -> None:
+    from loopdash.stream import PAUSED_QUEUE_BYTES
+
     daemon = await daemon_factory(live.root, **FAST)
     stream = await open_stream(daemon)
     await stream.next_of_type("status_update")
     (subscriber,) = daemon.dashboard.hub.subscribers
     subscriber.pauseProducing()  # what the transport does when the client's buffer is full
-    daemon.dashboard.hub.publish("story_updated", {"id": "US-001"})
+    for n in range(PAUSED_QUEUE_BYTES // 10_000 + 2):  # more than the paused queue holds
+        daemon.dashboard.hub.publish("story_updated", {"id": "US-001", "padding": "x" * 10_000, "n": n})
     live.pass_story(2)
-    await _until(lambda: subscriber.pending_status is not None and daemon.dashboard.hub.published >= 3)
+    await _until(lambda: daemon.dashboard.hub.published >= PAUSED_QUEUE_BYTES // 10_000 + 4)
     assert stream.pending_events() == []
+    assert subscriber.queued == [] and subscriber.missed
     subscriber.resumeProducing()
     status = await stream.next()
     assert status.type == "status_update" and status.data["gap"] is True
     assert status.data["data"]["completed_stories"] == 1
+    stream.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_burst_while_briefly_paused_arrives_whole_and_in_order(
+    daemon_factory: DaemonFactory, live: LiveProject
+) -> None:
+    daemon = await daemon_factory(live.root, **FAST)
+    hub = daemon.dashboard.hub
+    stream = await open_stream(daemon)
+    await stream.next_of_type("status_update")
+    # 200 events of about 1 KB in one reactor turn: more than the transport's
+    # 64 KB buffer, so it pauses the stream for a moment. Nothing is lost.
+    for n in range(200):
+        hub.publish("story_updated", {"id": f"US-{n:03d}", "padding": "x" * 900})
+    received = [await stream.next() for _ in range(200)]
+    assert [m.data["data"]["id"] for m in received] == [f"US-{n:03d}" for n in range(200)]
+    assert not any(m.data.get("gap") for m in received)
     stream.close()
 
 
