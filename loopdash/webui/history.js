@@ -43,7 +43,7 @@ export class HistoryView {
     this.total = answer.total;
     this.body.replaceChildren(...answer.runs.map((run) => h('tr', {dataset: {runId: run.run_id}},
       h('th', {scope: 'row'}, runLink(run.run_id)),
-      h('td', {}, runStart(run.timestamp || run.run_id)),
+      h('td', {class: 'col-started'}, runStart(run.timestamp || run.run_id)),
       h('td', {class: 'num'}, integer(run.total_iterations)),
       outcomeCell(run.success_count, run.failure_count),
       h('td', {class: 'num'}, money(run.total_cost)),
