@@ -216,7 +216,19 @@ def run(args: argparse.Namespace) -> int:
 
     token_file = files.token_file
     print(f"loopdash dashboard running (pid {pid}) at {url}")
+    token = _read_token(token_file)
+    if token:
+        # The token travels in the fragment, which browsers never send to a server.
+        print(f"  open:       {url}/#token={token}")
     print(f"  token file: {token_file}")
     print(f"  log file:   {files.logfile}")
     print(f'  try:        curl -H "Authorization: Bearer $(cat {shlex.quote(token_file)})" {url}/api/status')
     return 0
+
+
+def _read_token(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read().strip() or None
+    except OSError:
+        return None

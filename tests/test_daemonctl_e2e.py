@@ -105,6 +105,8 @@ def test_start_status_health_second_start_stop_status(project: Project) -> None:
     assert f"pid {pid}" in started.stdout
     assert url in started.stdout
     assert project.files.token_file in started.stdout
+    with open(project.files.token_file) as f:
+        assert f"{url}/#token={f.read().strip()}" in started.stdout  # a link the web page signs in from
     assert f'curl -H "Authorization: Bearer $(cat {project.files.token_file})" {url}/api/status' in started.stdout
 
     status = project.loopdash("status")
