@@ -9,20 +9,16 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Iterator
 
 import pytest
 
 from loopdash.sample import RealRun
+from tests import processes
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -35,9 +31,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-#: Bounds on every wait, in seconds: generous, since the machine is shared.
-START_TIMEOUT = 20.0
-STOP_TIMEOUT = 15.0
+START_TIMEOUT = processes.START_TIMEOUT
 
 
 def require_chromium() -> str:
@@ -51,69 +45,9 @@ def require_chromium() -> str:
     return CHROMIUM
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def twistd_command() -> list[str]:
-    return [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
-
-
 @dataclass
-class DaemonProcess:
-    """``twistd -n loopdash`` on a fixed port, so a restart comes back at the same URL."""
-
-    root: str
-    log_path: str
-    port: int = field(default_factory=free_port)
-    options: tuple[str, ...] = ()
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def token(self) -> str:
-        with open(os.path.join(self.root, ".claude-loop", "dashboard", "auth_token.txt")) as f:
-            return f.read().strip()
-
-    def start(self) -> None:
-        command = twistd_command() + [
-            "-n", "--pidfile=", "loopdash", "--port", str(self.port), "--root", self.root,
-            "--poll-interval", "0.2", *self.options,
-        ]
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=self.root)
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"twistd exited with {self.process.returncode}:\n{self.log()}")
-            try:
-                with urllib.request.urlopen(self.url + "/api/health", timeout=2) as answer:
-                    if answer.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.1)
-        raise AssertionError(f"the daemon did not answer within {START_TIMEOUT} s:\n{self.log()}")
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=STOP_TIMEOUT)
-        self.process = None
-
-    def log(self) -> str:
-        with open(self.log_path, encoding="utf-8", errors="replace") as f:
-            return f.read()[-4000:]
+class DaemonProcess(processes.DaemonProcess):
+    """The shared twistd subprocess, plus the REST reads a browser test compares against."""
 
     def wait_for_status(self, condition: Callable[[dict[str, Any]], bool], timeout: float = START_TIMEOUT) -> dict[str, Any]:
         """Poll /api/status (bounded) until ``condition`` holds; the status that met it."""

@@ -8,7 +8,7 @@ import os
 import re
 import stat
 import time
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import pytest_twisted

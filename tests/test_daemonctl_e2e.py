@@ -27,6 +27,7 @@ import pytest
 from loopdash.daemonctl import DaemonFiles, find_running, read_pidfile, wait_until
 from loopdash.procinfo import is_alive
 from loopdash.sample import create_sample_project
+from tests.processes import free_port
 
 COMMAND_TIMEOUT = 60.0
 
@@ -39,11 +40,6 @@ def loopdash_command() -> list[str]:
     return [sys.executable, script]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclass

@@ -6,7 +6,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from loopdash.sample import SAMPLE_STORIES
 from loopdash.simulator import BASE_ITERATION_SECONDS, BASE_PAUSE_SECONDS, HALF_WRITE_GAP, LoopSimulator
 from tests.conftest import DaemonFactory
 from tests.support import open_stream
+from tests.processes import free_port
 
 
 def read(root: str, *parts: str) -> bytes:
@@ -115,15 +115,10 @@ async def test_a_daemon_watching_the_simulator_streams_a_whole_run(
     stream.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def test_loopdash_demo_serves_a_live_project_and_stops_on_ctrl_c() -> None:
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "loopdash.cli", "demo", "--port", str(port), "--speed", "10"],
         stdout=subprocess.PIPE,

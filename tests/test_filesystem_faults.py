@@ -30,6 +30,7 @@ from loopdash.sample import RealRun, create_sample_project
 from loopdash.service import once_per_cause
 from tests.conftest import DaemonFactory
 from tests.support import RunningDaemon, open_stream, settle
+from tests.processes import free_port
 
 ROUTES = ("/api/status", "/api/stories", "/api/logs", "/api/history", "/api/runs", "/api/health")
 
@@ -303,7 +304,7 @@ def test_an_unreadable_file_is_reported_once_and_the_daemon_keeps_serving() -> N
         os.chmod(metrics, 0o600)  # root's, private: the daemon (nobody) cannot read it
         os.chmod(os.path.join(root, "prd.json"), 0o000)
         log_path = os.path.join(base, "daemon.log")
-        port = _free_port()
+        port = free_port()
         # The interpreter lives under /root (0700): import what the daemon needs
         # while still root, then drop to nobody before twistd reads any option.
         drop_and_run = (
@@ -356,15 +357,6 @@ def test_an_unreadable_file_is_reported_once_and_the_daemon_keeps_serving() -> N
 def _tail(path: str) -> str:
     with open(path, encoding="utf-8", errors="replace") as f:
         return f.read()[-4000:]
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _get(url: str, token: str) -> tuple[int, Any]:

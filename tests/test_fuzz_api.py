@@ -10,11 +10,6 @@ schemathesis uses blocking requests, so the daemon runs in another process.
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from typing import Any, Iterator
 
 import pytest
@@ -23,73 +18,14 @@ from hypothesis import HealthCheck, settings
 
 from loopdash.sample import create_sample_project
 from tests.contract import the_document
+from tests.processes import DaemonProcess
 
 #: Examples per operation and generation mode; with the coverage phase's own
 #: cases this keeps the whole module at about 20 s on this machine.
 MAX_EXAMPLES = 40
 
-TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
-
 #: Every case run (operation, method sent, status), for the closing count.
 calls: list[tuple[str, str, int]] = []
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-class DaemonProcess:
-    """``twistd -n loopdash`` on a free port, stopped at the end of the module."""
-
-    def __init__(self, root: str, log_path: str) -> None:
-        self.root = root
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path
-        self.log = open(log_path, "wb")
-        self.process = subprocess.Popen(
-            # Schemathesis sends hundreds of unauthenticated probes on purpose: no 429s here
-            # (test_throttle.py covers throttling).
-            [TWISTD, "-n", "--pidfile=", "loopdash", "--port", str(self.port), "--root", root,
-             "--auth-failures", "100000"],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def wait_until_serving(self, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"twistd exited with {self.process.returncode}: {self.output()}")
-            try:
-                with urllib.request.urlopen(self.url + "/api/health", timeout=2) as answer:
-                    if answer.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.1)
-        raise TimeoutError(f"the daemon did not answer in time: {self.output()}")
-
-    @property
-    def token(self) -> str:
-        with open(os.path.join(self.root, ".claude-loop", "dashboard", "auth_token.txt")) as f:
-            return f.read().strip()
-
-    def output(self) -> str:
-        self.log.flush()
-        with open(self.log_path, "rb") as f:
-            return f.read().decode("utf-8", "replace")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
-        self.log.close()
 
 
 @pytest.fixture(scope="module")
@@ -97,9 +33,11 @@ def daemon_process(tmp_path_factory: Any) -> Iterator[DaemonProcess]:
     base = tmp_path_factory.mktemp("fuzz")
     root = os.path.join(str(base), "project")
     create_sample_project(root)
-    daemon = DaemonProcess(root, os.path.join(str(base), "twistd.log"))
+    # Schemathesis sends hundreds of unauthenticated probes on purpose: no 429s here
+    # (test_throttle.py covers throttling).
+    daemon = DaemonProcess(root, os.path.join(str(base), "twistd.log"), options=("--auth-failures", "100000"))
     try:
-        daemon.wait_until_serving()
+        daemon.start()
         yield daemon
     finally:
         daemon.stop()
@@ -145,5 +83,5 @@ def test_zz_the_fuzzing_ran_and_the_daemon_logged_no_bug(daemon_process: DaemonP
     assert {200, 400, 404, 405} <= statuses
     assert {"GET", "POST", "PUT", "DELETE"} <= methods
     assert not any(status >= 500 for status in statuses)
-    log = daemon_process.output()
+    log = daemon_process.log(tail=None)
     assert "Unhandled error" not in log and "Traceback" not in log, log[-3000:]

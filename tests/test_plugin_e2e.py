@@ -12,7 +12,6 @@ import signal
 import socket
 import stat
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -23,20 +22,10 @@ from twisted.application.service import IServiceMaker
 from twisted.plugin import getPlugins
 
 from loopdash.sample import create_sample_project
+from tests.processes import TWISTD, free_port
 
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 10.0
-# Runs twistd with this interpreter, whatever the venv's script directory.
-TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def get(url: str, token: str | None = None) -> tuple[int, Any]:
     request = urllib.request.Request(url)
     if token is not None:

@@ -581,7 +581,8 @@ def test_twistd_metrics_public_serves_metrics_to_a_scraper_without_the_token(tmp
     import urllib.request
 
     from loopdash.sample import create_sample_project
-    from tests.test_plugin_e2e import STOP_TIMEOUT, TWISTD, free_port, wait_for_health
+    from tests.processes import STOP_TIMEOUT, TWISTD, free_port
+    from tests.test_plugin_e2e import wait_for_health
 
     root = os.path.join(str(tmp_path), "project")
     create_sample_project(root)

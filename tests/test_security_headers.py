@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from typing import Any
 
 import pytest
@@ -15,6 +14,7 @@ from loopdash.auth import UnsafeTokenFile, write_token
 from loopdash.service import DashboardConfig, build_dashboard
 from tests.conftest import DaemonFactory
 from tests.contract import the_document
+from tests.processes import TWISTD
 from tests.support import RunningDaemon, open_stream
 
 def routes(run_id: str) -> dict[str, set[str]]:
@@ -152,9 +152,8 @@ def test_twistd_refuses_a_readable_token_file_and_exits_1(tmp_path: Any) -> None
     path = os.path.join(root, ".claude-loop", "dashboard", "auth_token.txt")
     write_token(path)
     os.chmod(path, 0o644)
-    twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
     done = subprocess.run(
-        [twistd, "-n", "--pidfile=", "loopdash", "--port", "0", "--root", root],
+        [*TWISTD, "-n", "--pidfile=", "loopdash", "--port", "0", "--root", root],
         capture_output=True,
         timeout=60,
         text=True,

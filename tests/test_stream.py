@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -10,14 +9,13 @@ from typing import Any
 
 import pytest
 import pytest_twisted
-import treq
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import Clock
 
 from loopdash.sample import SAMPLE_STORIES, RealRun, append_progress, progress_entry, write_prd
 from tests.conftest import DaemonFactory
-from tests.support import EventStream, RunningDaemon, open_stream, settle
+from tests.support import RunningDaemon, open_stream, settle
 
 
 @dataclass
