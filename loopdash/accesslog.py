@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 from urllib.parse import unquote_to_bytes
-from weakref import WeakKeyDictionary
 
 from twisted.logger import Logger
 from twisted.web.http import Request, combinedLogFormatter
@@ -73,23 +72,30 @@ class AccessLogSite(Site):
 
     def __init__(self, resource: IResource, reactor: Any) -> None:
         Site.__init__(self, resource, reactor=reactor)
-        self._received: WeakKeyDictionary[Request, float] = WeakKeyDictionary()
 
     def getResourceFor(self, request: Request) -> IResource:
         # Called once per request, when its headers and body have arrived.
-        self._received[request] = self.reactor.seconds()
+        request.loopdash_received = self.reactor.seconds()  # type: ignore[attr-defined]
         resource: IResource = Site.getResourceFor(self, request)
         return resource
 
     def log(self, request: Request) -> None:
-        received = self._received.pop(request, None)
+        received = getattr(request, "loopdash_received", None)
         duration = 0.0 if received is None else (self.reactor.seconds() - received) * 1000
+        method = request.method.decode("ascii", "replace")
+        uri = redact_uri(request.uri).decode("ascii", "replace")
+        duration_ms = round(duration, 1)
+        client = client_host(request)
+        # One pre-formatted field: the log observer formats it per event, and
+        # five fields cost a third more on every request. The fields stay in
+        # the event for the JSON log.
         self.access_log.info(
-            "{method} {uri} {status} {duration_ms}ms {client}",
-            method=request.method.decode("ascii", "replace"),
-            uri=redact_uri(request.uri).decode("ascii", "replace"),
+            "{line}",
+            line=f"{method} {uri} {request.code} {duration_ms}ms {client}",
+            method=method,
+            uri=uri,
             status=request.code,
-            duration_ms=round(duration, 1),
-            client=client_host(request),
+            duration_ms=duration_ms,
+            client=client,
             sent_bytes=request.sentLength,
         )

@@ -90,6 +90,28 @@ def method_label(method: bytes) -> str:
     return name if name in KNOWN_METHODS else "other"
 
 
+class RouteLabels:
+    """route_label, remembered: matching the URL map again costs a few µs a request.
+
+    At most ``capacity`` paths are kept (run ids make paths unbounded); when
+    full, the memory starts over.
+    """
+
+    def __init__(self, url_map: Map, capacity: int = 4096) -> None:
+        self._url_map = url_map
+        self._capacity = capacity
+        self._labels: dict[tuple[bytes, bytes], str] = {}
+
+    def __call__(self, method: bytes, path: bytes) -> str:
+        key = (method, path)
+        label = self._labels.get(key)
+        if label is None:
+            if len(self._labels) >= self._capacity:
+                self._labels.clear()
+            label = self._labels[key] = route_label(self._url_map, method, path)
+        return label
+
+
 def route_label(url_map: Map, method: bytes, path: bytes) -> str:
     """The route template that ``path`` matches (``/api/runs/<string:run_id>``), else ``other``.
 

@@ -9,7 +9,7 @@ collectors, and whatever custom collectors it is given (the loop's metrics).
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 from prometheus_client import (
     CollectorRegistry,
@@ -66,6 +66,7 @@ class PrometheusMeter:
             ("route",),
             registry=registry,
         )
+        self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self.streams_open = Gauge(
             "loopdash_sse_streams_open", "Event streams open now.", registry=registry
         )
@@ -117,8 +118,16 @@ class PrometheusMeter:
     # -- Meter -------------------------------------------------------------------
 
     def request_finished(self, route: str, method: str, code: int, seconds: float) -> None:
-        self.requests.labels(route, method, str(code)).inc()
-        self.request_seconds.labels(route).observe(max(seconds, 0.0))
+        # labels() costs a lock and a dict lookup each time: keep the children.
+        key = (route, method, code)
+        children = self._request_children.get(key)
+        if children is None:
+            children = self._request_children[key] = (
+                self.requests.labels(route, method, str(code)),
+                self.request_seconds.labels(route),
+            )
+        children[0].inc()
+        children[1].observe(max(seconds, 0.0))
 
     def event_published(self, kind: str) -> None:
         self.events.labels(kind).inc()

@@ -34,7 +34,7 @@ from loopdash.front import CorsPolicy, FrontResource
 from loopdash.limits import BoundedRequest
 from loopdash.live import LiveProject
 from loopdash.loop_metrics import LoopCollector
-from loopdash.meter import Meter, file_kind, route_label
+from loopdash.meter import Meter, RouteLabels, file_kind
 from loopdash.project import Project
 from loopdash.prometheus import PrometheusMeter
 from loopdash.status import DEFAULT_STALE_AFTER
@@ -180,7 +180,7 @@ def build_dashboard(config: DashboardConfig, reactor: Any) -> Dashboard:
         CorsPolicy(config.cors_origins),
         pages=web_pages(),
         meter=meter,
-        route_of=lambda method, path: route_label(api.app.url_map, method, path),
+        route_of=RouteLabels(api.app.url_map),
         methods_for=api.allowed_methods,
     )
     site = AccessLogSite(front, reactor)
