@@ -194,7 +194,7 @@ class DashboardAPI:
         """The run id, checked: 404 for one that does not exist (or is not a run id)."""
         if run_id is None:
             return None
-        if not self.project.has_run(run_id):
+        if not self.live.has_run(run_id):
             raise ApiError(404, f"Run not found: {run_id}")
         return run_id
 

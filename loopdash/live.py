@@ -18,7 +18,7 @@ from typing import Any, Callable
 from twisted.internet.defer import Deferred, succeed
 
 from loopdash.encoding import encode_json
-from loopdash.project import Project, ProjectSnapshot
+from loopdash.project import Project, ProjectSnapshot, is_run_id
 from loopdash.status import (
     execution_status,
     log_entry_json,
@@ -35,6 +35,8 @@ MAX_SNAPSHOT_AGE = 0.05
 LOG_INDEX_STEP = 4 << 20
 #: Bytes of encoded answers kept, across every endpoint and page.
 MAX_CACHED_BYTES = 32 << 20
+#: Runs whose file identities are remembered between requests.
+MAX_RUN_CHECKS = 4096
 
 
 class LiveProject:
@@ -63,6 +65,9 @@ class LiveProject:
         self._bodies: OrderedDict[tuple[object, ...], tuple[tuple[object, ...], bytes]] = OrderedDict()
         self._cached_bytes = 0
         self._log_waiters: list[Deferred[None]] = []
+        self._run_set: frozenset[str] = frozenset()
+        self._run_set_of: tuple[str, ...] | None = None
+        self._run_checks: dict[str, tuple[float, int, tuple[object, ...]]] = {}
         self._indexing: Any = None
 
     # -- snapshots -----------------------------------------------------------------
@@ -200,8 +205,27 @@ class LiveProject:
             ("metrics", run_id), (reading.identity,), lambda: metrics_payload(metrics, run_id)
         )
 
+    def has_run(self, run_id: str) -> bool:
+        """Whether ``run_id`` names a run, from the shared run list: no stat per request."""
+        if not is_run_id(run_id):
+            return False
+        run_ids = self.snapshot().run_ids
+        if run_ids is not self._run_set_of:
+            self._run_set, self._run_set_of = frozenset(run_ids), run_ids
+        return run_id in self._run_set
+
     def run_body(self, run_id: str) -> bytes:
-        identity = self.project.run_files_identity(run_id)
+        # A run's files are stat-ed at most once per max_age (or per snapshot
+        # version: the current run's files are watched), not once per request.
+        now = self.clock.seconds()
+        checked = self._run_checks.get(run_id)
+        if checked is not None and checked[1] == self.version and now - checked[0] < self.max_age:
+            identity = checked[2]
+        else:
+            identity = self.project.run_files_identity(run_id)
+            if len(self._run_checks) >= MAX_RUN_CHECKS:
+                self._run_checks.clear()
+            self._run_checks[run_id] = (now, self.version, identity)
         return self._body(
             ("run", run_id),
             identity,

@@ -153,3 +153,36 @@ def test_encoded_answers_stay_within_their_byte_budget(project: CountingProject,
     assert live._cached_bytes == sum(len(body) for _, body in live._bodies.values())
     # One answer per slot: the runs list is cached once, not once per second.
     assert sum(1 for slot in live._bodies if slot[0] == "runs") == 1
+
+
+def test_an_older_runs_details_are_revalidated_once_per_max_age_not_per_request(project: CountingProject) -> None:
+    clock = Clock()
+    live = LiveProject(project, clock, stale_after=600.0, max_age=0.05)
+    oldest = live.snapshot().run_ids[0]
+    checks: list[str] = []
+    identity_of_run = project.run_files_identity
+
+    def counted(run_id: str) -> tuple[object, ...]:
+        checks.append(run_id)
+        return identity_of_run(run_id)
+
+    project.run_files_identity = counted  # type: ignore[method-assign]
+    first = live.run_body(oldest)
+    assert live.run_body(oldest) is first and checks == [oldest]
+    # The run gets a new summary (an older run: no watch of its own).
+    summary = os.path.join(project.runs_path, oldest, "summary.json")
+    document = json.load(open(summary))
+    document["total_cost"] = 9.5
+    with open(summary, "w") as f:
+        json.dump(document, f)
+    clock.advance(0.06)
+    assert json.loads(live.run_body(oldest))["summary"]["total_cost"] == 9.5
+    assert checks == [oldest, oldest]
+
+
+def test_known_runs_come_from_the_shared_run_list(project: CountingProject) -> None:
+    live = LiveProject(project, Clock(), stale_after=600.0)
+    run_ids = live.snapshot().run_ids
+    assert all(live.has_run(r) for r in run_ids)
+    assert not live.has_run("20000101_000000")
+    assert not live.has_run("../../etc/passwd")
