@@ -233,6 +233,14 @@ def stop_daemon(files: DaemonFiles, pid: int, timeout: float) -> StopOutcome:
     return StopOutcome(killed, exited)
 
 
+def positive_seconds(value: str) -> float:
+    """An argparse type: a positive number of seconds (for --timeout)."""
+    seconds = float(value)
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError("must be a positive number of seconds")
+    return seconds
+
+
 def add_root_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--root",

@@ -20,6 +20,7 @@ from loopdash.daemonctl import (
     RUNNING,
     DaemonFiles,
     add_root_argument,
+    positive_seconds,
     connect_url,
     error,
     fetch_health,
@@ -46,13 +47,6 @@ def _port(value: str) -> int:
     return port
 
 
-def _seconds(value: str) -> float:
-    seconds = float(value)
-    if not seconds > 0:
-        raise argparse.ArgumentTypeError("must be a positive number of seconds")
-    return seconds
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_root_argument(parser)
     parser.add_argument("--port", type=_port, default=8080, help="TCP port to listen on (default: 8080)")
@@ -61,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--timeout",
-        type=_seconds,
+        type=positive_seconds,
         default=10.0,
         help="seconds to wait for /api/health to answer (default: 10)",
     )

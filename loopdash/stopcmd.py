@@ -9,6 +9,7 @@ from loopdash.daemonctl import (
     RUNNING,
     DaemonFiles,
     add_root_argument,
+    positive_seconds,
     error,
     inspect,
     remove_quietly,
@@ -16,18 +17,11 @@ from loopdash.daemonctl import (
 )
 
 
-def _seconds(value: str) -> float:
-    seconds = float(value)
-    if not seconds > 0:
-        raise argparse.ArgumentTypeError("must be a positive number of seconds")
-    return seconds
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_root_argument(parser)
     parser.add_argument(
         "--timeout",
-        type=_seconds,
+        type=positive_seconds,
         default=10.0,
         help="seconds to wait after SIGTERM before SIGKILL (default: 10)",
     )
