@@ -37,6 +37,9 @@ def no_route(method: bytes, path: bytes) -> str:
 
 def url_is_utf8(request: IRequest) -> bool:
     """Whether the host and the (unquoted) path decode as UTF-8, which Klein requires."""
+    host = request.getHeader(b"host") or b""
+    if request.uri.isascii() and b"%" not in request.uri and host.isascii():
+        return True  # the usual request: nothing to decode (and no socket call for the host)
     try:
         request.getRequestHostname().decode("utf-8")
         for segment in (*request.prepath, *request.postpath):

@@ -9,6 +9,7 @@ the fallback and the only mechanism where inotify is missing.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 import time
 from typing import Any, Callable
 
@@ -27,6 +28,7 @@ from loopdash.changes import (
     StatusChanged,
     StoryUpdated,
     diff,
+    status_signature,
 )
 from loopdash.live import LiveProject
 from loopdash.meter import NULL_METER, Meter
@@ -85,6 +87,8 @@ class Watcher(Service):
         self.interval = interval
         self.use_inotify = use_inotify
         self.last: Observation | None = None
+        #: The shared snapshot's version at the last poll: unchanged means no file changed.
+        self._observed_version = -1
         self.polls = 0
         #: Whether the project root was missing at the last poll (said once, not every poll).
         self.root_missing = False
@@ -133,13 +137,29 @@ class Watcher(Service):
         self.polls += 1
         self._check_root()
         snapshot = self.live.snapshot(force=True)
-        current = observe(snapshot, self.clock.seconds(), self.stale_after)
-        previous, self.last = self.last, current
-        if self._notifier is not None:
-            self._watch_run_directories(current)
-        if previous is None:
-            return
-        changes = diff(previous, current)
+        now = self.clock.seconds()
+        previous = self.last
+        unchanged = previous is not None and self.live.version == self._observed_version
+        self._observed_version = self.live.version
+        if unchanged:
+            assert previous is not None
+            # No file changed since the last poll: only the clock can move the
+            # status (a run going stale), so skip the full observation and diff.
+            status = execution_status(snapshot, now, self.stale_after)
+            self.last = replace(previous, status=status)
+            changes: list[Change] = (
+                []
+                if status_signature(status) == status_signature(previous.status)
+                else [StatusChanged(status)]
+            )
+        else:
+            current = observe(snapshot, now, self.stale_after)
+            self.last = current
+            if self._notifier is not None:
+                self._watch_run_directories(current)
+            if previous is None:
+                return
+            changes = diff(previous, current)
         for change in changes:
             self._publish(change)
         self.on_poll(changes)

@@ -473,3 +473,18 @@ async def test_stopping_the_service_ends_every_stream_cleanly(
         await stream.ended.addTimeout(5, reactor)
         assert stream.clean_end is True
     assert daemon.dashboard.hub.subscribers == set()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_loop_going_quiet_is_announced_without_any_file_changing(
+    daemon_factory: DaemonFactory, live: LiveProject
+) -> None:
+    daemon = await daemon_factory(live.root, poll_interval=0.05, keepalive=60.0, stale_after=1.0)
+    stream = await open_stream(daemon)
+    first = await stream.next_of_type("status_update")
+    assert first.data["data"]["is_running"] is True
+    # Nothing is written: the staleness window alone turns the run into a stopped one.
+    quiet = await stream.next_of_type("status_update", timeout=10)
+    assert quiet.data["data"]["is_running"] is False
+    assert stream.pending_events() == []
+    stream.close()
