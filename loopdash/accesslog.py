@@ -13,8 +13,7 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from twisted.logger import Logger
-from twisted.web.http import Request, combinedLogFormatter
-from twisted.web.iweb import IRequest
+from twisted.web.http import Request
 from twisted.web.resource import IResource
 from twisted.web.server import Site
 
@@ -41,23 +40,6 @@ def redact_uri(uri: bytes) -> bytes:
 
 def _is_secret(name: bytes) -> bool:
     return unquote_to_bytes(name.replace(b"+", b" ")).lower() in SECRET_QUERY_NAMES
-
-
-class _RedactedRequest:
-    """The request as the log formatter sees it: the same but for its URI."""
-
-    def __init__(self, request: IRequest) -> None:
-        self._request = request
-        self.uri = redact_uri(request.uri)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._request, name)
-
-
-def redacting_log_formatter(timestamp: str, request: IRequest) -> str:
-    """Twisted's combined access-log format, URI redacted (for a Site that writes a logPath)."""
-    line: str = combinedLogFormatter(timestamp, _RedactedRequest(request))
-    return line
 
 
 def client_host(request: Request) -> str:
