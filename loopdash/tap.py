@@ -8,7 +8,7 @@ from typing import Any
 from twisted.application.service import IService
 from twisted.python import usage
 
-from loopdash.logformat import LOG_FORMATS, JsonLogging, twistd_log_target
+from loopdash.logformat import LOG_FORMATS, DaemonLogging, twistd_log_target, twistd_writes_a_file
 from loopdash.auth import default_token_path, token_file_problem
 from loopdash.service import DashboardConfig, build_dashboard, tcp_endpoint
 from loopdash.status import DEFAULT_STALE_AFTER
@@ -144,7 +144,8 @@ def makeService(options: Options) -> IService:
     from twisted.internet import reactor
 
     service = build_dashboard(options.config(), reactor).service
-    if options["log-format"] == "json":
-        # The parent Options are twistd's own (--logfile, --nodaemon).
-        return JsonLogging(service, twistd_log_target(getattr(options, "parent", None) or {}))
-    return service
+    # The parent Options are twistd's own (--logfile, --nodaemon, --syslog).
+    twistd_options = getattr(options, "parent", None)
+    if twistd_options is None or not twistd_writes_a_file(twistd_options):
+        return service  # not under twistd, or logging where the user said
+    return DaemonLogging(service, options["log-format"], twistd_log_target(twistd_options))

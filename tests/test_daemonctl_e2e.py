@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import select
 import shutil
 import signal
@@ -263,6 +264,35 @@ def test_logs_n_shows_the_last_lines_with_one_line_per_request_and_no_secrets(pr
     with open(project.files.logfile) as f:
         whole = f.read()
     assert "hunter2" not in whole and "t0p" not in whole
+
+
+TWISTD_TEXT_LINE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4} \[[^\]]+\] .*")
+
+
+def test_the_text_log_is_in_twistds_format_and_sigusr1_rotates_it(project: Project) -> None:
+    port = free_port()
+    assert project.start(port).returncode == 0
+    url = f"http://127.0.0.1:{port}"
+    assert get(f"{url}/api/health", project.token)[0] == 200
+    pid = read_pidfile(project.files.pidfile)
+    assert pid is not None
+    logfile = project.files.logfile
+
+    os.kill(pid, signal.SIGUSR1)  # what logrotate's postrotate sends to a twistd daemon
+
+    assert wait_until(lambda: os.path.exists(logfile + ".1"), 10)
+    assert get(f"{url}/api/status", project.token)[0] == 200
+
+    def current_log() -> str:
+        with open(logfile) as f:
+            return f.read()
+
+    assert wait_until(lambda: "GET /api/status 200 " in current_log(), 10)
+    with open(logfile + ".1") as f:
+        rotated = f.read()
+    assert "GET /api/health 200 " in rotated and "GET /api/status" not in rotated
+    for line in (rotated + current_log()).splitlines():
+        assert TWISTD_TEXT_LINE.fullmatch(line), line
 
 
 def test_logs_follow_prints_new_lines_until_interrupted(project: Project) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import time
 from typing import Any
@@ -11,12 +12,29 @@ from typing import Any
 import pytest
 import pytest_twisted
 from twisted.application.service import Application, MultiService
-from twisted.logger import ILogObserver, LogEvent, Logger, globalLogPublisher
+from hypothesis import given
+from hypothesis import strategies as st
+from twisted.logger import (
+    ILogObserver,
+    LogEvent,
+    Logger,
+    LogLevel,
+    formatTime,
+    globalLogPublisher,
+    textFileLogObserver,
+)
+from twisted.python.failure import Failure
 from twisted.python import usage
 
 from loopdash import procinfo
 from loopdash.daemonctl import DEAD, STOPPED, DaemonFiles, connect_url, inspect, wait_until, write_state
-from loopdash.logformat import JsonLogging, twistd_log_target
+from loopdash.logformat import (
+    DaemonLogging,
+    PerSecondTimestamps,
+    classic_text_formatter,
+    twistd_log_target,
+    twistd_writes_a_file,
+)
 from loopdash.logtail import LogFollower, last_lines
 from loopdash.startcmd import is_port_in_use, twistd_command
 from loopdash.statuscmd import format_duration
@@ -185,10 +203,93 @@ def test_twistd_log_target_follows_twistds_rules() -> None:
     assert twistd_log_target({"logfile": None, "nodaemon": False}) == "twistd.log"
 
 
+def test_our_observer_replaces_twistds_only_where_twistd_would_write_a_file() -> None:
+    assert twistd_writes_a_file({"logfile": "/x/d.log", "nodaemon": False})
+    assert twistd_writes_a_file({"logfile": None, "nodaemon": True})
+    assert twistd_writes_a_file({"logfile": "-", "nodaemon": True})
+    assert not twistd_writes_a_file({"logfile": None, "nodaemon": False, "syslog": True})
+    assert not twistd_writes_a_file({"logfile": None, "nodaemon": True, "logger": "my.observer"})
+    # twistd itself refuses a daemon logging to stdout; we leave that answer to it.
+    assert not twistd_writes_a_file({"logfile": "-", "nodaemon": False})
+
+
+def twistd_text_line(event: LogEvent) -> str | None:
+    """What twistd's own text observer writes for ``event``."""
+    written: list[str] = []
+
+    class Out:
+        def write(self, text: str) -> None:
+            written.append(text)
+
+        def flush(self) -> None:
+            pass
+
+    textFileLogObserver(Out())(event)  # type: ignore[arg-type]
+    return "".join(written) or None
+
+
+def failure_event() -> LogEvent:
+    try:
+        1 / 0
+    except ZeroDivisionError:
+        failure = Failure()
+    return {"log_format": "boom {n}", "n": 3, "log_failure": failure, "log_time": 1795868751.5,
+            "log_namespace": "loopdash.x", "log_level": LogLevel.error}
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"log_format": "{line}", "line": "GET /api/status 200 0.4ms 127.0.0.1", "log_time": 1795868751.999,
+         "log_namespace": "loopdash.accesslog.AccessLogSite", "log_level": LogLevel.info},
+        {"log_format": "two\nlines {x!r}", "x": "y", "log_time": 0.0, "log_system": "-"},
+        {"log_format": "no time", "log_namespace": "n", "log_level": LogLevel.warn},
+        {"log_format": "{missing}", "log_time": -1.5, "log_system": 42},
+        {"log_format": "", "log_time": 1.0},
+        {"message": ("legacy", "event"), "log_time": 2.0, "log_system": "HTTPChannel,0,127.0.0.1"},
+        failure_event(),
+    ],
+    ids=["access", "multiline", "no-time", "unformattable", "empty", "legacy", "failure"],
+)
+def test_text_lines_are_twistds_own(event: LogEvent) -> None:
+    assert classic_text_formatter()(event) == twistd_text_line(event)
+
+
+near_a_second = st.builds(
+    lambda second, offset: second + offset,
+    st.integers(min_value=-10**9, max_value=4 * 10**9),
+    st.sampled_from([0.0, 1e-7, 4e-7, 5e-7, 6e-7, 0.5, 0.9999994, 0.9999995, 0.9999996, 0.999999, -1e-7]),
+)
+
+
+@given(st.lists(st.floats(min_value=-1e9, max_value=4e9) | near_a_second, min_size=1, max_size=20))
+def test_a_timestamp_formatted_once_per_second_equals_formatting_each_time(times: list[float]) -> None:
+    timestamps = PerSecondTimestamps()
+    for when in times:
+        assert timestamps(when) == formatTime(when)
+    assert timestamps(None) == formatTime(None)
+
+
+def test_text_logging_gives_the_application_twistds_lines(tmp_path: Any) -> None:
+    path = str(tmp_path / "d.log")
+    application = Application("loopdash")
+    DaemonLogging(MultiService(), "text", path).setServiceParent(application)
+
+    observer = application.getComponent(ILogObserver)
+    log = Logger(namespace="test", observer=observer)
+    log.info("GET {uri} {status}", uri="/api/health", status=200)
+    observer._outFile.flush()
+
+    with open(path) as f:
+        lines = f.read().splitlines()
+    assert len(lines) == 1
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4} \[test#info\] GET /api/health 200", lines[0])
+
+
 def test_json_logging_gives_the_application_a_json_lines_observer(tmp_path: Any) -> None:
     path = str(tmp_path / "d.log")
     application = Application("loopdash")
-    JsonLogging(MultiService(), path).setServiceParent(application)
+    DaemonLogging(MultiService(), "json", path).setServiceParent(application)
 
     observer = application.getComponent(ILogObserver)
     assert observer is not None
