@@ -79,11 +79,42 @@ class PerSecondTimestamps:
         return self._text
 
 
+def system_of(event: LogEvent) -> str:
+    """The ``[system]`` of a text line: log_system, else namespace#level (twisted.logger's rule)."""
+    system = event.get("log_system")
+    if system is None:
+        level = event.get("log_level")
+        return f"{event.get('log_namespace', '-')}#{'-' if level is None else level.name}"
+    try:
+        return str(system)
+    except Exception:
+        return "UNFORMATTABLE"
+
+
+#: The format of events carrying their text ready-made in ``line`` (the access log's).
+PREFORMATTED = "{line}"
+
+
 def classic_text_formatter() -> Callable[[LogEvent], str | None]:
-    """The formatter of twistd's text log (``textFileLogObserver``), with cached timestamps."""
+    """The formatter of twistd's text log (``textFileLogObserver``), with cached timestamps.
+
+    An event whose whole format is ``{line}`` with a ``str`` line (one per
+    request) is written without a pass through string.Formatter, which is
+    what formatting it would come to.
+    """
     timestamps = PerSecondTimestamps()
 
     def format_line(event: LogEvent) -> str | None:
+        line = event.get("line")
+        if (
+            type(line) is str
+            and line
+            and event.get("log_format") == PREFORMATTED
+            and "log_failure" not in event
+            and "log_flattened" not in event
+        ):
+            text = f"{timestamps(event.get('log_time'))} [{system_of(event)}] {line}"
+            return text.replace("\n", "\n\t") + "\n"
         return formatEventAsClassicLogText(event, formatTime=timestamps)
 
     return format_line

@@ -228,6 +228,11 @@ def twistd_text_line(event: LogEvent) -> str | None:
     return "".join(written) or None
 
 
+class Unprintable:
+    def __str__(self) -> str:
+        raise ValueError("no")
+
+
 def failure_event() -> LogEvent:
     try:
         1 / 0
@@ -247,9 +252,20 @@ def failure_event() -> LogEvent:
         {"log_format": "{missing}", "log_time": -1.5, "log_system": 42},
         {"log_format": "", "log_time": 1.0},
         {"message": ("legacy", "event"), "log_time": 2.0, "log_system": "HTTPChannel,0,127.0.0.1"},
+        {"log_format": "{line}", "line": "a\nb", "log_time": 12.9999999, "log_system": "sys"},
+        {"log_format": "{line}", "line": "", "log_time": 3.0},
+        {"log_format": "{line}", "line": 42, "log_time": 3.0, "log_level": LogLevel.debug},
+        {"log_format": "{line}", "line": "x", "log_namespace": "n"},
+        {"log_format": "{line}", "line": "x", "log_time": 5.0, "log_system": 7},
+        {"log_format": "{line}", "line": "x", "log_flattened": {"line!:": "flat"}, "log_time": 5.0},
+        {**failure_event(), "log_format": "{line}", "line": "request failed"},
+        {"log_format": "{line}", "line": "x", "log_time": 5.0, "log_system": Unprintable()},
         failure_event(),
     ],
-    ids=["access", "multiline", "no-time", "unformattable", "empty", "legacy", "failure"],
+    ids=["access", "multiline", "no-time", "unformattable", "empty", "legacy", "line-multiline",
+         "line-empty", "line-not-str", "line-no-time", "line-int-system", "line-flattened", "line-failure",
+         "line-unprintable-system",
+         "failure"],
 )
 def test_text_lines_are_twistds_own(event: LogEvent) -> None:
     assert classic_text_formatter()(event) == twistd_text_line(event)
