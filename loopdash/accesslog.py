@@ -60,6 +60,15 @@ class AccessLogSite(Site):
     def __init__(self, resource: IResource, reactor: Any) -> None:
         Site.__init__(self, resource, reactor=reactor)
 
+    def startFactory(self) -> None:
+        # HTTPFactory's would open its Combined Log Format file and start a timer
+        # that refreshes that log's date string every second, waking an idle
+        # daemon for nothing: log() below writes through twisted.logger instead.
+        pass
+
+    def stopFactory(self) -> None:
+        pass
+
     def getResourceFor(self, request: Request) -> IResource:
         # Called once per request, when its headers and body have arrived.
         request.loopdash_received = self.reactor.seconds()  # type: ignore[attr-defined]

@@ -23,10 +23,13 @@ from twisted.logger import (
     globalLogPublisher,
     textFileLogObserver,
 )
+from twisted.internet.task import Clock
 from twisted.python.failure import Failure
+from twisted.web.resource import Resource
 from twisted.python import usage
 
 from loopdash import procinfo
+from loopdash.accesslog import AccessLogSite
 from loopdash.daemonctl import DEAD, STOPPED, DaemonFiles, connect_url, inspect, wait_until, write_state
 from loopdash.logformat import (
     DaemonLogging,
@@ -331,6 +334,18 @@ def test_the_plugin_refuses_an_unknown_log_format(tmp_path: Any) -> None:
 
 
 # -- the access log, on a real socket ---------------------------------------------
+
+
+def test_the_site_sets_no_timer_of_its_own() -> None:
+    # HTTPFactory refreshes its Combined Log Format date every second, which
+    # would wake an idle daemon for a log it does not write.
+    clock = Clock()
+    site = AccessLogSite(Resource(), clock)
+    site.doStart()
+    try:
+        assert clock.getDelayedCalls() == []
+    finally:
+        site.doStop()
 
 
 @pytest_twisted.ensureDeferred
