@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         [FilteringLogObserver(textFileLogObserver(sys.stderr), [LogLevelFilterPredicate(level)])],
         redirectStandardIO=False,
     )
-    config = DashboardConfig(root=root, listen=tcp_endpoint(args.port, args.host), poll_interval=1.0)
+    config = DashboardConfig(root=root, listen=tcp_endpoint(args.port, args.host))
     dashboard = build_dashboard(config, reactor)
     try:
         dashboard.service.startService()

@@ -40,7 +40,7 @@ from loopdash.prometheus import PrometheusMeter
 from loopdash.status import DEFAULT_STALE_AFTER
 from loopdash.stream import StreamHub, TicketBook
 from loopdash.throttle import FailureThrottle
-from loopdash.watcher import Watcher
+from loopdash.watcher import WATCHED_POLL_INTERVAL, Watcher
 from loopdash.webui import web_pages
 
 log = Logger(namespace="loopdash")
@@ -55,7 +55,10 @@ class DashboardConfig:
     token_file: str | None = None
     stale_after: float = DEFAULT_STALE_AFTER
     cors_origins: Sequence[str] = ("*",)
-    poll_interval: float = 1.0
+    #: Seconds between polls; None: 1 s, or 5 s while inotify watches every directory that matters.
+    poll_interval: float | None = None
+    #: Seconds between the safety polls while inotify watches every directory that matters.
+    watched_poll_interval: float = WATCHED_POLL_INTERVAL
     keepalive: float = 30.0
     use_inotify: bool = True
     #: Serve /metrics without the bearer token (for a scraper on the same host).
@@ -201,6 +204,7 @@ def build_dashboard(config: DashboardConfig, reactor: Any) -> Dashboard:
         config.use_inotify,
         live=live,
         meter=meter,
+        watched_interval=config.watched_poll_interval,
     )
     service.addService(watcher)
     endpoint = serverFromString(reactor, config.listen)

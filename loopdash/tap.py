@@ -59,8 +59,9 @@ class Options(usage.Options):
         [
             "poll-interval",
             None,
-            1.0,
-            "Seconds between polls of the loop's files.",
+            None,
+            "Seconds between polls of the loop's files (default: 1, or 5 while inotify "
+            "is watching every directory that matters, since it reports changes at once).",
             _positive("--poll-interval"),
         ],
         [

@@ -45,6 +45,13 @@ from loopdash.stream import StreamHub
 #: How long an inotify wake-up waits before polling, so one burst of writes
 #: (truncate, write, close) costs one poll.
 WAKE_DELAY = 0.002
+#: Seconds between polls when polling is how changes are found: no inotify, or
+#: a directory that matters is not watched.
+POLL_INTERVAL = 1.0
+#: Seconds between polls while inotify watches every directory that matters.
+#: The poll is then a safety net and the clock that notices a run going quiet
+#: (minutes), so an idle daemon need not wake every second.
+WATCHED_POLL_INTERVAL = 5.0
 
 
 def observe(snapshot: ProjectSnapshot, now: float, stale_after: float) -> Observation:
@@ -72,10 +79,11 @@ class Watcher(Service):
         hub: StreamHub,
         clock: Any,
         stale_after: float,
-        interval: float = 1.0,
+        interval: float | None = None,
         use_inotify: bool = True,
         live: LiveProject | None = None,
         meter: Meter = NULL_METER,
+        watched_interval: float = WATCHED_POLL_INTERVAL,
     ) -> None:
         self.project = project
         #: The snapshots requests share: a poll refreshes them, inotify invalidates them.
@@ -84,7 +92,10 @@ class Watcher(Service):
         self.hub = hub
         self.clock = clock
         self.stale_after = stale_after
+        #: A fixed polling period, or None: POLL_INTERVAL, or the watched interval
+        #: while inotify sees every directory that matters.
         self.interval = interval
+        self.watched_interval = watched_interval
         self.use_inotify = use_inotify
         self.last: Observation | None = None
         #: The shared snapshot's version at the last poll: unchanged means no file changed.
@@ -94,7 +105,13 @@ class Watcher(Service):
         self.root_missing = False
         self._loop: LoopingCall | None = None
         self._notifier: Any = None
-        self._watched: set[str] = set()
+        #: Watched directories, with the (device, inode) each watch is on.
+        self._watched: dict[str, tuple[int, int]] = {}
+        #: Whether inotify watched every directory that matters at the last poll.
+        self.watching_all = False
+        self.inotify_restarts = 0
+        #: inotify could not be started: polling only, without retrying.
+        self.inotify_unavailable = False
         self._wake_pending: Any = None
         #: Called after each poll with the changes published (for metrics and tests).
         self.on_poll: Callable[[list[Change]], None] = lambda changes: None
@@ -104,9 +121,10 @@ class Watcher(Service):
         self.hub.start()
         if self.use_inotify:
             self._start_inotify()
+        self.poll()  # the first observation, which also sets the watches and so the period
         loop = LoopingCall(self.poll)
         loop.clock = self.clock
-        loop.start(self.interval, now=True).addErrback(
+        loop.start(self.period(), now=False).addErrback(
             lambda f: self.log.failure("The watcher stopped", f)
         )
         self._loop = loop
@@ -117,10 +135,17 @@ class Watcher(Service):
             self._loop.stop()
         if self._wake_pending is not None and self._wake_pending.active():
             self._wake_pending.cancel()
-        if self._notifier is not None:
-            self._notifier.loseConnection()
-            self._notifier = None
+        self._stop_inotify()
         self.hub.stop()
+
+    def period(self) -> float:
+        """Seconds until the next poll."""
+        if self.interval is not None:
+            return self.interval
+        if self.watching_all:
+            # Never so slow that a run going quiet is noticed late.
+            return max(POLL_INTERVAL, min(self.watched_interval, self.stale_after / 4))
+        return POLL_INTERVAL
 
     # -- polling -----------------------------------------------------------------
 
@@ -132,6 +157,17 @@ class Watcher(Service):
         except Exception:
             self.log.failure("Watcher poll failed; will try again")
         self.meter.poll_finished(time.perf_counter() - started)
+        self._keep_period()
+
+    def _keep_period(self) -> None:
+        loop = self._loop
+        if loop is None or not loop.running:
+            return
+        period = self.period()
+        loop.interval = period  # read when the loop schedules its next call
+        pending = loop.call  # None while the loop itself is calling
+        if pending is not None and pending.active() and pending.getTime() > self.clock.seconds() + period:
+            pending.reset(period)  # polling must speed up now, not after a slow period
 
     def _poll(self) -> None:
         self.polls += 1
@@ -141,25 +177,24 @@ class Watcher(Service):
         previous = self.last
         unchanged = previous is not None and self.live.version == self._observed_version
         self._observed_version = self.live.version
+        changes: list[Change]
         if unchanged:
             assert previous is not None
             # No file changed since the last poll: only the clock can move the
             # status (a run going stale), so skip the full observation and diff.
             status = execution_status(snapshot, now, self.stale_after)
             self.last = replace(previous, status=status)
-            changes: list[Change] = (
+            changes = (
                 []
                 if status_signature(status) == status_signature(previous.status)
                 else [StatusChanged(status)]
             )
         else:
-            current = observe(snapshot, now, self.stale_after)
-            self.last = current
-            if self._notifier is not None:
-                self._watch_run_directories(current)
-            if previous is None:
-                return
-            changes = diff(previous, current)
+            self.last = observe(snapshot, now, self.stale_after)
+            changes = [] if previous is None else diff(previous, self.last)
+        self.watching_all = self._keep_watching()
+        if previous is None:
+            return  # the first observation is the baseline, not a change
         for change in changes:
             self._publish(change)
         self.on_poll(changes)
@@ -205,13 +240,69 @@ class Watcher(Service):
             notifier.startReading()
         except Exception as e:  # not Linux, or no inotify instances left
             self.log.info("inotify unavailable ({reason}); polling only", reason=str(e))
+            self.inotify_unavailable = True
             return
         self._notifier = notifier
-        self._watch(self.project.root)
 
-    def _watch(self, path: str) -> None:
-        if path in self._watched or self._notifier is None or not os.path.isdir(path):
-            return
+    def _stop_inotify(self) -> None:
+        if self._notifier is not None and not self._notifier.disconnected:
+            self._notifier.loseConnection()
+        self._notifier = None
+        self._watched.clear()
+
+    def _wanted_directories(self) -> list[str]:
+        """The directories whose changes matter: root, .claude-loop, runs/, the current run."""
+        wanted = [self.project.root, os.path.join(self.project.root, ".claude-loop"), self.project.runs_path]
+        if self.last is not None and self.last.current_run is not None:
+            wanted.append(os.path.join(self.project.runs_path, self.last.current_run))
+        return wanted
+
+    def _keep_watching(self) -> bool:
+        """Keep inotify on the directories that matter; whether it sees all of them.
+
+        Twisted's notifier stops for good when any watched directory is deleted
+        (it always asks for IN_DELETE_SELF, then disconnects), and a watch stays
+        on a directory moved away. Either way this starts a fresh notifier.
+        """
+        if not self.use_inotify or self.inotify_unavailable:
+            return False
+        notifier = self._notifier
+        if notifier is None or notifier.disconnected or notifier.disconnecting or self._a_watch_is_stale():
+            if notifier is not None:
+                self.log.info("A watched directory was deleted or replaced; restarting inotify")
+                self.inotify_restarts += 1
+            self._stop_inotify()
+            self._start_inotify()
+            if self._notifier is None:
+                return False
+        wanted = self._wanted_directories()
+        for path in [path for path in self._watched if path not in wanted]:
+            self._unwatch(path)  # an earlier run: polls still see it
+        added = False
+        for path in wanted:
+            if path not in self._watched and os.path.isdir(path):
+                added = self._watch(path) or added
+        if added:
+            # Files written into a directory before its watch began (a new run's
+            # first metrics.json) have sent no event: look once more.
+            self._wake()
+        # The root must be watched: nothing else would tell us it came back.
+        return all(path in self._watched for path in wanted if path == self.project.root or os.path.isdir(path))
+
+    def _a_watch_is_stale(self) -> bool:
+        for path, identity in self._watched.items():
+            try:
+                st = os.stat(path)
+            except OSError:
+                return True
+            if (st.st_dev, st.st_ino) != identity:
+                return True
+        return False
+
+    def _watch(self, path: str) -> bool:
+        """Watch ``path``; whether a new watch was set."""
+        if path in self._watched or self._notifier is None:
+            return False
         from twisted.internet import inotify
 
         mask = (
@@ -221,25 +312,23 @@ class Watcher(Service):
             | inotify.IN_CREATE
             | inotify.IN_DELETE
             | inotify.IN_DELETE_SELF
+            | inotify.IN_MOVE_SELF
         )
         try:
+            st = os.stat(path)
             self._notifier.watch(FilePath(path), mask=mask, callbacks=[self._on_inotify])
         except Exception as e:
             self.log.info("Cannot watch {path}: {reason}", path=path, reason=str(e))
-            return
-        self._watched.add(path)
+            return False
+        self._watched[path] = (st.st_dev, st.st_ino)
+        return True
 
-    def _watch_run_directories(self, observation: Observation) -> None:
-        claude_loop = os.path.join(self.project.root, ".claude-loop")
-        self._watch(claude_loop)
-        self._watch(self.project.runs_path)
-        if observation.current_run is not None:
-            self._watch(os.path.join(self.project.runs_path, observation.current_run))
-        # A directory that went away takes its watch with it: forget it so a
-        # new directory of the same name is watched again.
-        for path in list(self._watched):
-            if not os.path.isdir(path):
-                self._watched.discard(path)
+    def _unwatch(self, path: str) -> None:
+        self._watched.pop(path, None)
+        try:
+            self._notifier.ignore(FilePath(path))
+        except Exception:
+            pass  # already gone with its directory
 
     def _note_run_directory(self, filepath: FilePath[Any], mask: int) -> None:
         from twisted.internet import inotify
@@ -258,7 +347,11 @@ class Watcher(Service):
         try:
             self._note_run_directory(filepath, mask)
             self.live.invalidate()
-            if self._wake_pending is None or not self._wake_pending.active():
-                self._wake_pending = self.clock.callLater(WAKE_DELAY, self.poll)
+            self._wake()
         except Exception:
             self.log.failure("inotify wake-up failed")
+
+    def _wake(self) -> None:
+        """Poll very soon (once for a burst of wake-ups)."""
+        if self._wake_pending is None or not self._wake_pending.active():
+            self._wake_pending = self.clock.callLater(WAKE_DELAY, self.poll)
