@@ -55,7 +55,7 @@ class DashboardConfig:
     token_file: str | None = None
     stale_after: float = DEFAULT_STALE_AFTER
     cors_origins: Sequence[str] = ("*",)
-    #: Seconds between polls; None: 1 s, or 5 s while inotify watches every directory that matters.
+    #: Seconds between polls; None: 1 s, or 10 s while inotify watches every directory that matters.
     poll_interval: float | None = None
     #: Seconds between the safety polls while inotify watches every directory that matters.
     watched_poll_interval: float = WATCHED_POLL_INTERVAL

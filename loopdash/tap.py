@@ -60,7 +60,7 @@ class Options(usage.Options):
             "poll-interval",
             None,
             None,
-            "Seconds between polls of the loop's files (default: 1, or 5 while inotify "
+            "Seconds between polls of the loop's files (default: 1, or 10 while inotify "
             "is watching every directory that matters, since it reports changes at once).",
             _positive("--poll-interval"),
         ],

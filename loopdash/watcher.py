@@ -51,7 +51,7 @@ POLL_INTERVAL = 1.0
 #: Seconds between polls while inotify watches every directory that matters.
 #: The poll is then a safety net and the clock that notices a run going quiet
 #: (minutes), so an idle daemon need not wake every second.
-WATCHED_POLL_INTERVAL = 5.0
+WATCHED_POLL_INTERVAL = 10.0
 
 
 def observe(snapshot: ProjectSnapshot, now: float, stale_after: float) -> Observation:
