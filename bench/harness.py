@@ -340,7 +340,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fanout", default="1000,500", help="stream counts for the fan-out rows")
     parser.add_argument("--fanout-repeats", type=int, default=3)
     parser.add_argument("--idle-streams", type=int, default=100)
-    parser.add_argument("--idle-seconds", type=float, default=20.0)
+    parser.add_argument("--idle-seconds", type=float, default=60.0,
+                        help="the idle window: whole keepalive cycles (30 s), so each window holds the same wake-ups")
     parser.add_argument("--server-cpu", type=int, default=0)
     parser.add_argument("--client-cpu", type=int, default=1)
     parser.add_argument("--json", help="also write the report as JSON to this file")
