@@ -95,6 +95,7 @@ class FrontResource(Resource):
         route_of: Callable[[bytes, bytes], str] = no_route,
         timer: Callable[[], float] = time.perf_counter,
         methods_for: MethodsFor | None = None,
+        page_route_of: Callable[[bytes], str | None] = lambda path: None,
     ) -> None:
         Resource.__init__(self)
         self._api = api
@@ -104,6 +105,7 @@ class FrontResource(Resource):
         self._route_of = route_of
         self._timer = timer
         self._methods_for = methods_for
+        self._page_route_of = page_route_of
 
     def render(self, request: IRequest) -> bytes | int:
         if isinstance(request, Request):  # always, from a Site; not from a test's stand-in
@@ -113,11 +115,10 @@ class FrontResource(Resource):
         request.setHeader(b"Referrer-Policy", b"no-referrer")
         request.setHeader(b"Content-Security-Policy", CONTENT_SECURITY_POLICY)
         target = self._api
-        is_page = False
-        if self._pages is not None and not (
-            request.path.startswith(b"/api/") or request.path == METRICS_PATH
-        ):
-            target, is_page = self._pages, True
+        is_page = self._is_page(request.path)
+        if is_page:
+            assert self._pages is not None
+            target = self._pages
         if not is_page and not url_is_utf8(request):
             # Klein would answer this in text/html and log it as an error.
             request.setResponseCode(400)
@@ -130,9 +131,16 @@ class FrontResource(Resource):
         result: bytes | int = target.render(request)
         return result
 
+    def _is_page(self, path: bytes) -> bool:
+        return self._pages is not None and not (path.startswith(b"/api/") or path == METRICS_PATH)
+
     def _measure(self, request: Request) -> None:
         started = self._timer()
-        route = self._route_of(request.method, request.path)
+        route: str | None = None
+        if self._is_page(request.path):
+            route = self._page_route_of(request.path)
+        if route is None:
+            route = self._route_of(request.method, request.path)
         method = method_label(request.method)
 
         def finished(_: object) -> None:

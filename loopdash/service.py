@@ -178,13 +178,15 @@ def build_dashboard(config: DashboardConfig, reactor: Any) -> Dashboard:
         metrics_public=config.metrics_public,
         throttle=FailureThrottle(reactor, burst=config.auth_failure_burst),
     )
+    pages = web_pages()
     front = FrontResource(
         api.resource(),
         CorsPolicy(config.cors_origins),
-        pages=web_pages(),
+        pages=pages,
         meter=meter,
         route_of=RouteLabels(api.app.url_map),
         methods_for=api.allowed_methods,
+        page_route_of=pages.webui.route_label,
     )
     site = AccessLogSite(front, reactor)
     site.timeOut = config.idle_timeout

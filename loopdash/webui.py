@@ -23,6 +23,8 @@ from twisted.web.resource import Resource
 VERSION_PLACEHOLDER = "__ASSET_VERSION__"
 INDEX_NAME = "index.html"
 ASSET_PREFIX = b"/assets/"
+#: Every asset's requests under one label: the version and name never make a series of their own.
+ASSET_ROUTE = "/assets/<version>/<name>"
 
 CONTENT_TYPES: Mapping[str, bytes] = {
     ".html": b"text/html; charset=utf-8",
@@ -115,6 +117,12 @@ class WebUI:
     @classmethod
     def from_package(cls) -> "WebUI":
         return cls(read_package_files())
+
+    def route_label(self, path: bytes) -> str | None:
+        """The metrics label of a page path: ``/`` or ``/assets/<version>/<name>``; None if not served."""
+        if self.lookup(path) is None:
+            return None
+        return "/" if path in (b"/", b"/index.html") else ASSET_ROUTE
 
     def lookup(self, path: bytes) -> tuple[StaticFile, bytes] | None:
         """The file at a request path and its Cache-Control, or None."""

@@ -464,6 +464,31 @@ async def test_metrics_reach_the_api_when_a_pages_resource_takes_other_paths(
     assert json.loads(await refused.content()) == {"error": "Missing or invalid Authorization header"}
 
 
+@pytest_twisted.ensureDeferred
+async def test_web_page_requests_are_counted_under_their_own_routes(
+    daemon_factory: DaemonFactory, empty_root: str
+) -> None:
+    daemon = await daemon_factory(empty_root)
+    webui = daemon.dashboard.site.resource._pages.webui  # type: ignore[attr-defined]
+    asset = f"/assets/{webui.version}/{sorted(webui.assets)[0]}"
+    before = await scrape(daemon)
+    assert (await daemon.get("/", authenticated=False)).code == 200
+    assert (await daemon.get("/index.html", authenticated=False)).code == 200
+    assert (await daemon.get(asset, authenticated=False)).code == 200
+    assert (await daemon.get("/assets/0000/app.js", authenticated=False)).code == 404  # an old page's asset
+    assert (await daemon.get("/no/such/page", authenticated=False)).code == 404
+    after = await scrape(daemon)
+
+    def delta(**labels: str) -> float:
+        return after.get("loopdash_http_requests_total", **labels) - before.get(
+            "loopdash_http_requests_total", **labels
+        )
+
+    assert delta(route="/", method="GET", code="200") == 2
+    assert delta(route="/assets/<version>/<name>", method="GET", code="200") == 1
+    assert delta(route="other", method="GET", code="404") == 2
+
+
 # -- the Grafana dashboard ----------------------------------------------------------------
 
 METRIC_NAME = re.compile(r"\b(?:loopdash|process|python)_[a-zA-Z0-9_]+")
