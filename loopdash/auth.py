@@ -11,6 +11,7 @@ import hmac
 import os
 import secrets
 import stat
+from typing import Callable
 
 from loopdash.filecache import identity_of
 
@@ -70,6 +71,10 @@ def token_file_problem(path: str) -> str | None:
         mode = os.stat(path).st_mode
     except OSError:
         return None
+    return unsafe_mode_problem(path, mode)
+
+
+def unsafe_mode_problem(path: str, mode: int) -> str | None:
     if not mode & 0o077:
         return None
     return (
@@ -80,25 +85,36 @@ def token_file_problem(path: str) -> str | None:
 
 
 class TokenFile:
-    """The current token, re-read from its file whenever the file changes."""
+    """The current token, re-read from its file whenever the file changes.
 
-    def __init__(self, path: str) -> None:
+    A file that group or others may read holds no token (every request is
+    refused) until it is made private or replaced: the daemon refuses to start
+    with one, and a rotation must not open the same hole while it runs.
+    ``on_unsafe`` hears why, once per such version of the file.
+    """
+
+    def __init__(self, path: str, on_unsafe: Callable[[str], None] = lambda problem: None) -> None:
         self.path = path
-        self._identity: tuple[int, int, int] | None = None
+        self.on_unsafe = on_unsafe
+        self._identity: tuple[int, ...] | None = None
         self._token: str | None = None
 
     def current(self) -> str | None:
-        """The token, or None when the file is missing, unreadable or empty."""
+        """The token, or None when the file is missing, unreadable, empty or readable by others."""
         try:
             st = os.stat(self.path)
         except OSError:
             self._identity, self._token = None, None
             return None
-        identity = identity_of(st)
+        # The mode too: a chmod changes neither inode, mtime nor size.
+        identity = (*identity_of(st), st.st_mode)
         if identity != self._identity:
             self._identity = identity
             self._token = None
-            if stat.S_ISREG(st.st_mode):
+            problem = unsafe_mode_problem(self.path, st.st_mode)
+            if problem is not None:
+                self.on_unsafe(problem)
+            elif stat.S_ISREG(st.st_mode):
                 try:
                     with open(self.path, "rb") as f:
                         raw = f.read(4096).decode("utf-8", errors="replace").strip()

@@ -105,6 +105,10 @@ def once_per_cause(
     return deduplicated
 
 
+def refuse_unsafe_token_file(problem: str) -> None:
+    log.warn("{problem} Until then every request is refused.", problem=problem)
+
+
 def counting_reporter(meter: Meter) -> Reporter:
     """Report a bad file as :func:`report_bad_file` does, and count it by kind."""
 
@@ -168,7 +172,7 @@ def build_dashboard(config: DashboardConfig, reactor: Any) -> Dashboard:
     meter.register(LoopCollector(live, reactor, config.stale_after))
     api = DashboardAPI(
         project,
-        TokenFile(config.token_path),
+        TokenFile(config.token_path, on_unsafe=refuse_unsafe_token_file),
         reactor,
         config.stale_after,
         hub,

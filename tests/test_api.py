@@ -631,6 +631,39 @@ async def test_token_rotated_on_disk_is_honoured_without_restart(sample_daemon: 
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_token_file_rotated_readable_by_others_is_refused_until_made_private(
+    sample_daemon: RunningDaemon,
+) -> None:
+    path = sample_daemon.dashboard.config.token_path
+    warnings: list[str] = []
+
+    @provider(ILogObserver)
+    def keep(event: dict[str, Any]) -> None:
+        if event.get("log_namespace") == "loopdash" and "problem" in event:
+            warnings.append(event["problem"])
+
+    globalLogPublisher.addObserver(keep)
+    try:
+        # What `echo ... > auth_token.txt` makes under the usual umask.
+        os.replace(path, path + ".old")
+        with open(path, "w") as f:
+            f.write("shared-with-everyone-0123456789\n")
+        os.chmod(path, 0o644)
+        refused = await sample_daemon.get("/api/status", token="shared-with-everyone-0123456789")
+        again = await sample_daemon.get("/api/status", token="shared-with-everyone-0123456789")
+        os.chmod(path, 0o600)
+        accepted = await sample_daemon.get("/api/status", token="shared-with-everyone-0123456789")
+    finally:
+        globalLogPublisher.removeObserver(keep)
+
+    assert (refused.code, again.code) == (403, 403)
+    assert refused.json() == {"error": "Invalid authentication token"}
+    assert len(warnings) == 1  # once for that version of the file, not once per request
+    assert "accessible to other users (mode 0644)" in warnings[0]
+    assert accepted.code == 200
+
+
+@pytest_twisted.ensureDeferred
 async def test_token_file_is_created_on_first_start_private(
     daemon_factory: DaemonFactory, empty_root: str
 ) -> None:
