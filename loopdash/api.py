@@ -261,13 +261,17 @@ class DashboardAPI:
         return body
 
     @api_route(app, "/api/history")
-    def history(self, request: IRequest) -> object:
+    async def history(self, request: IRequest) -> object:
         limit = query_int(request, "limit", 20, MAX_HISTORY_PAGE)
         offset = query_int(request, "offset", 0, 2**62)
+        # A page of up to 1,000 rows not read yet is read in steps.
+        await self.live.rows_ready(self.live.history_runs(offset, limit))
         return self.live.history_body(offset, limit)
 
     @api_route(app, "/api/runs")
-    def runs(self, request: IRequest) -> object:
+    async def runs(self, request: IRequest) -> object:
+        # Every row of a big project, read the first time in steps; this waits for them.
+        await self.live.rows_ready()
         return self.live.runs_body()
 
     @api_route(app, "/api/runs/<string:run_id>")

@@ -13,12 +13,12 @@ reactor in between, so the daemon keeps answering while it reads.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from twisted.internet.defer import Deferred, succeed
 
 from loopdash.encoding import encode_json
-from loopdash.project import Project, ProjectSnapshot, is_run_id
+from loopdash.project import Project, ProjectSnapshot, RunRow, is_run_id
 from loopdash.status import (
     execution_status,
     log_entry_json,
@@ -37,6 +37,14 @@ LOG_INDEX_STEP = 4 << 20
 MAX_CACHED_BYTES = 32 << 20
 #: Runs whose file identities are remembered between requests.
 MAX_RUN_CHECKS = 4096
+#: Runs whose history rows are read per step the first time (about 10 ms of work).
+ROW_WARM_STEP = 100
+
+
+def history_page(run_ids: tuple[str, ...], offset: int, limit: int) -> tuple[str, ...]:
+    """The ids of a history page: newest first, from ``offset`` (without copying the whole list)."""
+    end = max(len(run_ids) - offset, 0)
+    return run_ids[max(end - limit, 0) : end][::-1]
 
 
 class LiveProject:
@@ -49,12 +57,20 @@ class LiveProject:
         stale_after: float,
         max_age: float = MAX_SNAPSHOT_AGE,
         log_step: int = LOG_INDEX_STEP,
+        row_step: int = ROW_WARM_STEP,
     ) -> None:
         self.project = project
         self.clock = clock
         self.stale_after = stale_after
         self.max_age = max_age
         self.log_step = log_step
+        self.row_step = row_step
+        #: Runs whose history row has been read once (later reads only stat).
+        self._rows_read: set[str] = set()
+        #: The run list every row of which has been read (compared by identity).
+        self._rows_complete_for: tuple[str, ...] | None = None
+        #: Each run's history row and its JSON, for /api/runs.
+        self._row_json: dict[str, tuple[RunRow, bytes]] = {}
         #: Bumped whenever a new snapshot differs from the last one.
         self.version = 0
         self._snapshot: ProjectSnapshot | None = None
@@ -116,10 +132,45 @@ class LiveProject:
         self._index_log_later()
         return waiter
 
+    # -- history rows read for the first time, in steps --------------------------------
+
+    def rows_ready(self, run_ids: Sequence[str] | None = None) -> Deferred[None]:
+        """Fires once the history rows of ``run_ids`` (default: every run) have been read.
+
+        At once, usually. The first full run list of a big project reads
+        thousands of small files (about 0.6 s for 5,000 runs): that is done in
+        steps of ``row_step`` runs that yield to the reactor, so streams and
+        other requests are served meanwhile.
+        """
+        all_runs = self.snapshot().run_ids
+        wanted = all_runs if run_ids is None else run_ids
+        if wanted is self._rows_complete_for:
+            return succeed(None)
+        unread = [run_id for run_id in wanted if run_id not in self._rows_read]
+        if not unread and run_ids is None:
+            self._rows_complete_for = all_runs
+        done: Deferred[None] = Deferred()
+
+        def step(start: int) -> None:
+            for run_id in unread[start : start + self.row_step]:
+                self.project.run_row(run_id)
+                self._rows_read.add(run_id)
+            if start + self.row_step < len(unread):
+                self.clock.callLater(0, step, start + self.row_step)
+            else:
+                done.callback(None)
+
+        step(0)  # a first step at once: a warm project, or a small one, answers without a turn
+        return done
+
     # -- encoded answers -------------------------------------------------------------
 
     def _body(
-        self, slot: tuple[object, ...], valid_for: tuple[object, ...], make: Callable[[], object]
+        self,
+        slot: tuple[object, ...],
+        valid_for: tuple[object, ...],
+        make: Callable[[], object],
+        encoded: bool = False,
     ) -> bytes:
         """The slot's encoded answer if still valid for ``valid_for``, else a new one.
 
@@ -131,7 +182,8 @@ class LiveProject:
         if cached is not None and cached[0] == valid_for:
             self._bodies.move_to_end(slot)
             return cached[1]
-        body = encode_json(make())
+        made = make()
+        body = made if encoded and isinstance(made, bytes) else encode_json(made)
         if cached is not None:
             self._cached_bytes -= len(cached[1])
         self._bodies[slot] = (valid_for, body)
@@ -177,20 +229,34 @@ class LiveProject:
         second = int(self.clock.seconds())
 
         def page() -> object:
-            newest_first = snapshot.run_ids[::-1][offset : offset + limit]
-            rows = [run_row_json(self.project.run_row(r)) for r in newest_first]
+            rows = [run_row_json(self.project.run_row(r)) for r in history_page(snapshot.run_ids, offset, limit)]
             return page_json("runs", rows, len(snapshot.run_ids), limit, offset)
 
         return self._body(("history", offset, limit), (self.version, second), page)
 
+    def history_runs(self, offset: int, limit: int) -> tuple[str, ...]:
+        """The run ids of a history page, newest first."""
+        return history_page(self.snapshot().run_ids, offset, limit)
+
     def runs_body(self) -> bytes:
         snapshot = self.snapshot()
         second = int(self.clock.seconds())
-        return self._body(
-            ("runs",),
-            (self.version, second),
-            lambda: [run_row_json(self.project.run_row(r)) for r in reversed(snapshot.run_ids)],
-        )
+
+        def every_row() -> bytes:
+            # Each row's JSON is kept until the row changes: for 5,000 runs, joining
+            # them takes a few ms where encoding the 800 KB list anew took 40.
+            return b"[" + b",".join(self._encoded_row(r) for r in reversed(snapshot.run_ids)) + b"]"
+
+        return self._body(("runs",), (self.version, second), every_row, encoded=True)
+
+    def _encoded_row(self, run_id: str) -> bytes:
+        row = self.project.run_row(run_id)
+        cached = self._row_json.get(run_id)
+        if cached is not None and cached[0] == row:
+            return cached[1]
+        encoded = encode_json(run_row_json(row))
+        self._row_json[run_id] = (row, encoded)
+        return encoded
 
     def newest_run(self) -> str | None:
         return self.snapshot().current_run

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 import pytest_twisted
+from hypothesis import given
+from hypothesis import strategies as st
 from twisted.internet.task import Clock
 
-from loopdash.live import LiveProject
+from loopdash.encoding import encode_json
+from loopdash.live import LiveProject, history_page
 from loopdash.parsing import parse_log_entries
 from loopdash.project import Project
-from loopdash.sample import create_sample_project, progress_entry
+from loopdash.status import run_row_json
+from loopdash.sample import RealRun, create_sample_project, progress_entry
 from tests.conftest import DaemonFactory
 
 
@@ -186,3 +191,83 @@ def test_known_runs_come_from_the_shared_run_list(project: CountingProject) -> N
     assert all(live.has_run(r) for r in run_ids)
     assert not live.has_run("20000101_000000")
     assert not live.has_run("../../etc/passwd")
+
+
+class RowCountingProject(Project):
+    def __init__(self, root: str) -> None:
+        super().__init__(root)
+        self.rows_read: list[str] = []
+
+    def run_row(self, run_id: str) -> Any:
+        self.rows_read.append(run_id)
+        return super().run_row(run_id)
+
+
+def many_runs(root: str, count: int) -> list[str]:
+    started = datetime(2026, 11, 1, tzinfo=timezone.utc)
+    run_ids = []
+    for n in range(count):
+        run = RealRun(root, started + timedelta(hours=n))
+        run.start()
+        run.add_iteration("US-001", "A story", run.started_at + timedelta(minutes=5), 300000)
+        run.write_metrics(run.started_at + timedelta(minutes=5))
+        run_ids.append(run.run_id)
+    return run_ids
+
+
+def test_the_first_full_run_list_is_read_in_steps_that_yield_to_the_reactor(tmp_path: Any) -> None:
+    run_ids = many_runs(str(tmp_path), 35)
+    project = RowCountingProject(str(tmp_path))
+    clock = Clock()
+    live = LiveProject(project, clock, stale_after=600.0, row_step=10)
+
+    yielded_after: list[int] = []  # rows read each time a step hands the reactor back
+    call_later = clock.callLater
+
+    def recording_call_later(delay: float, f: Any, *args: Any) -> Any:
+        yielded_after.append(len(project.rows_read))
+        return call_later(delay, f, *args)
+
+    clock.callLater = recording_call_later  # type: ignore[method-assign]
+
+    ready = live.rows_ready()
+    assert not ready.called and len(project.rows_read) == 10  # one step at once, then the reactor's turn
+    clock.advance(0)
+    assert ready.called
+    assert yielded_after == [10, 20, 30]
+    assert sorted(project.rows_read) == run_ids  # each row read once
+
+    project.rows_read.clear()
+    assert live.rows_ready().called and project.rows_read == []  # warm: nothing to wait for
+    body = live.runs_body()
+    rows = json.loads(body)
+    assert [row["run_id"] for row in rows] == run_ids[::-1]
+    assert all(row["total_iterations"] == 1 for row in rows)
+    # Joined from each row's kept JSON: the same bytes as encoding the list whole.
+    assert body == encode_json([run_row_json(project.run_row(r)) for r in run_ids[::-1]])
+    # A row that changes is encoded again; the others are kept.
+    newest = RealRun(str(tmp_path), datetime(2026, 11, 1, tzinfo=timezone.utc) + timedelta(hours=34))
+    newest.add_iteration("US-001", "A story", newest.started_at + timedelta(minutes=5), 300000)
+    newest.add_iteration("US-002", "Another", newest.started_at + timedelta(minutes=9), 300000)
+    newest.write_metrics(newest.started_at + timedelta(minutes=9))
+    clock.advance(1.0)
+    assert json.loads(live.runs_body())[0]["total_iterations"] == 2
+
+
+def test_a_history_page_waits_only_for_its_own_rows(tmp_path: Any) -> None:
+    run_ids = many_runs(str(tmp_path), 35)
+    project = RowCountingProject(str(tmp_path))
+    live = LiveProject(project, Clock(), stale_after=600.0, row_step=10)
+
+    page = live.history_runs(offset=5, limit=8)
+    ready = live.rows_ready(page)
+
+    assert ready.called
+    assert page == tuple(run_ids[::-1][5:13])
+    assert project.rows_read == list(page)
+
+
+@given(st.integers(0, 12), st.integers(0, 15), st.integers(0, 15))
+def test_a_history_page_is_the_newest_first_slice(count: int, offset: int, limit: int) -> None:
+    run_ids = tuple(f"2026110{n // 10}_{n % 10:06d}" for n in range(count))
+    assert history_page(run_ids, offset, limit) == run_ids[::-1][offset : offset + limit]
