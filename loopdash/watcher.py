@@ -118,7 +118,6 @@ class Watcher(Service):
 
     def startService(self) -> None:
         Service.startService(self)
-        self.hub.start()
         if self.use_inotify:
             self._start_inotify()
         self.poll()  # the first observation, which also sets the watches and so the period
@@ -128,6 +127,9 @@ class Watcher(Service):
             lambda f: self.log.failure("The watcher stopped", f)
         )
         self._loop = loop
+        # Started in the same instant as the poll, the keepalive (every 30 s) falls
+        # on every third safety poll (every 10 s): one wake-up for both.
+        self.hub.start()
 
     def stopService(self) -> None:
         Service.stopService(self)

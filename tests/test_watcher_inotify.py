@@ -14,8 +14,11 @@ from typing import Any
 
 import pytest
 import pytest_twisted
+from twisted.internet.task import Clock
 
+from loopdash.project import Project
 from loopdash.sample import SAMPLE_STORIES, RealRun, append_progress, progress_entry, write_prd
+from loopdash.stream import StreamHub
 from loopdash.watcher import POLL_INTERVAL, WATCHED_POLL_INTERVAL, Watcher
 from tests.conftest import DaemonFactory
 from tests.support import RunningDaemon, open_stream, settle
@@ -169,3 +172,34 @@ async def test_each_new_run_is_watched_and_earlier_runs_are_let_go(
     assert message.data["data"]["run_id"] == run.run_id
     assert set(watcher._watched) == expected_watches(root, run.run_id)
     stream.close()
+
+
+class SlowFirstLookProject(Project):
+    """A project whose first snapshot takes 0.4 s of the clock (a cold big project)."""
+
+    def __init__(self, root: str, clock: Clock) -> None:
+        super().__init__(root)
+        self.clock = clock
+        self.looked = False
+
+    def snapshot(self, log_budget: int | None = None) -> Any:
+        if not self.looked:
+            self.looked = True
+            self.clock.advance(0.4)
+        return super().snapshot(log_budget)
+
+
+def test_the_keepalive_falls_on_a_safety_poll_so_an_idle_daemon_wakes_once_for_both(root: str) -> None:
+    clock = Clock()
+    hub = StreamHub(clock, keepalive=30.0)
+    watcher = Watcher(SlowFirstLookProject(root, clock), hub, clock, stale_after=600.0, interval=10.0,
+                      use_inotify=False)
+    watcher.startService()
+    try:
+        loop, keepalive = watcher._loop, hub._timer
+        assert loop is not None and keepalive is not None
+        assert loop.call is not None and keepalive.call is not None
+        polls = [loop.call.getTime() + n * loop.interval for n in range(3)]
+        assert keepalive.call.getTime() in polls
+    finally:
+        watcher.stopService()
