@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from twisted.internet.task import Clock
 
 from loopdash.encoding import encode_json
-from loopdash.live import LiveProject, history_page
+from loopdash.live import ROW_RECHECK, LiveProject, history_page
 from loopdash.parsing import parse_log_entries
 from loopdash.project import Project
 from loopdash.status import run_row_json
@@ -271,3 +271,40 @@ def test_a_history_page_waits_only_for_its_own_rows(tmp_path: Any) -> None:
 def test_a_history_page_is_the_newest_first_slice(count: int, offset: int, limit: int) -> None:
     run_ids = tuple(f"2026110{n // 10}_{n % 10:06d}" for n in range(count))
     assert history_page(run_ids, offset, limit) == run_ids[::-1][offset : offset + limit]
+
+
+def test_older_rows_of_the_full_run_list_are_checked_every_few_seconds_and_the_current_at_once(
+    tmp_path: Any,
+) -> None:
+    run_ids = many_runs(str(tmp_path), 35)
+    project = RowCountingProject(str(tmp_path))
+    clock = Clock()
+    clock.advance(1000.0)
+    live = LiveProject(project, clock, stale_after=600.0)
+    live.runs_body()
+
+    due = {run_id: live._row_json[run_id].check_after for run_id in run_ids}
+    # Spread over the period, so a tenth or so fall due in any one second.
+    assert all(1000.0 < when <= 1000.0 + ROW_RECHECK for when in due.values())
+    assert len({int(when) for when in due.values()}) >= 5
+
+    index = max(range(len(run_ids) - 1), key=lambda n: due[run_ids[n]])  # an older run due late
+    older = run_ids[index]
+    assert due[older] > 1002.0
+    run = RealRun(str(tmp_path), datetime(2026, 11, 1, tzinfo=timezone.utc) + timedelta(hours=index))
+    run.add_iteration("US-001", "A story", run.started_at + timedelta(minutes=5), 300000)
+    run.add_iteration("US-002", "Another", run.started_at + timedelta(minutes=9), 300000)
+    run.write_metrics(run.started_at + timedelta(minutes=9))
+    assert run.run_id == older
+
+    def row_of(run_id: str) -> Any:
+        clock.advance(0)
+        return next(row for row in json.loads(live.runs_body()) if row["run_id"] == run_id)
+
+    clock.advance(due[older] - clock.seconds() - 0.01)
+    project.rows_read.clear()
+    assert row_of(older)["total_iterations"] == 1  # not due: its files are not even looked at
+    assert older not in project.rows_read
+    assert run_ids[-1] in project.rows_read  # the current run is looked at every time
+    clock.advance(1.0)  # past due, and a new second (the list itself is kept for a second)
+    assert row_of(older)["total_iterations"] == 2
