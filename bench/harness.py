@@ -11,6 +11,7 @@ clients run on CPU 1. See bench/README.md for what each row means.
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import statistics
@@ -204,6 +205,59 @@ def idle_cpu(server: procs.Server, token: str, streams: int, seconds: float) -> 
     )
 
 
+def measure_startups(root: str, args: argparse.Namespace, workdir: str) -> list[Row]:
+    """Start the daemon ``args.startups`` times, each after a start of the Klein ceiling.
+
+    One start is one sample of a noisy machine (on shared VMs the same start
+    varies by a third): the row reports the median and the slowest, and the
+    ceiling's own start-up (the framework's imports, the floor under ours).
+    The package is byte-compiled first, as ``pip install`` does, so that no
+    sample pays for compiling loopdash (where PYTHONDONTWRITEBYTECODE is set, an
+    editable install would otherwise compile it at every start).
+    """
+    package = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "loopdash")
+    compileall.compile_dir(package, quiet=1)
+    ceiling_s: list[float] = []
+    health_s: list[float] = []
+    logs_s: list[float] = []
+    health_cpu: list[float] = []
+    logs_cpu: list[float] = []
+    for index in range(args.startups):
+        ceiling = procs.start_klein_ceiling(args.server_cpu, os.path.join(workdir, "klein-start.log"))
+        try:
+            ceiling_s.append(procs.wait_until_answers(ceiling, "/", None))
+        finally:
+            ceiling.stop()
+        server = procs.start_loopdash(root, args.server_cpu, os.path.join(workdir, "loopdash-start.log"))
+        try:
+            health_s.append(procs.wait_until_answers(server, "/api/health", None))
+            health_cpu.append(procs.cpu_seconds(server.pid))
+            token = token_of(root)  # created by the daemon before it listens
+            logs_s.append(procs.wait_until_answers(server, "/api/logs?limit=10", token))
+            logs_cpu.append(procs.cpu_seconds(server.pid))
+        finally:
+            server.stop()
+        log(f"  start {index + 1}: ceiling {ceiling_s[-1]:.2f} s; /api/health {health_s[-1]:.2f} s "
+            f"({health_cpu[-1]:.2f} s CPU), first /api/logs page {logs_s[-1]:.2f} s")
+
+    def row(figure: str, seconds: list[float], cpu: list[float]) -> Row:
+        median = statistics.median(seconds)
+        return Row(
+            figure=figure,
+            measured=(f"median {median:.2f} s, slowest {max(seconds):.2f} s over {len(seconds)} starts "
+                      f"(CPU median {statistics.median(cpu):.2f} s; the Klein ceiling's start-up: "
+                      f"median {statistics.median(ceiling_s):.2f} s, slowest {max(ceiling_s):.2f} s)"),
+            target="≤ 1 s",
+            ratio=None,
+            passed=median <= 1.0,
+            numbers={"seconds": [round(x, 3) for x in seconds], "cpu_s": cpu,
+                     "ceiling_seconds": [round(x, 3) for x in ceiling_s]},
+        )
+
+    return [row("start-up to /api/health", health_s, health_cpu),
+            row("start-up to the first /api/logs page", logs_s, logs_cpu)]
+
+
 # -- the run -------------------------------------------------------------------------
 
 
@@ -211,16 +265,15 @@ def run(args: argparse.Namespace, root: str, workdir: str) -> dict[str, Any]:
     facts = project_facts(root)
     log(f"project: {facts['runs']} runs, {facts['stories']} stories, progress.txt {facts['progress_txt_bytes']:,} B")
 
+    log(f"start-up, {args.startups} starts of the ceiling and of the daemon ...")
+    startup_rows = measure_startups(root, args, workdir)
     writer = LoopWriter(root)
     writer.refresh()
     server = procs.start_loopdash(root, args.server_cpu, os.path.join(workdir, "loopdash.log"))
     try:
-        to_health = procs.wait_until_answers(server, "/api/health", None)
-        cpu_health = procs.cpu_seconds(server.pid)
-        token = token_of(root)  # created by the daemon before it listens
-        to_logs = procs.wait_until_answers(server, "/api/logs?limit=10", token)
-        cpu_logs = procs.cpu_seconds(server.pid)
-        log(f"start-up: /api/health after {to_health:.2f} s, first /api/logs page after {to_logs:.2f} s")
+        procs.wait_until_answers(server, "/api/health", None)
+        token = token_of(root)
+        procs.wait_until_answers(server, "/api/logs?limit=10", token)
         nofile = procs.open_files_limit(server.pid)
         if nofile < max(args.fanout) + 64:
             raise RuntimeError(f"the daemon may open only {nofile} files; raise the limit (ulimit -n)")
@@ -284,10 +337,7 @@ def run(args: argparse.Namespace, root: str, workdir: str) -> dict[str, Any]:
         passed=hwm * 1024 <= 150e6,
         numbers={"vm_hwm_kib": hwm, "vm_hwm_after_rest_kib": hwm_rest, "vm_rss_end_kib": rss},
     ))
-    rows.append(Row("start-up to /api/health", f"{to_health:.2f} s ({cpu_health:.2f} s CPU)", "≤ 1 s", None,
-                    to_health <= 1.0, {"seconds": to_health, "cpu_s": cpu_health}))
-    rows.append(Row("start-up to the first /api/logs page", f"{to_logs:.2f} s ({cpu_logs:.2f} s CPU)", "≤ 1 s",
-                    None, to_logs <= 1.0, {"seconds": to_logs, "cpu_s": cpu_logs}))
+    rows.extend(startup_rows)
     return {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "revision": procs.git_revision(),
@@ -342,6 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle-streams", type=int, default=100)
     parser.add_argument("--idle-seconds", type=float, default=60.0,
                         help="the idle window: whole keepalive cycles (30 s), so each window holds the same wake-ups")
+    parser.add_argument("--startups", type=int, default=5, help="starts of the daemon (and of the ceiling) measured")
     parser.add_argument("--server-cpu", type=int, default=0)
     parser.add_argument("--client-cpu", type=int, default=1)
     parser.add_argument("--json", help="also write the report as JSON to this file")
