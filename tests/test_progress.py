@@ -37,6 +37,11 @@ def all_entries(log: ProgressLog) -> list[LogEntry]:
     return log.entries(0, log.total)
 
 
+def each_entry(log: ProgressLog) -> list[LogEntry]:
+    """Every entry read as a page of its own: each header offset looked up on its own."""
+    return [e for i in range(log.total) for e in log.entries(i, i + 1)]
+
+
 def write_raw(path: str, mode: str, data: bytes) -> None:
     with open(path, mode) as f:
         f.write(data)
@@ -230,6 +235,67 @@ def test_small_chunks_and_a_line_longer_than_a_chunk(path: str, chunk_size: int)
     assert log.total == 4
 
 
+def test_every_page_of_a_many_block_log_equals_a_fresh_parse(path: str) -> None:
+    # 60 entries over blocks of 64 bytes, some with no header, a cache of 3 blocks.
+    write_in_place(path, PREAMBLE + "".join(entry(n) for n in range(60)))
+    log = ProgressLog(path, chunk_size=64, cached_blocks=3)
+    log.refresh()
+    expected = expected_entries(path)
+    assert log.total == 60 and log.blocks > 20
+    for start in range(0, 61, 7):
+        for stop in range(start, 61, 5):
+            assert log.entries(start, stop) == expected[start:stop]
+    assert each_entry(log) == expected
+    assert log.entries(55, 1000) == expected[55:]
+
+
+def test_appends_extend_the_last_block_instead_of_adding_one_each(path: str) -> None:
+    write_in_place(path, PREAMBLE)
+    log = ProgressLog(path, chunk_size=4096)
+    log.refresh()
+    for n in range(200):
+        append_progress(os.path.dirname(path), entry(n))
+        log.refresh()
+        assert log.entries(n, n + 1) == expected_entries(path)[n:n + 1]
+    size = os.path.getsize(path)
+    assert log.total == 200
+    # One block per chunk (filled by appends), not one per append.
+    assert log.blocks <= size // 4096 + 2
+    assert each_entry(log) == expected_entries(path)
+
+
+def test_a_file_rewritten_after_the_refresh_gives_no_false_entries(path: str) -> None:
+    write_in_place(path, PREAMBLE + "".join(entry(n) for n in range(10)))
+    log = ProgressLog(path, chunk_size=64, cached_blocks=1)
+    log.refresh()
+    assert log.entries(0, 1) == expected_entries(path)[:1]
+    # The same size, headers elsewhere, and no refresh yet: a page says less, not something false.
+    with open(path, "r+b") as f:
+        data = f.read()
+        f.seek(0)
+        f.write(data.replace(b"### Iteration:", b"#- Iteration:"))
+    assert expected_entries(path) == []
+    for start in range(10):
+        assert log.entries(start, 10) == []
+    log.refresh()
+    assert log.total == 0 and all_entries(log) == []
+
+
+@pytest.mark.parametrize("chunk_size", range(15, 64))  # chunks hold at least a header
+def test_header_text_inside_a_line_is_not_a_header_at_a_chunk_boundary(path: str, chunk_size: int) -> None:
+    # Long lines quoting the header text, shifted byte by byte: some chunk begins
+    # right at a quote (mid-line), which must not count as an entry, neither when
+    # the block is counted nor when its offsets are found for a page.
+    for pad in range(22):
+        quoting = "-" + " " * pad + "### Iteration: quoted " * 8
+        # A bare header right after each: the block that ends a long line holds it.
+        write_in_place(path, PREAMBLE + entry(1) + quoting + "\n### Iteration:\n" + quoting + "\n" + entry(3))
+        log = ProgressLog(path, chunk_size=chunk_size, cached_blocks=1)
+        log.refresh()
+        assert log.total == 3
+        assert each_entry(log) == expected_entries(path) == all_entries(log)
+
+
 # -- Hypothesis: built over many appends == parsed whole ------------------------------
 
 LINES = st.sampled_from([
@@ -252,14 +318,18 @@ def test_index_built_over_many_appends_equals_parsing_the_whole(
     data = ("\n".join(lines) + "\n").encode()
     points = sorted({min(c, len(data)) for c in cuts} | {len(data)})
     write_raw(path, "wb", b"")
-    log = ProgressLog(path, chunk_size=chunk_size)
+    log = ProgressLog(path, chunk_size=chunk_size, cached_blocks=2)
     written = 0
     for point in points:
         # Any split point, even inside a header or a multi-byte character.
         write_raw(path, "ab", data[written:point])
         written = point
         log.refresh()
-        assert all_entries(log) == expected_entries(path)
+        expected = expected_entries(path)
+        assert all_entries(log) == expected
+        # Pages that begin and end anywhere, through blocks found again after eviction.
+        assert each_entry(log) == expected
+        assert log.entries(len(expected) // 3, len(expected) // 3 + 3) == expected[len(expected) // 3:][:3]
     assert log.total == sum(1 for line in lines if line.startswith("### Iteration:"))
     os.remove(path)
 
@@ -292,4 +362,5 @@ def test_index_follows_appends_rewrites_truncations_and_replacements(
             os.replace(path + ".new", path)
         log.refresh()
         assert all_entries(log) == expected_entries(path)
+        assert each_entry(log) == expected_entries(path)
     os.remove(path)
