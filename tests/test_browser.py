@@ -337,6 +337,39 @@ def test_logs_escape_markup_filter_and_page_older_entries(
         daemon.stop()
 
 
+def test_a_page_following_the_log_keeps_its_newest_500_entries_and_pages_back_the_rest(
+    project: str, daemon: DaemonProcess, open_page: OpenPage
+) -> None:
+    # A page left open on a loop for days must not hold every entry it was sent.
+    page, console = open_page()
+    sign_in(page, daemon)
+    entries = page.locator("#log-list > li")
+    before = daemon.api("/api/logs?limit=0")["total"]
+    expect(entries).to_have_count(min(before, 50))
+    for batch in range(13):  # 520 entries, appended live 40 at a time
+        append_progress(project, "".join(
+            progress_entry(f"2026-02-01 10:{n % 60:02d}:00", f"US-{500 + n}", f"Kept entry {n}", "Complete",
+                           [f"Bullet of kept entry {n}"])
+            for n in range(batch * 40, batch * 40 + 40)))
+    expect(entries.last).to_contain_text("Kept entry 519")
+    total = daemon.api("/api/logs?limit=0")["total"]
+    expect(page.locator("#log-counter")).to_have_text(f"Showing entries {total - 499}–{total} of {total}.")
+    expect(entries).to_have_count(500)
+    first_kept = total - 500 - before  # the entry numbers above count from the first appended
+    expect(entries.first).to_contain_text(f"Kept entry {first_kept}")
+    assert page.locator("#log-scroll").evaluate("s => s.scrollHeight - s.scrollTop - s.clientHeight < 4")
+
+    # What was dropped is still there, a page at a time.
+    older = page.get_by_role("button", name="Load older entries")
+    expect(older).to_contain_text(f"({total - 500} more)")
+    older.click()
+    shown = min(total, 550)
+    expect(entries).to_have_count(shown)
+    expect(page.locator("#log-counter")).to_have_text(f"Showing entries {total - shown + 1}–{total} of {total}.")
+    expect(entries.last).to_contain_text("Kept entry 519")
+    assert list(console) == []
+
+
 def test_charts_show_an_iterations_values_on_hover_and_from_the_keyboard(
     daemon: DaemonProcess, open_page: OpenPage
 ) -> None:
