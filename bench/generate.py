@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterator
 
-from loopdash.sample import (
+from loopdash.cli.sample import (
     AGENTS,
     RealRun,
     progress_entry,

@@ -16,7 +16,7 @@ import time
 from datetime import datetime, timezone
 from itertools import count
 
-from loopdash.sample import RealRun, append_progress, progress_entry
+from loopdash.cli.sample import RealRun, append_progress, progress_entry
 
 
 class LoopWriter:

@@ -2,7 +2,7 @@
 
 ``python -m bench.soak --seconds 600`` starts ``twistd -n loopdash`` on a fresh
 project (a subprocess, pinned to CPU 0), then in this process (CPU 1): a
-:class:`~loopdash.simulator.LoopSimulator` writing one iteration a second, 50
+:class:`~loopdash.cli.simulator.LoopSimulator` writing one iteration a second, 50
 REST clients each asking the API's endpoints in turn, and 500 SSE clients
 counting the events they receive. At the end it reports requests served,
 errors (must be 0), events delivered against expected per stream (equal for
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench import procs
-from loopdash.simulator import BASE_ITERATION_SECONDS, LoopSimulator
+from loopdash.cli.simulator import BASE_ITERATION_SECONDS, LoopSimulator
 
 REST_PATHS = (
     "/api/status",

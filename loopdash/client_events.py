@@ -1,143 +1,16 @@
-"""Typed events of the live stream (``GET /api/stream``), and the client's own markers.
+"""Deprecated alias of :mod:`loopdash.client.events` (the client's stream events); import from there.
 
-:func:`decode_event` turns one SSE message (its JSON ``data`` and its id) into
-one of the frozen event classes below. Types the client does not know become
-:class:`UnknownEvent`, so a newer server does not break an older client.
-:class:`Reconnected` and :class:`Gap` are not sent by the server: the client
-yields them so a consumer knows when events may have been missed.
+Kept so code written against the flat layout of 0.1 keeps working.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
-from typing import Any, Mapping, Union
+import warnings
 
-from loopdash.client_models import (
-    ExecutionStatus,
-    Iteration,
-    LogEntry,
-    MalformedResponse,
-    RunRow,
-    Story,
-    Fields,
+from loopdash.client.events import *  # noqa: F403
+
+warnings.warn(
+    "loopdash.client_events is deprecated; import from loopdash.client.events",
+    DeprecationWarning,
+    stacklevel=2,
 )
-
-
-@dataclass(frozen=True, kw_only=True)
-class StreamEvent:
-    """What every server event carries besides its data."""
-
-    #: The SSE id (``<boot>-<seq>``), the one to resume from.
-    id: str | None = None
-    timestamp: str | None = None
-    #: The server could not replay what this client missed: this event restarts the picture.
-    gap: bool = False
-    #: Top-level fields of the event JSON beyond ``type``, ``data``, ``timestamp``, ``gap``.
-    extra: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, kw_only=True)
-class Connected(StreamEvent):
-    server_version: str | None
-    api_version: str | None
-
-
-@dataclass(frozen=True, kw_only=True)
-class StatusUpdate(StreamEvent):
-    status: ExecutionStatus
-
-
-@dataclass(frozen=True, kw_only=True)
-class StoryUpdated(StreamEvent):
-    story: Story
-
-
-@dataclass(frozen=True, kw_only=True)
-class IterationAdded(StreamEvent):
-    run_id: str | None
-    iteration: Iteration
-
-
-@dataclass(frozen=True, kw_only=True)
-class LogAppended(StreamEvent):
-    #: The entry's position in ``/api/logs``; the same index comes again when the entry grew.
-    index: int
-    entry: LogEntry
-
-
-@dataclass(frozen=True, kw_only=True)
-class RunStarted(StreamEvent):
-    run: RunRow
-
-
-@dataclass(frozen=True, kw_only=True)
-class RunFinished(StreamEvent):
-    run: RunRow
-
-
-@dataclass(frozen=True, kw_only=True)
-class UnknownEvent(StreamEvent):
-    """An event type this client does not know; its data as sent."""
-
-    type: str
-    data: Any
-
-
-@dataclass(frozen=True)
-class Reconnected:
-    """The stream was lost and is back, after ``attempts`` tries and ``delay`` seconds of waiting."""
-
-    attempts: int
-    delay: float
-    #: The id sent as ``Last-Event-ID`` (None: the stream started over).
-    last_event_id: str | None
-
-
-@dataclass(frozen=True)
-class Gap:
-    """Events may have been missed; refetch what you show (the next status_update is complete)."""
-
-    reason: str
-
-
-ServerEvent = Union[
-    Connected, StatusUpdate, StoryUpdated, IterationAdded, LogAppended, RunStarted, RunFinished, UnknownEvent
-]
-StreamItem = Union[ServerEvent, Reconnected, Gap]
-
-
-def decode_event(data: str, event_id: str | None) -> ServerEvent:
-    """One server event from its SSE ``data`` (a JSON object) and id."""
-    try:
-        value = json.loads(data)
-    except ValueError as e:
-        raise MalformedResponse(f"stream event is not JSON: {e}") from None
-    f = Fields(value, "event")
-    kind = f.text("type")
-    timestamp = f.opt_text("timestamp")
-    gap = f.opt_raw("gap") is True
-    payload = f.opt_raw("data")
-    common: dict[str, Any] = {"id": event_id or None, "timestamp": timestamp, "gap": gap, "extra": f.extra()}
-    if kind == "connected":
-        d = Fields(payload if payload is not None else {}, "connected.data")
-        return Connected(server_version=d.opt_text("server_version"), api_version=d.opt_text("api_version"), **common)
-    if kind == "status_update":
-        return StatusUpdate(status=ExecutionStatus.from_json(payload), **common)
-    if kind == "story_updated":
-        return StoryUpdated(story=Story.from_json(payload), **common)
-    if kind == "iteration_added":
-        d = Fields(payload, "iteration_added.data")
-        run_id = d.opt_text("run_id")
-        rest = {k: v for k, v in d.obj.items() if k != "run_id"}
-        return IterationAdded(run_id=run_id, iteration=Iteration.from_json(rest), **common)
-    if kind == "log_appended":
-        d = Fields(payload, "log_appended.data")
-        index = d.integer("index")
-        rest = {k: v for k, v in d.obj.items() if k != "index"}
-        return LogAppended(index=index, entry=LogEntry.from_json(rest), **common)
-    if kind == "run_started":
-        return RunStarted(run=RunRow.from_json(payload), **common)
-    if kind == "run_finished":
-        return RunFinished(run=RunRow.from_json(payload), **common)
-    return UnknownEvent(type=kind, data=payload, **common)

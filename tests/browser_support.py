@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from loopdash.sample import RealRun
+from loopdash.cli.sample import RealRun
 from tests import processes
 
 CHROMIUM = "/usr/bin/chromium"

@@ -217,7 +217,7 @@ class LiveLoop:
         import os
         from datetime import datetime, timedelta, timezone
 
-        from loopdash.sample import SAMPLE_STORIES, RealRun, write_prd
+        from loopdash.cli.sample import SAMPLE_STORIES, RealRun, write_prd
 
         os.makedirs(root, exist_ok=True)
         stories = [dict(s, passes=False, notes="") for s in SAMPLE_STORIES]
@@ -230,14 +230,14 @@ class LiveLoop:
         return cls(root, stories, run)
 
     def pass_story(self, index: int) -> str:
-        from loopdash.sample import write_prd
+        from loopdash.cli.sample import write_prd
 
         self.stories[index].update(passes=True, notes="Implemented in commit abc1234")
         write_prd(self.root, self.stories)
         return str(self.stories[index]["id"])
 
     def append_log(self, index: int) -> None:
-        from loopdash.sample import append_progress, progress_entry
+        from loopdash.cli.sample import append_progress, progress_entry
 
         story = self.stories[index]
         append_progress(

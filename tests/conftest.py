@@ -8,7 +8,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 import pytest
 import pytest_twisted
 
-from loopdash.sample import create_sample_project
+from loopdash.cli.sample import create_sample_project
 from tests.support import RunningDaemon, start_daemon
 
 

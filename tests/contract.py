@@ -8,8 +8,8 @@ from typing import Any
 from jsonschema import Draft202012Validator, FormatChecker
 
 from loopdash import __version__
-from loopdash.api import MAX_HISTORY_PAGE, MAX_LOG_PAGE
-from loopdash.openapi import build_openapi
+from loopdash.server.api import MAX_HISTORY_PAGE, MAX_LOG_PAGE
+from loopdash.server.openapi import build_openapi
 
 
 def the_document() -> dict[str, Any]:

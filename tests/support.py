@@ -9,7 +9,7 @@ from typing import Any
 import treq
 from twisted.internet.defer import Deferred
 
-from loopdash.service import Dashboard, DashboardConfig, build_dashboard
+from loopdash.server.service import Dashboard, DashboardConfig, build_dashboard
 
 
 @dataclass

@@ -18,10 +18,10 @@ from twisted.logger import ILogObserver, globalLogPublisher
 from twisted.python.failure import Failure
 from zope.interface import provider
 
-from loopdash import api
-from loopdash.accesslog import redact_uri
-from loopdash.auth import write_token
-from loopdash.sample import append_progress, progress_entry, write_in_place
+from loopdash.server import api
+from loopdash.server.accesslog import redact_uri
+from loopdash.local.token import write_token
+from loopdash.cli.sample import append_progress, progress_entry, write_in_place
 from tests.conftest import DaemonFactory
 from tests.support import Answer, RunningDaemon
 

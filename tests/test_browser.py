@@ -15,8 +15,8 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from loopdash.auth import write_token
-from loopdash.sample import (
+from loopdash.local.token import write_token
+from loopdash.cli.sample import (
     RealRun,
     append_progress,
     create_sample_project,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from loopdash.changes import (
+from loopdash.derive.changes import (
     IterationAdded,
     LogAppended,
     Observation,
@@ -16,8 +16,8 @@ from loopdash.changes import (
     diff,
     status_signature,
 )
-from loopdash.models import Iteration, Story
-from loopdash.progress import LogState
+from loopdash.loop.models import Iteration, Story
+from loopdash.loop.progress import LogState
 
 
 def story(story_id: str, passes: bool = False, notes: str = "") -> Story:

@@ -24,7 +24,7 @@ from loopdash.client import (
     TimedOut,
     Unauthorized,
 )
-from loopdash.client_events import (
+from loopdash.client.events import (
     Connected,
     Gap,
     LogAppended,
@@ -33,7 +33,7 @@ from loopdash.client_events import (
     StoryUpdated,
     UnknownEvent,
 )
-from loopdash.client_models import ExecutionStatus
+from loopdash.client.models import ExecutionStatus
 from tests.client_support import (
     STATUS,
     FastClock,

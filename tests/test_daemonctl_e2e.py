@@ -25,9 +25,9 @@ from typing import Any, Iterator
 
 import pytest
 
-from loopdash.daemonctl import DaemonFiles, find_running, read_pidfile, wait_until
-from loopdash.procinfo import is_alive
-from loopdash.sample import create_sample_project
+from loopdash.local.daemon import DaemonFiles, find_running, read_pidfile, wait_until
+from loopdash.local.procinfo import is_alive
+from loopdash.cli.sample import create_sample_project
 from tests.processes import free_port
 
 COMMAND_TIMEOUT = 60.0

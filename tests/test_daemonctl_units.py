@@ -28,20 +28,20 @@ from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.python import usage
 
-from loopdash import procinfo
-from loopdash.accesslog import AccessLogSite
-from loopdash.daemonctl import DEAD, STOPPED, DaemonFiles, connect_url, inspect, wait_until, write_state
-from loopdash.logformat import (
+from loopdash.local import procinfo
+from loopdash.server.accesslog import AccessLogSite
+from loopdash.local.daemon import DEAD, STOPPED, DaemonFiles, connect_url, inspect, wait_until, write_state
+from loopdash.server.logformat import (
     DaemonLogging,
     PerSecondTimestamps,
     classic_text_formatter,
     twistd_log_target,
     twistd_writes_a_file,
 )
-from loopdash.logtail import LogFollower, last_lines
-from loopdash.startcmd import is_port_in_use, twistd_command
-from loopdash.statuscmd import format_duration
-from loopdash.tap import Options
+from loopdash.cli.logtail import LogFollower, last_lines
+from loopdash.cli.start import is_port_in_use, twistd_command
+from loopdash.cli.status import format_duration
+from loopdash.server.tap import Options
 from tests.conftest import DaemonFactory
 
 # -- /proc -----------------------------------------------------------------------
@@ -249,7 +249,7 @@ def failure_event() -> LogEvent:
     "event",
     [
         {"log_format": "{line}", "line": "GET /api/status 200 0.4ms 127.0.0.1", "log_time": 1795868751.999,
-         "log_namespace": "loopdash.accesslog.AccessLogSite", "log_level": LogLevel.info},
+         "log_namespace": "loopdash.server.accesslog.AccessLogSite", "log_level": LogLevel.info},
         {"log_format": "two\nlines {x!r}", "x": "y", "log_time": 0.0, "log_system": "-"},
         {"log_format": "no time", "log_namespace": "n", "log_level": LogLevel.warn},
         {"log_format": "{missing}", "log_time": -1.5, "log_system": 42},
@@ -356,7 +356,7 @@ async def test_each_request_logs_method_redacted_uri_status_and_duration(
     events: list[LogEvent] = []
 
     def keep(event: LogEvent) -> None:
-        if event.get("log_namespace", "").startswith("loopdash.accesslog"):
+        if event.get("log_namespace", "").startswith("loopdash.server.accesslog"):
             events.append(event)
 
     globalLogPublisher.addObserver(keep)

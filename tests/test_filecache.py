@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from loopdash.filecache import FileCache
-from loopdash.models import RunMetrics
-from loopdash.parsing import parse_metrics
-from loopdash.sample import RealRun, write_in_place
+from loopdash.loop.filecache import FileCache
+from loopdash.loop.models import RunMetrics
+from loopdash.loop.parsing import parse_metrics
+from loopdash.cli.sample import RealRun, write_in_place
 
 
 class CountingParser:

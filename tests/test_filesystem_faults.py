@@ -25,9 +25,9 @@ import pytest
 import pytest_twisted
 from twisted.logger import globalLogPublisher
 
-from loopdash.auth import write_token
-from loopdash.sample import RealRun, create_sample_project
-from loopdash.service import once_per_cause
+from loopdash.local.token import write_token
+from loopdash.cli.sample import RealRun, create_sample_project
+from loopdash.server.service import once_per_cause
 from tests.conftest import DaemonFactory
 from tests.support import RunningDaemon, open_stream, settle
 from tests.processes import free_port
@@ -313,10 +313,10 @@ def test_an_unreadable_file_is_reported_once_and_the_daemon_keeps_serving() -> N
             "twisted.scripts.twistd, twisted.scripts._twistd_unix, twisted.application.app, "
             "twisted.internet.inotify, twisted.internet.endpoints, twisted.logger, "
             "twisted.python.logfile, twisted.plugin, twisted.plugins, twisted.web.server, "
-            "loopdash.tap, loopdash.service, loopdash.prometheus; "
+            "loopdash.server.tap, loopdash.server.service, loopdash.metrics.prometheus; "
             "from twisted.plugin import IPlugin, getPlugins; list(getPlugins(IPlugin)); "
             "from twisted.internet import reactor; "
-            "from loopdash.service import DashboardConfig, build_dashboard; "
+            "from loopdash.server.service import DashboardConfig, build_dashboard; "
             f"build_dashboard(DashboardConfig(root={root!r}, listen='tcp:0:interface=127.0.0.1'), reactor); "
             "os.setgroups([]); os.setgid(65534); os.setuid(65534); "
             "sys.argv[0] = 'twistd'; twisted.scripts.twistd.run()"

@@ -16,7 +16,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 
-from loopdash.sample import create_sample_project
+from loopdash.cli.sample import create_sample_project
 from tests.contract import the_document
 from tests.processes import DaemonProcess
 

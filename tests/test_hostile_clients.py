@@ -17,8 +17,8 @@ from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 
-from loopdash.accesslog import redact_uri
-from loopdash.limits import MAX_BODY_BYTES
+from loopdash.server.accesslog import redact_uri
+from loopdash.server.limits import MAX_BODY_BYTES
 from tests.conftest import DaemonFactory
 from tests.support import RunningDaemon, open_stream, settle
 

@@ -13,12 +13,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.internet.task import Clock
 
-from loopdash.encoding import encode_json
-from loopdash.live import ROW_RECHECK, LiveProject, history_page
-from loopdash.parsing import parse_log_entries
-from loopdash.project import Project
-from loopdash.status import run_row_json
-from loopdash.sample import RealRun, create_sample_project, progress_entry
+from loopdash.server.encoding import encode_json
+from loopdash.server.live import ROW_RECHECK, LiveProject, history_page
+from loopdash.loop.parsing import parse_log_entries
+from loopdash.loop.project import Project
+from loopdash.derive.status import run_row_json
+from loopdash.cli.sample import RealRun, create_sample_project, progress_entry
 from tests.conftest import DaemonFactory
 
 
@@ -142,9 +142,9 @@ async def test_the_first_logs_page_of_a_cold_big_log_has_the_full_total(
 
 
 def test_encoded_answers_stay_within_their_byte_budget(project: CountingProject, monkeypatch: Any) -> None:
-    import loopdash.live
+    import loopdash.server.live
 
-    monkeypatch.setattr(loopdash.live, "MAX_CACHED_BYTES", 64 * 1024)
+    monkeypatch.setattr(loopdash.server.live, "MAX_CACHED_BYTES", 64 * 1024)
     clock = Clock()
     clock.advance(1_800_000_000.0)
     live = LiveProject(project, clock, stale_after=600.0)

@@ -15,8 +15,8 @@ import pytest_twisted
 import schemathesis
 from jsonschema import Draft202012Validator
 
-from loopdash.api import MAX_HISTORY_PAGE, MAX_LOG_PAGE, DashboardAPI
-from loopdash.simulator import LoopSimulator
+from loopdash.server.api import MAX_HISTORY_PAGE, MAX_LOG_PAGE, DashboardAPI
+from loopdash.cli.simulator import LoopSimulator
 from tests.conftest import DaemonFactory
 from tests.contract import Contract, the_document
 from tests.support import RunningDaemon, open_stream

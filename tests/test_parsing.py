@@ -15,17 +15,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from loopdash.models import LogEntry, Prd, RunMetrics, RunSummary
-from loopdash.parsing import (
+from loopdash.loop.models import LogEntry, Prd, RunMetrics, RunSummary
+from loopdash.loop.parsing import (
     ParseError,
     parse_log_entries,
     parse_metrics,
     parse_prd,
     parse_summary,
 )
-from loopdash.sample import SAMPLE_STORIES, RealRun, write_prd
-from loopdash.status import metrics_payload, run_detail_json, stories_payload
-from loopdash.project import row_from_metrics, row_from_summary
+from loopdash.cli.sample import SAMPLE_STORIES, RealRun, write_prd
+from loopdash.derive.status import metrics_payload, run_detail_json, stories_payload
+from loopdash.loop.project import row_from_metrics, row_from_summary
 
 UTC = timezone.utc
 
@@ -107,7 +107,7 @@ PRD = json.dumps(
 
 
 def real_run_bytes(tmp_path: Any) -> tuple[bytes, bytes]:
-    """metrics.json and summary.json as loopdash.sample writes a real-shape run."""
+    """metrics.json and summary.json as loopdash.cli.sample writes a real-shape run."""
     start = datetime(2026, 1, 24, 10, 20, tzinfo=UTC)
     run = RealRun(str(tmp_path), start)
     run.start()

@@ -21,7 +21,7 @@ import pytest
 from twisted.application.service import IServiceMaker
 from twisted.plugin import getPlugins
 
-from loopdash.sample import create_sample_project
+from loopdash.cli.sample import create_sample_project
 from tests.processes import TWISTD, free_port
 
 START_TIMEOUT = 15.0

@@ -6,7 +6,7 @@ import os
 import shutil
 from typing import Any
 
-from loopdash.project import Project
+from loopdash.loop.project import Project
 
 
 class CountingScans(Project):

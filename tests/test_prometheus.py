@@ -16,8 +16,8 @@ from treq.testing import StubTreq
 from twisted.web.iweb import IRequest
 from twisted.web.resource import Resource
 
-from loopdash.front import CorsPolicy, FrontResource
-from loopdash.sample import SAMPLE_STORIES, RealRun, write_in_place, write_prd
+from loopdash.server.front import CorsPolicy, FrontResource
+from loopdash.cli.sample import SAMPLE_STORIES, RealRun, write_in_place, write_prd
 from tests.conftest import DaemonFactory
 from tests.support import RunningDaemon, open_stream, settle
 
@@ -550,8 +550,8 @@ async def test_every_metric_the_grafana_dashboard_queries_exists_in_a_real_scrap
 
 
 def test_route_labels_are_route_templates_and_unknown_paths_are_other() -> None:
-    from loopdash.api import DashboardAPI
-    from loopdash.meter import route_label
+    from loopdash.server.api import DashboardAPI
+    from loopdash.metrics.meter import route_label
 
     url_map = DashboardAPI.app.url_map
     assert route_label(url_map, b"GET", b"/api/runs/20260101_120000") == "/api/runs/<string:run_id>"
@@ -564,7 +564,7 @@ def test_route_labels_are_route_templates_and_unknown_paths_are_other() -> None:
 
 
 def test_method_and_file_kind_labels_are_bounded() -> None:
-    from loopdash.meter import file_kind, method_label
+    from loopdash.metrics.meter import file_kind, method_label
 
     assert method_label(b"get") == "GET"
     assert method_label(b"PROPFIND") == "other"
@@ -576,7 +576,7 @@ def test_method_and_file_kind_labels_are_bounded() -> None:
 
 
 def test_histogram_buckets_are_cumulative_and_include_their_bound() -> None:
-    from loopdash.loop_metrics import histogram_buckets
+    from loopdash.metrics.loop import histogram_buckets
 
     assert histogram_buckets([60.0, 5.0, 60.0, 4000.0], (30.0, 60.0, 120.0)) == [
         ("30.0", 1.0),
@@ -588,7 +588,7 @@ def test_histogram_buckets_are_cumulative_and_include_their_bound() -> None:
 
 
 def test_the_metrics_public_option_reaches_the_config(tmp_path: Any) -> None:
-    from loopdash.tap import Options
+    from loopdash.server.tap import Options
 
     default = Options()
     default.parseOptions(["--root", str(tmp_path)])
@@ -605,7 +605,7 @@ def test_twistd_metrics_public_serves_metrics_to_a_scraper_without_the_token(tmp
     import urllib.error
     import urllib.request
 
-    from loopdash.sample import create_sample_project
+    from loopdash.cli.sample import create_sample_project
     from tests.processes import STOP_TIMEOUT, TWISTD, free_port
     from tests.test_plugin_e2e import wait_for_health
 

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import pytest_twisted
 
-from loopdash.auth import UnsafeTokenFile, write_token
-from loopdash.service import DashboardConfig, build_dashboard
+from loopdash.local.token import UnsafeTokenFile, write_token
+from loopdash.server.service import DashboardConfig, build_dashboard
 from tests.conftest import DaemonFactory
 from tests.contract import the_document
 from tests.processes import TWISTD

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from loopdash.sse import ServerSentEvent, SSEParser
+from loopdash.client.sse import ServerSentEvent, SSEParser
 
 E = ServerSentEvent
 

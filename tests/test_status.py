@@ -1,4 +1,4 @@
-"""Execution status derived from real loop files (written with loopdash.sample)
+"""Execution status derived from real loop files (written with loopdash.cli.sample)
 in temp directories, with `now` passed explicitly and file mtimes set by hand."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from typing import Any, Iterable
 
 import pytest
 
-from loopdash.parsing import parse_prd
-from loopdash.project import Project
-from loopdash.sample import (
+from loopdash.loop.parsing import parse_prd
+from loopdash.loop.project import Project
+from loopdash.cli.sample import (
     SAMPLE_STORIES,
     RealRun,
     append_progress,
@@ -23,7 +23,7 @@ from loopdash.sample import (
     write_in_place,
     write_prd,
 )
-from loopdash.status import execution_status, next_story
+from loopdash.derive.status import execution_status, next_story
 
 UTC = timezone.utc
 # Whole seconds, so that run ids (to the second) name the start exactly.

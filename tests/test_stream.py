@@ -13,7 +13,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import Clock
 
-from loopdash.sample import SAMPLE_STORIES, RealRun, append_progress, progress_entry, write_prd
+from loopdash.cli.sample import SAMPLE_STORIES, RealRun, append_progress, progress_entry, write_prd
 from tests.conftest import DaemonFactory
 from tests.support import RunningDaemon, open_stream, settle
 
@@ -384,7 +384,7 @@ async def test_a_client_that_stops_reading_is_coalesced_not_buffered_then_droppe
 async def test_a_client_paused_past_the_bound_resumes_with_the_latest_status_marked_as_a_gap(
     daemon_factory: DaemonFactory, live: LiveProject
 ) -> None:
-    from loopdash.stream import PAUSED_QUEUE_BYTES
+    from loopdash.server.stream import PAUSED_QUEUE_BYTES
 
     daemon = await daemon_factory(live.root, **FAST)
     stream = await open_stream(daemon)

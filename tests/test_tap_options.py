@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from loopdash.tap import Options
+from loopdash.server.tap import Options
 
 
 def test_inotify_is_on_by_default_and_no_inotify_turns_it_off(tmp_path: Any) -> None:

@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.internet.task import Clock
 
-from loopdash.api import TOO_MANY_FAILURES
-from loopdash.throttle import FailureThrottle
+from loopdash.server.api import TOO_MANY_FAILURES
+from loopdash.server.throttle import FailureThrottle
 from tests.contract import Contract, the_document
 from tests.support import RunningDaemon
 

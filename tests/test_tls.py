@@ -16,9 +16,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from twisted.logger import globalLogPublisher
 
-from loopdash.exposure import endpoint_fields, exposure_warning, is_loopback
-from loopdash.service import build_dashboard, tcp_endpoint
-from loopdash.tap import Options
+from loopdash.server.exposure import endpoint_fields, exposure_warning, is_loopback
+from loopdash.server.service import build_dashboard, tcp_endpoint
+from loopdash.server.tap import Options
 from tests.conftest import DaemonFactory
 from tests.support import EventStream
 

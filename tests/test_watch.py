@@ -16,7 +16,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.protocol import ProcessProtocol
 
 from loopdash.client import Disconnected
-from loopdash.client_events import (
+from loopdash.client.events import (
     Connected,
     Gap,
     IterationAdded,
@@ -26,8 +26,8 @@ from loopdash.client_events import (
     StatusUpdate,
     StoryUpdated,
 )
-from loopdash.client_models import ExecutionStatus, Iteration, LogEntry, RunRow, Story
-from loopdash.watch import View, apply, describe, duration, log_headline, money, progress_bar, render_screen
+from loopdash.client.models import ExecutionStatus, Iteration, LogEntry, RunRow, Story
+from loopdash.client.watch import View, apply, describe, duration, log_headline, money, progress_bar, render_screen
 from tests.client_support import STATUS, LiveLoop, within
 from tests.support import RunningDaemon
 
@@ -249,7 +249,7 @@ async def test_pipe_mode_prints_a_line_per_event_and_rides_out_a_daemon_restart(
 
 @pytest_twisted.ensureDeferred
 async def test_following_survives_a_token_rotation(daemon_factory: Any, tmp_path: Any) -> None:
-    from loopdash.auth import write_token
+    from loopdash.local.token import write_token
 
     loop = LiveLoop.create(os.path.join(str(tmp_path), "live"))
     daemon = await daemon_factory(loop.root, poll_interval=0.05)
@@ -312,7 +312,7 @@ LOOPDASH = [sys.executable, "-m", "loopdash.cli"]
 @pytest.fixture(scope="module")
 def started_root(tmp_path_factory: Any) -> Iterator[str]:
     """A finished project (its current run has a summary) served by `loopdash start` on a free port."""
-    from loopdash.sample import create_sample_project
+    from loopdash.cli.sample import create_sample_project
 
     root = str(tmp_path_factory.mktemp("started") / "project")
     create_sample_project(root)

@@ -16,10 +16,10 @@ import pytest
 import pytest_twisted
 from twisted.internet.task import Clock
 
-from loopdash.project import Project
-from loopdash.sample import SAMPLE_STORIES, RealRun, append_progress, progress_entry, write_prd
-from loopdash.stream import StreamHub
-from loopdash.watcher import POLL_INTERVAL, WATCHED_POLL_INTERVAL, Watcher
+from loopdash.loop.project import Project
+from loopdash.cli.sample import SAMPLE_STORIES, RealRun, append_progress, progress_entry, write_prd
+from loopdash.server.stream import StreamHub
+from loopdash.server.watcher import POLL_INTERVAL, WATCHED_POLL_INTERVAL, Watcher
 from tests.conftest import DaemonFactory
 from tests.support import RunningDaemon, open_stream, settle
 

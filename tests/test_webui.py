@@ -11,7 +11,7 @@ import treq
 from twisted.web.client import Agent
 from twisted.web.http_headers import Headers
 
-from loopdash.webui import (
+from loopdash.server.webui import (
     ASSET_CACHE_CONTROL,
     INDEX_NAME,
     WebUI,

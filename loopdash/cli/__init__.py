@@ -1,0 +1,53 @@
+"""The ``loopdash`` command: one module per subcommand, dispatched here.
+
+Each subcommand (:mod:`.start`, :mod:`.stop`, :mod:`.status`, :mod:`.logs`,
+:mod:`.token`, :mod:`.demo`, and the client's :mod:`loopdash.client.watch`)
+exposes ``add_arguments(parser)`` and ``run(args) -> int``, so this file stays
+a table. The demo's simulated loop (:mod:`.simulator`, :mod:`.sample`) lives
+here too. The top layer: it may import every other package; none imports it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+from loopdash import __version__
+
+#: subcommand -> (module, one-line help)
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("loopdash.cli.demo", "run a simulated loop in a temporary project and serve its dashboard"),
+    "start": ("loopdash.cli.start", "start the dashboard daemon for a project (twistd, pidfile, log)"),
+    "stop": ("loopdash.cli.stop", "stop the project's dashboard daemon (SIGTERM, SIGKILL after --timeout)"),
+    "status": ("loopdash.cli.status", "is the dashboard running: pid, URL, uptime, version (LSB exit codes)"),
+    "logs": ("loopdash.cli.logs", "show the dashboard daemon's log (-n N lines, -f to follow)"),
+    "generate-token": ("loopdash.cli.token", "write a new API token; a running dashboard honours it at once"),
+    "watch": ("loopdash.client.watch", "follow a loop live in the terminal (or print its status once)"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="loopdash", description="Watch an autonomous coding loop live: REST API, event stream, web page."
+    )
+    parser.add_argument("--version", action="version", version=f"loopdash {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        module = importlib.import_module(module_name)
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(sub)
+        sub.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.run(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

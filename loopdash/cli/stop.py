@@ -1,0 +1,39 @@
+"""``loopdash stop``: SIGTERM, wait for twistd to shut down cleanly, SIGKILL after a timeout."""
+
+from __future__ import annotations
+
+import argparse
+
+from loopdash.local.daemon import DEAD, RUNNING, DaemonFiles, inspect, remove_quietly, stop_daemon
+from loopdash.cli.common import add_root_argument, positive_seconds, error
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_root_argument(parser)
+    parser.add_argument(
+        "--timeout",
+        type=positive_seconds,
+        default=10.0,
+        help="seconds to wait after SIGTERM before SIGKILL (default: 10)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    files = DaemonFiles.for_root(args.root)
+    found = inspect(files)
+    if found.state != RUNNING or found.pid is None:
+        if found.state == DEAD:
+            remove_quietly(files.pidfile)
+            print(f"loopdash dashboard: not running (removed a stale pidfile: {found.reason})")
+        else:
+            print("loopdash dashboard: not running")
+        remove_quietly(files.statefile)
+        return 0
+    outcome = stop_daemon(files, found.pid, args.timeout)
+    if outcome.killed:
+        error(f"warning: pid {found.pid} did not exit within {args.timeout:g} s of SIGTERM; sent SIGKILL")
+    if not outcome.exited:
+        error(f"pid {found.pid} is still alive after SIGKILL")
+        return 1
+    print(f"loopdash dashboard stopped (pid {found.pid})")
+    return 0

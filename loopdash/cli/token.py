@@ -1,0 +1,31 @@
+"""``loopdash generate-token``: a new API token, honoured at once by a running dashboard.
+
+The daemon re-reads the token file whenever it changes (``auth.TokenFile``),
+so writing it atomically is the whole rotation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from loopdash.local.token import write_token
+from loopdash.local.daemon import DaemonFiles
+from loopdash.cli.common import add_root_argument, error
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_root_argument(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    files = DaemonFiles.for_root(args.root)
+    if not os.path.isdir(files.root):
+        error(f"--root {args.root}: not a directory")
+        return 2
+    token = write_token(files.token_file)
+    # The token alone on stdout, so `TOKEN=$(loopdash generate-token)` works.
+    print(token)
+    print(f"Wrote {files.token_file} (mode 0600); the old token no longer works.", file=sys.stderr)
+    return 0

@@ -1,0 +1,127 @@
+"""What changed between two observations of a project: a pure function.
+
+An :class:`Observation` is the part of a project the live stream reports on;
+:func:`diff` turns two of them into typed changes. Nothing here reads files or
+knows about the reactor: the watcher observes, this module compares, the hub
+publishes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Union
+
+from loopdash.loop.models import Iteration, Story
+from loopdash.loop.progress import LogState
+
+#: Status fields that move with the clock alone; a client ticks them itself,
+#: so a change in them is not a reason to send a status_update.
+CLOCK_FIELDS = ("elapsed_time", "estimated_remaining")
+
+
+@dataclass(frozen=True)
+class Observation:
+    status: Mapping[str, Any]
+    stories: tuple[Story, ...]
+    run_ids: tuple[str, ...]
+    current_run: str | None
+    current_finished: bool
+    iterations: tuple[Iteration, ...]
+    log: LogState
+
+
+@dataclass(frozen=True)
+class RunStarted:
+    run_id: str
+
+
+@dataclass(frozen=True)
+class RunFinished:
+    run_id: str
+
+
+@dataclass(frozen=True)
+class IterationAdded:
+    run_id: str
+    iteration: Iteration
+
+
+@dataclass(frozen=True)
+class StoryUpdated:
+    story: Story
+
+
+@dataclass(frozen=True)
+class LogAppended:
+    """Entries from ``first`` to the end of the log are new (or, the first, grew)."""
+
+    first: int
+
+
+@dataclass(frozen=True)
+class StatusChanged:
+    status: Mapping[str, Any]
+
+
+Change = Union[RunStarted, RunFinished, IterationAdded, StoryUpdated, LogAppended, StatusChanged]
+
+
+def status_signature(status: Mapping[str, Any]) -> dict[str, Any]:
+    """The status without the fields that change with time alone."""
+    signature = {k: v for k, v in status.items() if k not in CLOCK_FIELDS}
+    story = signature.get("current_story")
+    if isinstance(story, dict):
+        signature["current_story"] = {k: v for k, v in story.items() if k != "elapsed_ms"}
+    return signature
+
+
+def _story_changed(old: Story, new: Story) -> bool:
+    return old.passes != new.passes or old.notes != new.notes
+
+
+def diff(old: Observation, new: Observation) -> list[Change]:
+    """The changes from ``old`` to ``new``, in the order a client should apply them."""
+    changes: list[Change] = []
+
+    known_runs = set(old.run_ids)
+    for run_id in new.run_ids:
+        if run_id not in known_runs:
+            changes.append(RunStarted(run_id))
+
+    if new.current_run is not None:
+        already = len(old.iterations) if old.current_run == new.current_run else 0
+        for iteration in new.iterations[already:]:
+            changes.append(IterationAdded(new.current_run, iteration))
+
+    old_stories = {s.id: s for s in old.stories}
+    for story in new.stories:
+        before = old_stories.get(story.id)
+        if before is None or _story_changed(before, story):
+            changes.append(StoryUpdated(story))
+
+    first_new = _first_new_log_entry(old.log, new.log)
+    if first_new is not None:
+        changes.append(LogAppended(first_new))
+
+    if new.current_run is not None and new.current_finished and not (
+        old.current_run == new.current_run and old.current_finished
+    ):
+        changes.append(RunFinished(new.current_run))
+
+    if status_signature(old.status) != status_signature(new.status):
+        changes.append(StatusChanged(new.status))
+    return changes
+
+
+def _first_new_log_entry(old: LogState, new: LogState) -> int | None:
+    if new.total == 0 or not old.complete or not new.complete:
+        # While a cold log is being indexed there is no baseline to compare with.
+        return None
+    replaced = old.inode != new.inode or new.size < old.size
+    if replaced:
+        return 0
+    if new.total > old.total:
+        return old.total
+    if new.size > old.size:
+        return new.total - 1  # the last entry grew
+    return None

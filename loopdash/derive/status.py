@@ -1,0 +1,265 @@
+"""From readings to the API's shapes: pure functions, no I/O, no reactor.
+
+The execution status is an inference over the loop's files; the rules are
+those of ``loop-data.md`` ("Deriving the execution status") and are repeated
+in the README.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+from typing import Any, Sequence
+
+from loopdash.loop.models import Iteration, JSONObject, LogEntry, Prd, RunMetrics, Story
+from loopdash.loop.project import ProjectSnapshot, RunRow, run_id_start
+
+#: Default staleness window: real iterations take minutes.
+DEFAULT_STALE_AFTER = 600.0
+
+
+def iso_utc(moment: float | datetime | None) -> str | None:
+    """ISO-8601 UTC with a ``Z``, to the second, as the contract writes times."""
+    if moment is None:
+        return None
+    if isinstance(moment, datetime):
+        dt = moment.astimezone(timezone.utc)
+    else:
+        dt = datetime.fromtimestamp(moment, tz=timezone.utc)
+    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _seconds(moment: datetime | None) -> float | None:
+    return moment.timestamp() if moment is not None else None
+
+
+def _round_money(value: float) -> float:
+    return round(value, 6)
+
+
+# -- stories -------------------------------------------------------------------
+
+
+def story_json(story: Story) -> JSONObject:
+    return {
+        "id": story.id,
+        "title": story.title,
+        "description": story.description,
+        "priority": story.priority_raw,
+        "status": "completed" if story.passes else "pending",
+        "notes": story.notes,
+        "estimatedComplexity": story.complexity,
+        "dependencies": list(story.dependencies),
+        # Beyond the contract's Story: what a dashboard's detail view shows.
+        "acceptanceCriteria": list(story.acceptance_criteria),
+    }
+
+
+def stories_payload(prd: Prd | None) -> JSONObject:
+    stories = prd.stories if prd is not None else ()
+    completed = sum(1 for s in stories if s.passes)
+    return {
+        "stories": [story_json(s) for s in stories],
+        "total": len(stories),
+        "completed": completed,
+        "pending": len(stories) - completed,
+    }
+
+
+def next_story(prd: Prd) -> Story | None:
+    """The story a running loop works on: first by priority (then file order)
+    that does not pass and whose dependencies all pass.
+
+    A dependency that names no story in the plan does not block: a typo in
+    prd.json should not make the dashboard claim the loop is idle.
+    """
+    passing = {s.id for s in prd.stories if s.passes}
+    known = {s.id for s in prd.stories}
+    ordered = sorted(
+        enumerate(prd.stories),
+        key=lambda pair: (pair[1].priority is None, pair[1].priority or 0.0, pair[0]),
+    )
+    for _, story in ordered:
+        if story.passes:
+            continue
+        if all(dep in passing or dep not in known for dep in story.dependencies):
+            return story
+    return None
+
+
+# -- metrics -------------------------------------------------------------------
+
+
+def iteration_json(iteration: Iteration) -> JSONObject:
+    # Extras first so that the contract's fields always win a name clash.
+    out: JSONObject = dict(iteration.extra)
+    out.update(
+        {
+            "story_id": iteration.story_id,
+            "status": iteration.status,
+            "elapsed_ms": iteration.elapsed_ms,
+            "tokens_in": iteration.tokens_in,
+            "tokens_out": iteration.tokens_out,
+            "cost": iteration.cost,
+            "agents_used": list(iteration.agents_used),
+        }
+    )
+    return out
+
+
+def metrics_payload(metrics: RunMetrics, run_id: str) -> JSONObject:
+    return {
+        "run_id": run_id,
+        "elapsed_time_s": metrics.elapsed_time_s,
+        "total_cost": _round_money(metrics.total_cost),
+        "total_iterations": metrics.total_iterations,
+        "success_count": metrics.success_count,
+        "failure_count": metrics.failure_count,
+        "last_update": iso_utc(metrics.last_update),
+        "iterations": [iteration_json(i) for i in metrics.iterations],
+    }
+
+
+def run_row_json(row: RunRow) -> JSONObject:
+    return {
+        "run_id": row.run_id,
+        "timestamp": row.run_id,
+        "total_cost": _round_money(row.total_cost),
+        "total_iterations": row.total_iterations,
+        "success_count": row.success_count,
+        "failure_count": row.failure_count,
+        "elapsed_time_s": row.elapsed_time_s,
+    }
+
+
+def run_detail_json(row: RunRow, metrics: RunMetrics | None) -> JSONObject:
+    summary = run_row_json(row)
+    del summary["run_id"], summary["timestamp"]
+    detail: JSONObject = {"iterations": []}
+    if metrics is not None:
+        detail = dict(metrics.blocks)
+        detail.pop("totals", None)
+        detail.pop("pricing", None)
+        detail["iterations"] = [iteration_json(i) for i in metrics.iterations]
+        detail["last_update"] = iso_utc(metrics.last_update)
+    return {"run_id": row.run_id, "timestamp": row.run_id, "summary": summary, "metrics": detail}
+
+
+def log_entry_json(entry: LogEntry) -> JSONObject:
+    return {"timestamp": entry.timestamp, "lines": list(entry.lines)}
+
+
+def page_json(key: str, items: Sequence[Any], total: int, limit: int, offset: int) -> JSONObject:
+    return {key: list(items), "total": total, "limit": limit, "offset": offset}
+
+
+# -- execution status ------------------------------------------------------------
+
+
+def run_started_at(snapshot: ProjectSnapshot) -> float | None:
+    metrics = snapshot.metrics.value
+    if metrics is not None and metrics.started_at is not None:
+        return metrics.started_at.timestamp()
+    if snapshot.current_run is not None:
+        return run_id_start(snapshot.current_run)
+    return None
+
+
+def is_running(snapshot: ProjectSnapshot, now: float, stale_after: float) -> bool:
+    """A run is live when it has no summary yet and the project moved recently."""
+    if snapshot.current_run is None or snapshot.summary.mtime is not None:
+        return False
+    activity = snapshot.activity
+    return activity is not None and now - activity <= stale_after
+
+
+def execution_status(snapshot: ProjectSnapshot, now: float, stale_after: float) -> JSONObject:
+    prd = snapshot.prd.value
+    metrics = snapshot.metrics.value
+    summary = snapshot.summary.value
+    running = is_running(snapshot, now, stale_after)
+    started = run_started_at(snapshot)
+
+    total = len(prd.stories) if prd else 0
+    completed = prd.completed if prd else 0
+    progress = round(completed * 100.0 / total, 1) if total else 0.0
+
+    iterations = metrics.iterations if metrics else ()
+    last_iteration = iterations[-1] if iterations else None
+
+    if running:
+        elapsed = max(now - started, 0.0) if started is not None else (metrics.elapsed_time_s if metrics else 0.0)
+    elif summary is not None:
+        elapsed = summary.elapsed_time_s
+    else:
+        elapsed = metrics.elapsed_time_s if metrics else 0.0
+
+    current_story: JSONObject | None = None
+    if running and prd is not None:
+        story = next_story(prd)
+        if story is not None:
+            since = _last_iteration_end(last_iteration, metrics) or started
+            current_story = {
+                "id": story.id,
+                "status": "in_progress",
+                "elapsed_ms": int(max(now - since, 0.0) * 1000) if since is not None else 0,
+                "title": story.title,
+            }
+    elif not running and last_iteration is not None and last_iteration.story_id is not None:
+        current_story = {
+            "id": last_iteration.story_id,
+            "status": last_iteration.status,
+            "elapsed_ms": last_iteration.elapsed_ms,
+        }
+        title = _story_title(prd, last_iteration)
+        if title is not None:
+            current_story["title"] = title
+
+    # Stories completed in this run: distinct stories with a successful iteration.
+    done_here = len({i.story_id for i in iterations if i.succeeded and i.story_id})
+    remaining_stories = max(total - completed, 0)
+    estimated: int | None = None
+    # Without a plan there is no "stories left" to estimate from: say nothing.
+    if done_here and prd is not None:
+        guess = elapsed / done_here * remaining_stories
+        # An absurd duration on disk (1e308 s) must not overflow into a 500.
+        estimated = int(round(guess)) if math.isfinite(guess) else None
+
+    if summary is not None:
+        cost = summary.total_cost
+    else:
+        cost = metrics.total_cost if metrics else 0.0
+
+    last = snapshot.activity if snapshot.activity is not None else snapshot.root_mtime
+    return {
+        "is_running": running,
+        "run_id": snapshot.current_run,
+        "current_story": current_story,
+        "progress_pct": progress,
+        "completed_stories": completed,
+        "total_stories": total,
+        "elapsed_time": int(round(elapsed)),
+        "estimated_remaining": estimated,
+        "cost_so_far": _round_money(cost),
+        "last_update": iso_utc(last if last is not None else now),
+    }
+
+
+def _last_iteration_end(last: Iteration | None, metrics: RunMetrics | None) -> float | None:
+    if last is not None and last.ended_at is not None:
+        return last.ended_at.timestamp()
+    if metrics is not None and metrics.iterations and metrics.last_update is not None:
+        # metrics.json is rewritten after each iteration: its update time is the end of the last.
+        return metrics.last_update.timestamp()
+    return None
+
+
+def _story_title(prd: Prd | None, iteration: Iteration) -> str | None:
+    title = iteration.extra.get("story_title")
+    if isinstance(title, str):
+        return title
+    if prd is not None:
+        for story in prd.stories:
+            if story.id == iteration.story_id:
+                return story.title
+    return None

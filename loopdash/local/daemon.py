@@ -1,0 +1,232 @@
+"""The dashboard daemon of a project, as the command line sees it from outside.
+
+Where ``loopdash start`` keeps its files (pidfile, log, state file) under
+``<root>/.claude-loop/dashboard/``, whether the pid in the pidfile is really a
+running dashboard, and how to stop one. The start, stop, status and logs
+commands are thin layers over this module; other clients call
+:func:`find_running`. Plain blocking code: it never runs inside the reactor.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from typing import Any, Callable, NamedTuple
+
+from loopdash.local import procinfo
+from loopdash.local.token import default_token_path
+
+DASHBOARD_DIR = os.path.join(".claude-loop", "dashboard")
+
+RUNNING = "running"
+STOPPED = "stopped"
+#: A pidfile whose process is gone or is now another program.
+DEAD = "dead"
+
+
+@dataclass(frozen=True)
+class DaemonFiles:
+    """The files of one project's dashboard daemon."""
+
+    root: str
+
+    @classmethod
+    def for_root(cls, root: str) -> DaemonFiles:
+        return cls(os.path.abspath(root))
+
+    @property
+    def directory(self) -> str:
+        return os.path.join(self.root, DASHBOARD_DIR)
+
+    @property
+    def pidfile(self) -> str:
+        return os.path.join(self.directory, "dashboard.pid")
+
+    @property
+    def logfile(self) -> str:
+        return os.path.join(self.directory, "dashboard.log")
+
+    @property
+    def statefile(self) -> str:
+        """JSON written by ``loopdash start``: the pid it started and the URL it serves."""
+        return os.path.join(self.directory, "dashboard.json")
+
+    @property
+    def token_file(self) -> str:
+        return default_token_path(self.root)
+
+
+@dataclass(frozen=True)
+class Inspection:
+    """What the pidfile and /proc say about a project's daemon."""
+
+    state: str  # RUNNING, STOPPED or DEAD
+    pid: int | None = None
+    url: str | None = None
+    started_at: float | None = None
+    reason: str = ""
+
+
+class RunningDashboard(NamedTuple):
+    pid: int
+    url: str
+
+
+def read_pidfile(path: str) -> int | None:
+    """The pid in a pidfile; None when missing. Raises ValueError when it holds no pid."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(64)
+    except FileNotFoundError:
+        return None
+    pid = int(raw.decode("ascii", errors="replace").strip())
+    if pid <= 0:
+        raise ValueError(f"not a pid: {pid}")
+    return pid
+
+
+def read_state(files: DaemonFiles) -> dict[str, Any]:
+    """The state file's content, or an empty dict when missing or unreadable."""
+    try:
+        with open(files.statefile, "rb") as f:
+            value = json.loads(f.read(65536))
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def write_state(files: DaemonFiles, state: dict[str, Any]) -> None:
+    temporary = f"{files.statefile}.{os.getpid()}.tmp"
+    with open(temporary, "w", encoding="utf-8") as f:
+        json.dump(state, f, indent=2, sort_keys=True)
+        f.write("\n")
+    os.replace(temporary, files.statefile)
+
+
+def remove_quietly(path: str) -> bool:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def inspect(files: DaemonFiles) -> Inspection:
+    """Running (a live twistd serving loopdash holds the pidfile's pid), stopped, or dead."""
+    try:
+        pid = read_pidfile(files.pidfile)
+    except (OSError, ValueError) as e:
+        return Inspection(DEAD, reason=f"the pidfile {files.pidfile} holds no pid ({e})")
+    if pid is None:
+        return Inspection(STOPPED)
+    if not procinfo.is_alive(pid):
+        return Inspection(DEAD, pid, reason=f"process {pid} has exited")
+    argv = procinfo.command_line(pid)
+    if not procinfo.is_dashboard_command(argv):
+        program = os.path.basename(argv[0]) if argv else "?"
+        return Inspection(DEAD, pid, reason=f"pid {pid} now belongs to another program ({program})")
+    state = read_state(files)
+    url = state.get("url") if state.get("pid") == pid else None
+    return Inspection(
+        RUNNING,
+        pid,
+        url if isinstance(url, str) else None,
+        procinfo.start_time(pid),
+    )
+
+
+def find_running(root: str) -> RunningDashboard | None:
+    """The dashboard that ``loopdash start`` runs for ``root``, as ``(pid, url)``, or None.
+
+    None when no dashboard runs for that project, or when its pidfile is stale
+    (the process is gone or the pid now belongs to another program), or when it
+    was started without ``loopdash start`` (no state file, so no known URL).
+    ``url`` is the base URL to connect to, e.g. ``http://127.0.0.1:8080``.
+    """
+    found = inspect(DaemonFiles.for_root(root))
+    if found.state != RUNNING or found.pid is None or found.url is None:
+        return None
+    return RunningDashboard(found.pid, found.url)
+
+
+def connect_url(host: str, port: int) -> str:
+    """The base URL a local client uses for a daemon listening on ``host:port``."""
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+def fetch_health(url: str, timeout: float) -> dict[str, Any]:
+    """GET ``/api/health``; raises OSError (or ValueError for a non-JSON answer)."""
+    with urllib.request.urlopen(f"{url}/api/health", timeout=timeout) as response:
+        value = json.loads(response.read(65536))
+    if not isinstance(value, dict):
+        raise ValueError("/api/health did not answer a JSON object")
+    return value
+
+
+def wait_until(
+    condition: Callable[[], bool],
+    timeout: float,
+    interval: float = 0.05,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> bool:
+    """Poll ``condition`` until it holds or ``timeout`` seconds pass; whether it held."""
+    deadline = clock() + timeout
+    while True:
+        if condition():
+            return True
+        remaining = deadline - clock()
+        if remaining <= 0:
+            return False
+        sleep(min(interval, remaining))
+
+
+@dataclass(frozen=True)
+class StopOutcome:
+    killed: bool  # SIGKILL was needed
+    exited: bool  # the process is gone (or a zombie) at the end
+
+
+#: How long to wait for the process to vanish after SIGKILL.
+KILL_GRACE = 5.0
+
+
+def stop_daemon(files: DaemonFiles, pid: int, timeout: float) -> StopOutcome:
+    """SIGTERM, wait for twistd to remove its pidfile and exit, SIGKILL after ``timeout``.
+
+    Waits on the pidfile and /proc, not ``kill -0``: an exited daemon can linger
+    as a zombie. Leaves neither pidfile nor state file behind once the process is gone.
+    """
+
+    def shut_down() -> bool:
+        # A zombie's cmdline is empty, so this also holds once it has exited.
+        return not procinfo.is_dashboard_command(procinfo.command_line(pid))
+
+    killed = False
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    exited = wait_until(shut_down, timeout)
+    if not exited:
+        killed = True
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        exited = wait_until(lambda: not procinfo.is_alive(pid), KILL_GRACE)
+    if exited:
+        remove_quietly(files.pidfile)
+        remove_quietly(files.statefile)
+    return StopOutcome(killed, exited)

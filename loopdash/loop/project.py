@@ -1,0 +1,286 @@
+"""A project directory as a source of readings: the only module that opens loop files.
+
+:class:`Project` knows the layout of ``loop-data.md`` and keeps one cache per
+kind of file, so that a request or a watcher poll over an unchanged project
+costs a few ``stat`` calls. It never imports Twisted; the daemon hands it a
+reporter for files that do not parse.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import re
+import stat
+import time
+from dataclasses import dataclass
+
+from loopdash.loop.filecache import FileCache, Reading, Reporter, _ignore, identity_of
+from loopdash.loop.models import Prd, RunMetrics, RunSummary
+from loopdash.loop.parsing import parse_metrics, parse_prd, parse_summary
+from loopdash.loop.progress import LogState, ProgressLog
+
+RUN_ID_PATTERN = re.compile(r"\A\d{8}_\d{6}\Z")
+
+
+def is_run_id(value: str) -> bool:
+    """Whether ``value`` has the form of a run directory name (and is safe in a path)."""
+    return RUN_ID_PATTERN.match(value) is not None
+
+
+def run_id_start(run_id: str) -> float | None:
+    """The local time a run id names, as seconds since the epoch."""
+    try:
+        return time.mktime(time.strptime(run_id, "%Y%m%d_%H%M%S"))
+    except (ValueError, OverflowError):
+        return None
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """A run as one row of /api/history and /api/runs."""
+
+    run_id: str
+    total_cost: float
+    total_iterations: int
+    success_count: int
+    failure_count: int
+    elapsed_time_s: float
+
+
+def row_from_summary(run_id: str, summary: RunSummary) -> RunRow:
+    return RunRow(
+        run_id,
+        summary.total_cost,
+        summary.total_iterations,
+        summary.success_count,
+        summary.failure_count,
+        summary.elapsed_time_s,
+    )
+
+
+def row_from_metrics(run_id: str, metrics: RunMetrics) -> RunRow:
+    return RunRow(
+        run_id,
+        metrics.total_cost,
+        metrics.total_iterations,
+        metrics.success_count,
+        metrics.failure_count,
+        metrics.elapsed_time_s,
+    )
+
+
+@dataclass(frozen=True)
+class _RowTotals:
+    """A row's numbers without its id, so the cache parses each file once."""
+
+    total_cost: float
+    total_iterations: int
+    success_count: int
+    failure_count: int
+    elapsed_time_s: float
+
+
+def _summary_totals(data: bytes) -> _RowTotals:
+    s = parse_summary(data)
+    return _RowTotals(s.total_cost, s.total_iterations, s.success_count, s.failure_count, s.elapsed_time_s)
+
+
+def _metrics_totals(data: bytes) -> _RowTotals:
+    m = parse_metrics(data)
+    return _RowTotals(m.total_cost, m.total_iterations, m.success_count, m.failure_count, m.elapsed_time_s)
+
+
+@dataclass(frozen=True)
+class ProjectSnapshot:
+    """Everything status derivation and the change diff need, read at one moment."""
+
+    prd: Reading[Prd]
+    run_ids: tuple[str, ...]
+    current_run: str | None
+    metrics: Reading[RunMetrics]
+    summary: Reading[RunSummary]
+    log: LogState
+    #: The root directory's own modification time: the fallback for "last update".
+    root_mtime: float | None
+    #: The runs directory's (inode, mtime_ns): it changes when a run appears or goes.
+    runs_identity: tuple[int, int] | None = None
+
+    def key(self) -> tuple[object, ...]:
+        """Equal keys mean equal snapshots (up to the clock): cheap to compare."""
+        log = self.log
+        return (
+            self.prd.identity,
+            self.prd.mtime,
+            self.runs_identity,
+            self.current_run,
+            self.metrics.identity,
+            self.metrics.mtime,
+            self.summary.identity,
+            self.summary.mtime,
+            (log.inode, log.size, log.total, log.mtime, log.complete),
+            self.root_mtime,
+        )
+
+    @property
+    def activity(self) -> float | None:
+        """The newest modification among the files that show a loop at work."""
+        times = [
+            t
+            for t in (self.prd.mtime, self.metrics.mtime, self.summary.mtime, self.log.mtime)
+            if t is not None
+        ]
+        return max(times) if times else None
+
+
+class Project:
+    """The loop files under one root directory."""
+
+    def __init__(self, root: str, report: Reporter = _ignore) -> None:
+        self.root = os.path.abspath(root)
+        self.prd_path = os.path.join(self.root, "prd.json")
+        self.progress_path = os.path.join(self.root, "progress.txt")
+        self.runs_path = os.path.join(self.root, ".claude-loop", "runs")
+        self._prd = FileCache(parse_prd, report)
+        # Full metrics are large (every iteration); keep a few runs' worth.
+        self._metrics = FileCache(parse_metrics, report, max_entries=16)
+        self._summaries = FileCache(parse_summary, report, max_entries=16)
+        # History rows are small: keep one per run, computed once per file version.
+        self._summary_rows = FileCache(_summary_totals, report)
+        self._metrics_rows = FileCache(_metrics_totals, report)
+        self.log = ProgressLog(self.progress_path)
+        self._runs_identity: tuple[int, int] | None = None
+        self._run_ids: tuple[str, ...] = ()
+
+    # -- runs ------------------------------------------------------------------
+
+    def run_ids(self) -> tuple[str, ...]:
+        """Run directory names, oldest first; rescanned only when runs/ changes."""
+        try:
+            st = os.stat(self.runs_path)
+        except OSError:
+            self._runs_identity, self._run_ids = None, ()
+            return ()
+        identity = (st.st_ino, st.st_mtime_ns)
+        if identity != self._runs_identity:
+            self._run_ids = self._scan_runs()
+            self._runs_identity = identity
+        return self._run_ids
+
+    def note_run_directory(self, name: str) -> None:
+        """``name`` appeared in or vanished from runs/ (the watcher heard it):
+        update the run list with two stats instead of rescanning thousands.
+
+        If anything else changed in runs/ meanwhile, its own notice follows;
+        without notices (no inotify), run_ids() rescans on the next change.
+        """
+        if self._runs_identity is None or not is_run_id(name):
+            return
+        try:
+            st = os.stat(self.runs_path)
+        except OSError:
+            return
+        ids = self._run_ids
+        index = bisect.bisect_left(ids, name)
+        listed = index < len(ids) and ids[index] == name
+        present = self.has_run(name)
+        if present and not listed:
+            ids = ids[:index] + (name,) + ids[index:]
+        elif listed and not present:
+            ids = ids[:index] + ids[index + 1 :]
+        self._run_ids = ids
+        self._runs_identity = (st.st_ino, st.st_mtime_ns)
+
+    def forget_run_list(self) -> None:
+        """Rescan runs/ on the next look (the watcher lost notices, e.g. a queue overflow)."""
+        self._runs_identity = None
+
+    def _scan_runs(self) -> tuple[str, ...]:
+        names = []
+        try:
+            with os.scandir(self.runs_path) as it:
+                for entry in it:
+                    # A symlinked run directory may point outside the root: not followed.
+                    if is_run_id(entry.name) and entry.is_dir(follow_symlinks=False):
+                        names.append(entry.name)
+        except OSError:
+            return ()
+        names.sort()
+        return tuple(names)
+
+    def has_run(self, run_id: str) -> bool:
+        if not is_run_id(run_id):
+            return False
+        try:
+            st = os.lstat(os.path.join(self.runs_path, run_id))
+        except OSError:
+            return False
+        return stat.S_ISDIR(st.st_mode)
+
+    def _run_file(self, run_id: str, name: str) -> str:
+        if not is_run_id(run_id):
+            # Callers check first; this guards the path join all the same.
+            raise ValueError(f"not a run id: {run_id!r}")
+        return os.path.join(self.runs_path, run_id, name)
+
+    def metrics(self, run_id: str) -> Reading[RunMetrics]:
+        return self._metrics.read(self._run_file(run_id, "metrics.json"))
+
+    def summary(self, run_id: str) -> Reading[RunSummary]:
+        return self._summaries.read(self._run_file(run_id, "summary.json"))
+
+    def run_row(self, run_id: str) -> RunRow:
+        """The run's history row: from summary.json, else from metrics.json, else zeros."""
+        totals = self._summary_rows.read(self._run_file(run_id, "summary.json")).value
+        if totals is None:
+            totals = self._metrics_rows.read(self._run_file(run_id, "metrics.json")).value
+        if totals is None:
+            # The row cache never saw a good version (its first look caught a
+            # rewrite half-way), but /api/metrics may have: its last good
+            # reading is true, a row of zeros is not.
+            full = self._metrics.read(self._run_file(run_id, "metrics.json")).value
+            if full is not None:
+                return row_from_metrics(run_id, full)
+            return RunRow(run_id, 0.0, 0, 0, 0, 0.0)
+        return RunRow(
+            run_id,
+            totals.total_cost,
+            totals.total_iterations,
+            totals.success_count,
+            totals.failure_count,
+            totals.elapsed_time_s,
+        )
+
+    # -- the plan and the whole ----------------------------------------------------
+
+    def prd(self) -> Reading[Prd]:
+        return self._prd.read(self.prd_path)
+
+    def snapshot(self, log_budget: int | None = None) -> ProjectSnapshot:
+        """Everything status and diff need; ``log_budget`` bounds a cold progress.txt scan."""
+        run_ids = self.run_ids()
+        current = run_ids[-1] if run_ids else None
+        try:
+            root_mtime: float | None = os.stat(self.root).st_mtime
+        except OSError:
+            root_mtime = None
+        return ProjectSnapshot(
+            prd=self.prd(),
+            run_ids=run_ids,
+            current_run=current,
+            metrics=self.metrics(current) if current else Reading[RunMetrics](None, None),
+            summary=self.summary(current) if current else Reading[RunSummary](None, None),
+            log=self.log.refresh(log_budget),
+            root_mtime=root_mtime,
+            runs_identity=self._runs_identity,
+        )
+
+    def run_files_identity(self, run_id: str) -> tuple[object, ...]:
+        """The identities of a run's two files, for keying caches of what is derived from them."""
+        identities: list[object] = []
+        for name in ("metrics.json", "summary.json"):
+            try:
+                identities.append(identity_of(os.stat(self._run_file(run_id, name))))
+            except OSError:
+                identities.append(None)
+        return tuple(identities)

@@ -1,0 +1,203 @@
+"""The loop's numbers as Prometheus metrics, computed when scraped.
+
+Nothing is pushed: at each scrape :class:`LoopCollector` reads the snapshot
+the requests share (``LiveProject``: taken again only when a file changed or
+it is 50 ms old, and then a few ``stat`` calls when nothing changed) and
+derives everything from it with the same status derivation as
+``GET /api/status``. Every series carries the project name from
+prd.json and the current run id.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from dataclasses import dataclass
+from typing import Any, Iterable, Protocol, Sequence
+
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from twisted.logger import Logger
+
+from loopdash.loop.models import Iteration, RunMetrics
+from loopdash.loop.project import ProjectSnapshot
+from loopdash.derive.status import execution_status
+
+LABELS = ("project", "run_id")
+OUTCOMES = ("success", "failure", "other")
+
+#: Iterations take minutes; the buckets span a quick fix to a long story.
+DURATION_BUCKETS = (30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0)
+#: Dollars per iteration, from a cheap model's small step to a large one's long story.
+COST_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+
+
+class SnapshotSource(Protocol):
+    def snapshot(self) -> ProjectSnapshot: ...
+
+
+def outcome(iteration: Iteration) -> str:
+    """The outcome label: success, failure, or other (any word the loop invents)."""
+    if iteration.succeeded:
+        return "success"
+    if iteration.failed:
+        return "failure"
+    return "other"
+
+
+def histogram_buckets(values: Iterable[float], bounds: Sequence[float]) -> list[tuple[str, float]]:
+    """Cumulative bucket counts (``le`` as text, +Inf last), as a histogram exposes them."""
+    ordered = sorted(values)
+    buckets = [(_le(bound), float(bisect.bisect_right(ordered, bound))) for bound in bounds]
+    buckets.append(("+Inf", float(len(ordered))))
+    return buckets
+
+
+def _le(bound: float) -> str:
+    return repr(float(bound))
+
+
+@dataclass(frozen=True)
+class RunFigures:
+    """What the metrics take from a run's iterations, computed once per metrics.json version."""
+
+    tokens_in: int
+    tokens_out: int
+    outcomes: dict[str, int]
+    last_duration: float | None
+    duration_buckets: list[tuple[str, float]]
+    duration_sum: float
+    cost_buckets: list[tuple[str, float]]
+    cost_sum: float
+
+
+def run_figures(iterations: Sequence[Iteration]) -> RunFigures:
+    durations = [i.elapsed_ms / 1000 for i in iterations]
+    costs = [i.cost for i in iterations]
+    outcomes = dict.fromkeys(OUTCOMES, 0)
+    for iteration in iterations:
+        outcomes[outcome(iteration)] += 1
+    return RunFigures(
+        tokens_in=sum(i.tokens_in for i in iterations),
+        tokens_out=sum(i.tokens_out for i in iterations),
+        outcomes=outcomes,
+        last_duration=durations[-1] if durations else None,
+        duration_buckets=histogram_buckets(durations, DURATION_BUCKETS),
+        duration_sum=math.fsum(durations),
+        cost_buckets=histogram_buckets(costs, COST_BUCKETS),
+        cost_sum=math.fsum(costs),
+    )
+
+
+class LoopCollector:
+    """A custom collector over one project's snapshots: registered once, read at each scrape."""
+
+    log = Logger(namespace="loopdash.metrics")
+
+    def __init__(self, source: SnapshotSource, clock: Any, stale_after: float) -> None:
+        self.source = source
+        self.clock = clock
+        self.stale_after = stale_after
+        #: The last run's figures and the metrics reading they came from (readers hand
+        #: out the same object while the file is unchanged): a scrape of a long run
+        #: does not walk its thousands of iterations again.
+        self._figures: tuple[RunMetrics | None, RunFigures] | None = None
+
+    def collect(self) -> Iterable[Metric]:
+        try:
+            return self._collect()
+        except Exception:
+            # A failed scrape would hide the daemon's own metrics too.
+            self.log.failure("Cannot compute the loop metrics")
+            return []
+
+    def _collect(self) -> list[Metric]:
+        snapshot = self.source.snapshot()
+        now = float(self.clock.seconds())
+        status = execution_status(snapshot, now, self.stale_after)
+        prd = snapshot.prd.value
+        metrics = snapshot.metrics.value
+        figures = self._run_figures(metrics)
+        labels = [(prd.project if prd is not None else None) or "", snapshot.current_run or ""]
+
+        def gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
+            family = GaugeMetricFamily(name, documentation, labels=LABELS)
+            family.add_metric(labels, value)
+            return family
+
+        total = int(status["total_stories"])
+        completed = int(status["completed_stories"])
+        out: list[Metric] = [
+            gauge("loopdash_loop_stories", "User stories in prd.json.", total),
+            gauge("loopdash_loop_stories_completed", "User stories that pass.", completed),
+            gauge(
+                "loopdash_loop_progress_ratio",
+                "Completed stories over all stories (0 to 1).",
+                completed / total if total else 0.0,
+            ),
+            gauge("loopdash_loop_running", "1 while the current run is live, else 0.", 1 if status["is_running"] else 0),
+            gauge("loopdash_loop_runs", "Run directories under .claude-loop/runs.", len(snapshot.run_ids)),
+            gauge("loopdash_loop_cost_usd", "Cost of the current run so far, in US dollars.", status["cost_so_far"]),
+            gauge("loopdash_loop_elapsed_seconds", "Elapsed time of the current run.", status["elapsed_time"]),
+        ]
+        if status["estimated_remaining"] is not None:
+            out.append(
+                gauge(
+                    "loopdash_loop_estimated_remaining_seconds",
+                    "Estimated time left for the pending stories, at this run's pace.",
+                    status["estimated_remaining"],
+                )
+            )
+
+        tokens = GaugeMetricFamily(
+            "loopdash_loop_tokens", "Tokens used by the current run.", labels=(*LABELS, "direction")
+        )
+        tokens.add_metric([*labels, "in"], figures.tokens_in)
+        tokens.add_metric([*labels, "out"], figures.tokens_out)
+        out.append(tokens)
+
+        by_outcome = GaugeMetricFamily(
+            "loopdash_loop_iterations", "Iterations of the current run, by outcome.", labels=(*LABELS, "outcome")
+        )
+        for name, count in figures.outcomes.items():
+            by_outcome.add_metric([*labels, name], count)
+        out.append(by_outcome)
+
+        activity = snapshot.activity if snapshot.activity is not None else snapshot.root_mtime
+        if activity is not None:
+            out.append(
+                gauge(
+                    "loopdash_loop_seconds_since_activity",
+                    "Seconds since the loop last wrote one of its files.",
+                    max(now - activity, 0.0),
+                )
+            )
+        if figures.last_duration is not None:
+            out.append(
+                gauge(
+                    "loopdash_loop_last_iteration_duration_seconds",
+                    "Duration of the current run's latest iteration.",
+                    figures.last_duration,
+                )
+            )
+
+        duration_histogram = HistogramMetricFamily(
+            "loopdash_loop_iteration_duration_seconds",
+            "Durations of the current run's iterations.",
+            labels=LABELS,
+        )
+        duration_histogram.add_metric(labels, figures.duration_buckets, figures.duration_sum)
+        out.append(duration_histogram)
+
+        cost_histogram = HistogramMetricFamily(
+            "loopdash_loop_iteration_cost_usd",
+            "Cost of each of the current run's iterations, in US dollars.",
+            labels=LABELS,
+        )
+        cost_histogram.add_metric(labels, figures.cost_buckets, figures.cost_sum)
+        out.append(cost_histogram)
+        return out
+
+    def _run_figures(self, metrics: RunMetrics | None) -> RunFigures:
+        if self._figures is None or self._figures[0] is not metrics:
+            self._figures = (metrics, run_figures(metrics.iterations if metrics is not None else ()))
+        return self._figures[1]

@@ -1,0 +1,346 @@
+"""The REST API of dashboard-api.md as a Klein app object.
+
+:class:`DashboardAPI` holds its collaborators (the project, the token source,
+the clock) and hands out ``resource()``. Authentication is part of the route
+decorator, so no route can forget it, and every error leaves as JSON
+``{"error": ...}`` through handlers registered once on the class.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from typing import Any, Callable, Literal, Protocol, TypeVar
+
+from klein import Klein
+from twisted.internet.defer import CancelledError, ensureDeferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.iweb import IRequest
+from twisted.web.resource import IResource
+from twisted.web.server import Request
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+
+from loopdash import API_VERSION, __version__
+from loopdash.local.token import TokenFile
+from loopdash.server.auth import Denied, bearer_token, check_token
+from loopdash.server.encoding import encode_json
+from loopdash.server.live import LiveProject
+from loopdash.metrics.meter import NULL_METER, Meter
+from loopdash.server.openapi import build_openapi
+from loopdash.loop.project import Project
+from loopdash.server.stream import StreamHub, TicketBook
+from loopdash.server.throttle import FailureThrottle
+from loopdash.derive.status import iso_utc
+
+#: Largest page a client may ask for; larger limits are capped, not refused.
+MAX_LOG_PAGE = 1000
+MAX_HISTORY_PAGE = 1000
+
+JSON_CONTENT_TYPE = b"application/json; charset=utf-8"
+
+
+class Clock(Protocol):
+    def seconds(self) -> float: ...
+
+
+class ApiError(Exception):
+    """An answer other than 200, with the message for the JSON error body."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(status, message)
+        self.status = status
+        self.message = message
+
+
+def json_body(request: IRequest, value: object, status: int = 200) -> bytes:
+    """Answer with ``value`` as JSON (bytes are taken as JSON already encoded)."""
+    request.setResponseCode(status)
+    request.setHeader(b"Content-Type", JSON_CONTENT_TYPE)
+    request.setHeader(b"Cache-Control", b"no-store")
+    return value if isinstance(value, bytes) else encode_json(value)
+
+
+def query_text(request: IRequest, name: str) -> str | None:
+    values = request.args.get(name.encode()) if request.args else None
+    if not values:
+        return None
+    last: bytes = values[-1]
+    return last.decode("utf-8", errors="replace")
+
+
+def query_int(request: IRequest, name: str, default: int, maximum: int) -> int:
+    """A non-negative integer query parameter; 400 when malformed, capped at ``maximum``."""
+    raw = query_text(request, name)
+    if raw is None or raw.strip(" \t") == "":
+        return default
+    digits = raw.strip(" \t")
+    # ASCII digits only: int() would also take "+5", "1_0" and other scripts' digits.
+    if not (digits.isascii() and digits.isdigit()):
+        raise ApiError(400, f"Invalid value for '{name}': expected a non-negative integer")
+    if len(digits) > 18:
+        # Beyond any page or offset; and int() refuses strings of over 4,300 digits.
+        return maximum
+    return min(int(digits), maximum)
+
+
+TOO_MANY_FAILURES = "Too many failed authentication attempts; retry later"
+
+
+def client_address(request: IRequest) -> str:
+    """The peer's address, the key for throttling ("unix" for a UNIX socket)."""
+    host = getattr(request.getClientAddress(), "host", None)
+    return host if isinstance(host, str) else "unix"
+
+
+Handler = TypeVar("Handler", bound=Callable[..., Any])
+
+#: How a route authenticates: the bearer token, the token or a stream ticket, not at
+#: all, or (``metrics``) the token unless the daemon serves its metrics publicly.
+Auth = Literal["token", "token_or_ticket", "public", "metrics"]
+
+
+def api_route(
+    app: Klein,
+    path: str,
+    *,
+    auth: Auth = "token",
+    methods: tuple[str, ...] = ("GET",),
+    raw: bool = False,
+) -> Callable[[Handler], Handler]:
+    """Route ``path`` to a handler, authenticated as ``auth`` says.
+
+    The handler returns a JSON value, encoded here; a ``raw`` handler returns
+    what Klein should render (the stream returns a Deferred).
+    """
+
+    def decorate(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        def endpoint(self: DashboardAPI, request: IRequest, **kwargs: Any) -> Any:
+            if auth == "token":
+                self.authenticate(request)
+            elif auth == "token_or_ticket":
+                self.authenticate_stream(request)
+            elif auth == "metrics" and not self.metrics_public:
+                self.authenticate(request)
+            result = handler(self, request, **kwargs)
+            if raw:
+                return result
+            if inspect.iscoroutine(result):
+                return ensureDeferred(result).addCallback(lambda value: json_body(request, value))
+            return json_body(request, result)
+
+        app.route(path, methods=list(methods))(endpoint)
+        return handler
+
+    return decorate
+
+
+class DashboardAPI:
+    """The REST routes over one project."""
+
+    app = Klein()
+    log = Logger()
+
+    def __init__(
+        self,
+        project: Project,
+        tokens: TokenFile,
+        clock: Clock,
+        stale_after: float,
+        hub: StreamHub,
+        tickets: TicketBook,
+        live: LiveProject | None = None,
+        meter: Meter = NULL_METER,
+        metrics_public: bool = False,
+        throttle: FailureThrottle | None = None,
+    ) -> None:
+        self.project = project
+        self.throttle = throttle if throttle is not None else FailureThrottle(clock)
+        #: Shared snapshots and encoded answers: requests cost what changed.
+        self.live = live or LiveProject(project, clock, stale_after)
+        self.meter = meter
+        self.metrics_public = metrics_public
+        self.tokens = tokens
+        self.clock = clock
+        self.stale_after = stale_after
+        self.hub = hub
+        self.tickets = tickets
+        hub.current_status = self.current_status
+
+    def resource(self) -> IResource:
+        return self.app.resource()
+
+    def allowed_methods(self, path: bytes) -> list[str]:
+        """The methods routed at ``path`` (HEAD comes with GET); [] when no route matches."""
+        adapter = self.app.url_map.bind("localhost")
+        return list(adapter.allowed_methods(path.decode("utf-8", errors="replace")))
+
+    def authenticate(self, request: IRequest) -> None:
+        presented = bearer_token(request.requestHeaders.getRawHeaders(b"authorization"))
+        check_token(presented, self.tokens.current())
+
+    def authenticate_stream(self, request: IRequest) -> None:
+        """The bearer token, or (for EventSource, which cannot send headers) a stream ticket."""
+        ticket = query_text(request, "ticket")
+        if ticket is None or request.requestHeaders.hasHeader(b"authorization"):
+            self.authenticate(request)
+        elif not self.tickets.redeem(ticket):
+            raise Denied(403, "Invalid or expired stream ticket")
+
+    def current_status(self) -> dict[str, Any]:
+        return self.live.status()
+
+    def _known_run(self, run_id: str | None) -> str | None:
+        """The run id, checked: 404 for one that does not exist (or is not a run id)."""
+        if run_id is None:
+            return None
+        if not self.live.has_run(run_id):
+            raise ApiError(404, f"Run not found: {run_id}")
+        return run_id
+
+    # -- routes ----------------------------------------------------------------
+
+    @api_route(app, "/api/health", auth="public")
+    def health(self, request: IRequest) -> object:
+        return {
+            "status": "ok",
+            "timestamp": iso_utc(self.clock.seconds()),
+            "version": API_VERSION,
+            "server_version": __version__,
+        }
+
+    @api_route(app, "/api/openapi.json", auth="public")
+    def openapi(self, request: IRequest) -> object:
+        return build_openapi(MAX_LOG_PAGE, MAX_HISTORY_PAGE, __version__)
+
+    @api_route(app, "/api/status")
+    def status(self, request: IRequest) -> object:
+        return self.live.status_body()
+
+    @api_route(app, "/api/stream", auth="token_or_ticket", raw=True)
+    def stream(self, request: IRequest) -> object:
+        if request.method == b"HEAD":
+            # Headers as a GET would have them, then the end: a HEAD must not stay open.
+            request.setHeader(b"Content-Type", b"text/event-stream; charset=utf-8")
+            request.setHeader(b"Cache-Control", b"no-cache")
+            return b""
+        last_event_id = request.getHeader(b"last-event-id")
+        if last_event_id is None:
+            resume = query_text(request, "last_event_id")
+        else:
+            resume = last_event_id.decode("utf-8", errors="replace")
+        # Klein hands us twisted.web.server.Request; the hub needs its producer API.
+        assert isinstance(request, Request)
+        return self.hub.subscribe(request, resume)
+
+    @api_route(app, "/api/stream/ticket", methods=("POST",))
+    def stream_ticket(self, request: IRequest) -> object:
+        return {"ticket": self.tickets.issue(), "expires_in": int(self.tickets.lifetime)}
+
+    @api_route(app, "/api/stories")
+    def stories(self, request: IRequest) -> object:
+        # prd.json belongs to the project, not to a run: a known run_id answers the same.
+        self._known_run(query_text(request, "run_id"))
+        return self.live.stories_body()
+
+    @api_route(app, "/api/logs")
+    async def logs(self, request: IRequest) -> object:
+        self._known_run(query_text(request, "run_id"))
+        limit = query_int(request, "limit", 100, MAX_LOG_PAGE)
+        offset = query_int(request, "offset", 0, 2**62)
+        # A cold 50 MB progress.txt is indexed in steps; this page waits for it.
+        await self.live.log_ready()
+        return self.live.logs_body(offset, limit)
+
+    @api_route(app, "/api/metrics")
+    def metrics(self, request: IRequest) -> object:
+        run_id = self._known_run(query_text(request, "run_id")) or self.live.newest_run()
+        body = self.live.metrics_body(run_id) if run_id is not None else None
+        if body is None:
+            raise ApiError(404, "Metrics file not found")
+        return body
+
+    @api_route(app, "/api/history")
+    async def history(self, request: IRequest) -> object:
+        limit = query_int(request, "limit", 20, MAX_HISTORY_PAGE)
+        offset = query_int(request, "offset", 0, 2**62)
+        # A page of up to 1,000 rows not read yet is read in steps.
+        await self.live.rows_ready(self.live.history_runs(offset, limit))
+        return self.live.history_body(offset, limit)
+
+    @api_route(app, "/api/runs")
+    async def runs(self, request: IRequest) -> object:
+        # Every row of a big project, read the first time in steps; this waits for them.
+        await self.live.rows_ready()
+        return self.live.runs_body()
+
+    @api_route(app, "/api/runs/<string:run_id>")
+    def run(self, request: IRequest, run_id: str) -> object:
+        self._known_run(run_id)
+        return self.live.run_body(run_id)
+
+    @api_route(app, "/metrics", auth="metrics", raw=True)
+    def prometheus_metrics(self, request: IRequest) -> object:
+        accept = request.getHeader(b"accept")
+        scrape = self.meter.exposition(accept.decode("latin-1") if accept is not None else None)
+        if scrape is None:
+            raise ApiError(404, "Not found")
+        content_type, body = scrape
+        request.setHeader(b"Content-Type", content_type.encode("ascii"))
+        request.setHeader(b"Cache-Control", b"no-store")
+        return body
+
+    # -- errors: each leaves as JSON, registered once --------------------------
+
+    @app.handle_errors(Denied)
+    def _denied(self, request: IRequest, failure: Failure) -> bytes:
+        error = failure.value
+        assert isinstance(error, Denied)
+        self.meter.auth_failed(error.status)
+        address = client_address(request)
+        verdict = self.throttle.failure(address)
+        if verdict.retry_after is not None:
+            if verdict.started:
+                self.log.warn("Throttling {address}: too many failed authentications", address=address)
+            request.setHeader(b"Retry-After", str(verdict.retry_after).encode("ascii"))
+            return json_body(request, {"error": TOO_MANY_FAILURES}, 429)
+        if error.status == 401:
+            request.setHeader(b"WWW-Authenticate", b'Bearer realm="loopdash"')
+        return json_body(request, {"error": error.message}, error.status)
+
+    @app.handle_errors(ApiError)
+    def _api_error(self, request: IRequest, failure: Failure) -> bytes:
+        error = failure.value
+        assert isinstance(error, ApiError)
+        return json_body(request, {"error": error.message}, error.status)
+
+    @app.handle_errors(HTTPException)
+    def _http_error(self, request: IRequest, failure: Failure) -> bytes:
+        error = failure.value
+        assert isinstance(error, HTTPException)
+        code = error.code or 500
+        if isinstance(error, NotFound):
+            message = "Not found"
+        elif isinstance(error, MethodNotAllowed):
+            allowed = sorted(set(error.valid_methods or ()) | {"OPTIONS"})
+            request.setHeader(b"Allow", ", ".join(allowed).encode())
+            message = "Method not allowed"
+        else:
+            message = error.description or error.name
+            location = error.get_response().headers.get("Location")
+            if location:
+                request.setHeader(b"Location", location.encode())
+        return json_body(request, {"error": message}, code)
+
+    @app.handle_errors(Exception)
+    def _bug(self, request: IRequest, failure: Failure) -> bytes | None:
+        if failure.check(CancelledError):
+            return None  # the client went away; nothing to answer
+        self.log.failure(
+            "Unhandled error answering {method} {path}",
+            failure,
+            method=request.method.decode("ascii", "replace"),
+            path=request.path.decode("ascii", "replace"),
+        )
+        return json_body(request, {"error": "Internal server error"}, 500)

@@ -1,0 +1,213 @@
+"""Service wiring: the parts of the daemon, put together for twistd.
+
+Everything here is assembly; the parts do the work. The reactor is passed in,
+so tests build the same service on the reactor they run.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import MultiService
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IListeningPort
+from twisted.logger import Logger
+from twisted.web.server import Site
+
+from loopdash.server.accesslog import AccessLogSite
+from loopdash.server.api import DashboardAPI
+from loopdash.local.token import TokenFile, UnsafeTokenFile, default_token_path, ensure_token, token_file_problem
+from loopdash.loop.filecache import Reporter
+from loopdash.server.exposure import exposure_warning
+from loopdash.server.front import CorsPolicy, FrontResource
+from loopdash.server.limits import BoundedRequest
+from loopdash.server.live import LiveProject
+from loopdash.metrics.loop import LoopCollector
+from loopdash.metrics.meter import Meter, RouteLabels, file_kind
+from loopdash.loop.project import Project
+from loopdash.metrics.prometheus import PrometheusMeter
+from loopdash.derive.status import DEFAULT_STALE_AFTER
+from loopdash.server.stream import StreamHub, TicketBook
+from loopdash.server.throttle import FailureThrottle
+from loopdash.server.watcher import WATCHED_POLL_INTERVAL, Watcher
+from loopdash.server.webui import web_pages
+
+log = Logger(namespace="loopdash")
+
+
+@dataclass(frozen=True)
+class DashboardConfig:
+    """What a user chose on the command line, resolved."""
+
+    root: str
+    listen: str
+    token_file: str | None = None
+    stale_after: float = DEFAULT_STALE_AFTER
+    cors_origins: Sequence[str] = ("*",)
+    #: Seconds between polls; None: 1 s, or 10 s while inotify watches every directory that matters.
+    poll_interval: float | None = None
+    #: Seconds between the safety polls while inotify watches every directory that matters.
+    watched_poll_interval: float = WATCHED_POLL_INTERVAL
+    keepalive: float = 30.0
+    use_inotify: bool = True
+    #: Serve /metrics without the bearer token (for a scraper on the same host).
+    metrics_public: bool = False
+    #: Seconds a connection may sit idle between requests (never during an
+    #: answer or an open stream) before it is closed.
+    idle_timeout: float = 60.0
+    #: Failed authentications one address may make before it gets 429s.
+    auth_failure_burst: int = 30
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def token_path(self) -> str:
+        return self.token_file or default_token_path(self.root)
+
+
+def tcp_endpoint(port: int, host: str) -> str:
+    """A Twisted endpoint string for ``host:port`` (IPv6 colons escaped)."""
+    return f"tcp:{port}:interface={host.replace(':', chr(92) + ':')}"
+
+
+def report_bad_file(path: str, reason: str) -> None:
+    log.warn("Cannot read {path}: {reason} (serving its last good reading, if any)", path=path, reason=reason)
+
+
+def once_per_cause(
+    report: Reporter, window: float = 60.0, clock: Callable[[], float] = time.monotonic
+) -> Reporter:
+    """Pass on a report unless the same file had the same cause reported within ``window`` seconds.
+
+    Several readers cache one file (metrics.json: the full metrics and the
+    history row); each reports a bad file once, and this makes that once in all.
+    """
+    last: dict[str, tuple[str, float]] = {}
+
+    def deduplicated(path: str, reason: str) -> None:
+        now = clock()
+        previous = last.get(path)
+        if previous is not None and previous[0] == reason and now - previous[1] < window:
+            return
+        last[path] = (reason, now)
+        report(path, reason)
+
+    return deduplicated
+
+
+def refuse_unsafe_token_file(problem: str) -> None:
+    log.warn("{problem} Until then every request is refused.", problem=problem)
+
+
+def counting_reporter(meter: Meter) -> Reporter:
+    """Report a bad file as :func:`report_bad_file` does, and count it by kind."""
+
+    def report(path: str, reason: str) -> None:
+        report_bad_file(path, reason)
+        meter.file_unreadable(file_kind(path))
+
+    return report
+
+
+class ListeningService(StreamServerEndpointService):
+    """Listen on an endpoint; a failure to listen fails the start (twistd exits 1)."""
+
+    _raiseSynchronously = True
+
+    def __init__(self, endpoint: Any, factory: Site) -> None:
+        StreamServerEndpointService.__init__(self, endpoint, factory)
+
+    def when_listening(self) -> "Deferred[IListeningPort]":
+        """Fires with the listening port once bound (tests read the port-0 number from it)."""
+        waiting = self._waitingForPort
+        if waiting is None:
+            raise RuntimeError("the service has not been started")
+        result: Deferred[IListeningPort] = Deferred()
+
+        def forward(port: IListeningPort) -> IListeningPort:
+            result.callback(port)
+            return port
+
+        waiting.addCallback(forward)
+        return result
+
+
+@dataclass
+class Dashboard:
+    """The assembled daemon: the web site and the objects behind it."""
+
+    config: DashboardConfig
+    project: Project
+    api: DashboardAPI
+    site: Site
+    service: MultiService
+    web: ListeningService
+    hub: StreamHub
+    watcher: Watcher
+    meter: PrometheusMeter
+
+
+def build_dashboard(config: DashboardConfig, reactor: Any) -> Dashboard:
+    root = os.path.abspath(config.root)
+    problem = token_file_problem(config.token_path)
+    if problem is not None:
+        raise UnsafeTokenFile(problem)
+    if ensure_token(config.token_path):
+        log.info("Created a new API token in {path}", path=config.token_path)
+    meter = PrometheusMeter()
+    project = Project(root, report=once_per_cause(counting_reporter(meter)))
+    hub = StreamHub(reactor, keepalive=config.keepalive, meter=meter)
+    meter.count_streams(lambda: len(hub.subscribers))
+    live = LiveProject(project, reactor, config.stale_after)
+    meter.register(LoopCollector(live, reactor, config.stale_after))
+    api = DashboardAPI(
+        project,
+        TokenFile(config.token_path, on_unsafe=refuse_unsafe_token_file),
+        reactor,
+        config.stale_after,
+        hub,
+        TicketBook(reactor),
+        live=live,
+        meter=meter,
+        metrics_public=config.metrics_public,
+        throttle=FailureThrottle(reactor, burst=config.auth_failure_burst),
+    )
+    pages = web_pages()
+    front = FrontResource(
+        api.resource(),
+        CorsPolicy(config.cors_origins),
+        pages=pages,
+        meter=meter,
+        route_of=RouteLabels(api.app.url_map),
+        methods_for=api.allowed_methods,
+        page_route_of=pages.webui.route_label,
+    )
+    site = AccessLogSite(front, reactor)
+    site.timeOut = config.idle_timeout
+    site.requestFactory = BoundedRequest
+    warning = exposure_warning(config.listen)
+    if warning is not None:
+        log.warn("{warning}", warning=warning)
+    service = MultiService()
+    # The watcher starts first and stops last: MultiService stops children in
+    # reverse, so the port closes before the hub ends the open streams.
+    watcher = Watcher(
+        project,
+        hub,
+        reactor,
+        config.stale_after,
+        config.poll_interval,
+        config.use_inotify,
+        live=live,
+        meter=meter,
+        watched_interval=config.watched_poll_interval,
+    )
+    service.addService(watcher)
+    endpoint = serverFromString(reactor, config.listen)
+    web = ListeningService(endpoint, site)
+    service.addService(web)
+    return Dashboard(config, project, api, site, service, web, hub, watcher, meter)

@@ -1,0 +1,294 @@
+"""The event hub: Server-Sent Events fanned out to every open stream.
+
+An event is encoded once and the same bytes are written to every stream. A
+bounded replay buffer serves clients that reconnect with ``Last-Event-ID``.
+Each stream is a push producer: while its client does not read, the hub stops
+writing to it and keeps only the latest status; a client that stays stuck past
+a bound is dropped. One timer sends keepalives to all streams (and finds dead
+peers, whose writes fail).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IPushProducer
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.web.server import Request
+from zope.interface import implementer
+
+from loopdash.metrics.meter import NULL_METER, Meter
+from loopdash.derive.status import iso_utc
+
+RETRY_MS = 3000
+#: Events held for a paused stream before it is coalesced to the latest status.
+PAUSED_QUEUE_BYTES = 256 * 1024
+KEEPALIVE = b": keepalive\n\n"
+
+
+@dataclass(frozen=True)
+class EventId:
+    boot: str
+    seq: int
+
+    def __str__(self) -> str:
+        return f"{self.boot}-{self.seq}"
+
+    @classmethod
+    def parse(cls, raw: str | None) -> EventId | None:
+        if not raw:
+            return None
+        boot, sep, seq = raw.strip().rpartition("-")
+        if not sep or not seq.isdigit() or len(seq) > 18:
+            return None
+        return cls(boot, int(seq))
+
+
+def encode_event(
+    event_id: str, kind: str, data: object, timestamp: str | None, gap: bool = False
+) -> bytes:
+    """One SSE message: an ``id:`` line and one ``data:`` line of JSON, no ``event:`` line."""
+    body: dict[str, Any] = {"type": kind}
+    if data is not None:
+        body["data"] = data
+    body["timestamp"] = timestamp
+    if gap:
+        body["gap"] = True
+    # json.dumps never emits a newline without indent, so one data line suffices.
+    payload = json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return f"id: {event_id}\ndata: {payload}\n\n".encode("utf-8")
+
+
+@implementer(IPushProducer)
+class Subscriber:
+    """One open stream: its request, its flow control and its end."""
+
+    def __init__(self, hub: StreamHub, request: Request) -> None:
+        self.hub = hub
+        self.request = request
+        self.paused_since: float | None = None
+        #: While paused: the events held for the client, up to PAUSED_QUEUE_BYTES.
+        #: A burst larger than the transport's 64 KB buffer pauses a healthy
+        #: client for a moment; it should get every event, not a gap.
+        self.queued: list[bytes] = []
+        self.queued_bytes = 0
+        #: Past the bound, the queue is given up: only the newest status is
+        #: kept, and the client learns it has a gap.
+        self.pending_status: bytes | None = None
+        self.missed = False
+        self.closed = False
+        self.done: Deferred[None] = Deferred(lambda _: self.hub.forget(self))
+
+    # IPushProducer, called by the transport.
+    def pauseProducing(self) -> None:
+        if self.paused_since is None:
+            self.paused_since = self.hub.clock.seconds()
+
+    def resumeProducing(self) -> None:
+        if self.paused_since is None:
+            return
+        self.paused_since = None
+        queued, self.queued, self.queued_bytes = self.queued, [], 0
+        if queued:
+            self.write(b"".join(queued))
+        if self.pending_status is not None:
+            status, self.pending_status = self.pending_status, None
+            self.write(status)
+        self.missed = False
+
+    def stopProducing(self) -> None:
+        self.hub.forget(self)
+
+    def write(self, data: bytes) -> None:
+        if not self.closed and self.request.channel is not None:
+            self.request.write(data)
+
+    def offer(self, kind: str, encoded: bytes, status_with_gap: Callable[[], bytes]) -> None:
+        """Send an event; while paused, hold it (bounded), then coalesce to the latest status."""
+        if self.paused_since is None:
+            self.write(encoded)
+            return
+        if not self.missed and self.queued_bytes + len(encoded) <= PAUSED_QUEUE_BYTES:
+            self.queued.append(encoded)
+            self.queued_bytes += len(encoded)
+            return
+        # The client is not keeping up: drop what is held, remember the newest status.
+        self.missed = True
+        self.queued, self.queued_bytes = [], 0
+        self.pending_status = status_with_gap()
+
+    def end(self) -> None:
+        """End the stream from our side (shutdown, stuck client); Klein finishes the request."""
+        if self.closed:
+            return
+        self.closed = True
+        # Twisted refuses to finish a request whose producer is still registered.
+        if self.request.producer is not None:
+            self.request.unregisterProducer()
+        if not self.done.called:
+            self.done.callback(None)
+
+
+class TicketBook:
+    """Short-lived single-use tickets that let EventSource (no headers) open a stream."""
+
+    def __init__(self, clock: Any, lifetime: float = 30.0, capacity: int = 1024) -> None:
+        self.clock = clock
+        self.lifetime = lifetime
+        self.capacity = capacity
+        self._expiry: dict[str, float] = {}
+
+    def issue(self) -> str:
+        now = self.clock.seconds()
+        for ticket, expires in list(self._expiry.items()):
+            if expires <= now:
+                del self._expiry[ticket]
+        while len(self._expiry) >= self.capacity:
+            # Oldest first: dicts keep insertion order.
+            del self._expiry[next(iter(self._expiry))]
+        ticket = secrets.token_urlsafe(24)
+        self._expiry[ticket] = now + self.lifetime
+        return ticket
+
+    def redeem(self, ticket: str) -> bool:
+        expires = self._expiry.pop(ticket, None)
+        return expires is not None and expires > self.clock.seconds()
+
+
+class StreamHub:
+    """Open streams, the replay buffer, and the one keepalive timer."""
+
+    log = Logger(namespace="loopdash.server.stream")
+
+    def __init__(
+        self,
+        clock: Any,
+        keepalive: float = 30.0,
+        replay_size: int = 1000,
+        stuck_after: float | None = None,
+        meter: Meter = NULL_METER,
+    ) -> None:
+        self.clock = clock
+        self.meter = meter
+        self.keepalive = keepalive
+        #: A client that has not read for this long is dropped.
+        self.stuck_after = stuck_after if stuck_after is not None else max(2 * keepalive, 30.0)
+        self.boot = secrets.token_hex(4)
+        self.seq = 0
+        self._replay: deque[tuple[int, bytes]] = deque(maxlen=replay_size)
+        self.subscribers: set[Subscriber] = set()
+        self._timer: LoopingCall | None = None
+        self.published = 0
+        #: Supplies the current status for a new stream or a gap (set by the API).
+        self.current_status: Callable[[], Mapping[str, Any]] = lambda: {}
+
+    @property
+    def last_id(self) -> str:
+        return str(EventId(self.boot, self.seq))
+
+    def start(self) -> None:
+        timer = LoopingCall(self._tick)
+        timer.clock = self.clock
+        timer.start(self.keepalive, now=False)
+        self._timer = timer
+
+    def stop(self) -> None:
+        if self._timer is not None and self._timer.running:
+            self._timer.stop()
+        self._timer = None
+        for subscriber in list(self.subscribers):
+            subscriber.end()
+        self.subscribers.clear()
+
+    def _now_iso(self) -> str | None:
+        return iso_utc(self.clock.seconds())
+
+    def _tick(self) -> None:
+        now = self.clock.seconds()
+        for subscriber in list(self.subscribers):
+            if subscriber.paused_since is not None:
+                if now - subscriber.paused_since > self.stuck_after:
+                    self.log.warn("Dropping a stream whose client stopped reading")
+                    subscriber.end()
+                    self.forget(subscriber)
+                    self.meter.stream_dropped()
+            else:
+                subscriber.write(KEEPALIVE)
+
+    def _status_message(self, gap: bool) -> bytes:
+        return encode_event(self.last_id, "status_update", dict(self.current_status()), self._now_iso(), gap)
+
+    def publish(self, kind: str, data: object) -> None:
+        """Encode once, remember for replay, write to every stream."""
+        self.seq += 1
+        encoded = encode_event(self.last_id, kind, data, self._now_iso())
+        self._replay.append((self.seq, encoded))
+        self.published += 1
+        self.meter.event_published(kind)
+        gap_status: list[bytes] = []
+
+        def status_with_gap() -> bytes:
+            if not gap_status:
+                gap_status.append(self._status_message(gap=True))
+            return gap_status[0]
+
+        for subscriber in list(self.subscribers):
+            subscriber.offer(kind, encoded, status_with_gap)
+
+    def _replay_after(self, last: EventId | None) -> list[bytes] | None:
+        """Events after ``last``, or None when they cannot all be replayed."""
+        if last is None or last.boot != self.boot or last.seq > self.seq:
+            return None
+        if last.seq == self.seq:
+            return []
+        oldest = self._replay[0][0] if self._replay else self.seq + 1
+        if last.seq + 1 < oldest:
+            return None
+        return [encoded for seq, encoded in self._replay if seq > last.seq]
+
+    def subscribe(self, request: Request, last_event_id: str | None) -> Deferred[None]:
+        """Open a stream on ``request``; the Deferred fires when the stream ends."""
+        from loopdash import API_VERSION, __version__
+
+        request.setHeader(b"Content-Type", b"text/event-stream; charset=utf-8")
+        request.setHeader(b"Cache-Control", b"no-cache")
+        request.setHeader(b"X-Accel-Buffering", b"no")
+        request.setHeader(b"Referrer-Policy", b"no-referrer")
+        subscriber = Subscriber(self, request)
+        request.registerProducer(subscriber, True)
+        self.subscribers.add(subscriber)
+        request.notifyFinish().addBoth(lambda _: self.forget(subscriber))
+
+        resume_from = EventId.parse(last_event_id)
+        missed = self._replay_after(resume_from)
+        first = [
+            f"retry: {RETRY_MS}\n\n".encode(),
+            encode_event(
+                self.last_id,
+                "connected",
+                {"server_version": __version__, "api_version": API_VERSION},
+                self._now_iso(),
+            ),
+        ]
+        if missed is None:
+            # A fresh stream, or one we cannot resume: start from the current status.
+            first.append(self._status_message(gap=resume_from is not None))
+        else:
+            first.extend(missed)
+        subscriber.write(b"".join(first))
+        self.log.info("Stream opened ({count} open)", count=len(self.subscribers))
+        return subscriber.done
+
+    def forget(self, subscriber: Subscriber) -> None:
+        if subscriber in self.subscribers:
+            self.subscribers.discard(subscriber)
+            subscriber.closed = True
+            self.log.info("Stream closed ({count} open)", count=len(self.subscribers))
+        subscriber.closed = True
+

@@ -1,0 +1,359 @@
+"""The watcher: observe the project, diff with the last observation, publish.
+
+A ``LoopingCall`` polls (cheap when nothing changed: the readers stat before
+they read). On Linux an inotify watch on the root, the runs directory and the
+current run wakes the watcher as soon as a file is written; polling stays as
+the fallback and the only mechanism where inotify is missing.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+import time
+from typing import Any, Callable
+
+from twisted.application.service import Service
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.python.filepath import FilePath
+
+from loopdash.derive.changes import (
+    Change,
+    IterationAdded,
+    LogAppended,
+    Observation,
+    RunFinished,
+    RunStarted,
+    StatusChanged,
+    StoryUpdated,
+    diff,
+    status_signature,
+)
+from loopdash.server.live import LiveProject
+from loopdash.metrics.meter import NULL_METER, Meter
+from loopdash.loop.project import Project, ProjectSnapshot
+from loopdash.derive.status import (
+    execution_status,
+    iteration_json,
+    log_entry_json,
+    run_row_json,
+    story_json,
+)
+from loopdash.server.stream import StreamHub
+
+#: How long an inotify wake-up waits before polling, so one burst of writes
+#: (truncate, write, close) costs one poll.
+WAKE_DELAY = 0.002
+#: Seconds between polls when polling is how changes are found: no inotify, or
+#: a directory that matters is not watched.
+POLL_INTERVAL = 1.0
+#: Seconds between polls while inotify watches every directory that matters.
+#: The poll is then a safety net and the clock that notices a run going quiet
+#: (minutes), so an idle daemon need not wake every second.
+WATCHED_POLL_INTERVAL = 10.0
+
+
+def observe(snapshot: ProjectSnapshot, now: float, stale_after: float) -> Observation:
+    metrics = snapshot.metrics.value
+    prd = snapshot.prd.value
+    return Observation(
+        status=execution_status(snapshot, now, stale_after),
+        stories=prd.stories if prd is not None else (),
+        run_ids=snapshot.run_ids,
+        current_run=snapshot.current_run,
+        current_finished=snapshot.summary.mtime is not None,
+        iterations=metrics.iterations if metrics is not None else (),
+        log=snapshot.log,
+    )
+
+
+class Watcher(Service):
+    """Polls (and, where it can, listens to inotify for) changes; publishes events."""
+
+    log = Logger(namespace="loopdash.server.watcher")
+
+    def __init__(
+        self,
+        project: Project,
+        hub: StreamHub,
+        clock: Any,
+        stale_after: float,
+        interval: float | None = None,
+        use_inotify: bool = True,
+        live: LiveProject | None = None,
+        meter: Meter = NULL_METER,
+        watched_interval: float = WATCHED_POLL_INTERVAL,
+    ) -> None:
+        self.project = project
+        #: The snapshots requests share: a poll refreshes them, inotify invalidates them.
+        self.live = live or LiveProject(project, clock, stale_after)
+        self.meter = meter
+        self.hub = hub
+        self.clock = clock
+        self.stale_after = stale_after
+        #: A fixed polling period, or None: POLL_INTERVAL, or the watched interval
+        #: while inotify sees every directory that matters.
+        self.interval = interval
+        self.watched_interval = watched_interval
+        self.use_inotify = use_inotify
+        self.last: Observation | None = None
+        #: The shared snapshot's version at the last poll: unchanged means no file changed.
+        self._observed_version = -1
+        self.polls = 0
+        #: Whether the project root was missing at the last poll (said once, not every poll).
+        self.root_missing = False
+        self._loop: LoopingCall | None = None
+        self._notifier: Any = None
+        #: Watched directories, with the (device, inode) each watch is on.
+        self._watched: dict[str, tuple[int, int]] = {}
+        #: Whether inotify watched every directory that matters at the last poll.
+        self.watching_all = False
+        self.inotify_restarts = 0
+        #: inotify could not be started: polling only, without retrying.
+        self.inotify_unavailable = False
+        self._wake_pending: Any = None
+        #: Called after each poll with the changes published (for metrics and tests).
+        self.on_poll: Callable[[list[Change]], None] = lambda changes: None
+
+    def startService(self) -> None:
+        Service.startService(self)
+        if self.use_inotify:
+            self._start_inotify()
+        self.poll()  # the first observation, which also sets the watches and so the period
+        loop = LoopingCall(self.poll)
+        loop.clock = self.clock
+        loop.start(self.period(), now=False).addErrback(
+            lambda f: self.log.failure("The watcher stopped", f)
+        )
+        self._loop = loop
+        # Started in the same instant as the poll, the keepalive (every 30 s) falls
+        # on every third safety poll (every 10 s): one wake-up for both.
+        self.hub.start()
+
+    def stopService(self) -> None:
+        Service.stopService(self)
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+        if self._wake_pending is not None and self._wake_pending.active():
+            self._wake_pending.cancel()
+        self._stop_inotify()
+        self.hub.stop()
+
+    def period(self) -> float:
+        """Seconds until the next poll."""
+        if self.interval is not None:
+            return self.interval
+        if self.watching_all:
+            # Never so slow that a run going quiet is noticed late.
+            return max(POLL_INTERVAL, min(self.watched_interval, self.stale_after / 4))
+        return POLL_INTERVAL
+
+    # -- polling -----------------------------------------------------------------
+
+    def poll(self) -> None:
+        """One observation; never raises (an exception would stop the LoopingCall)."""
+        started = time.perf_counter()
+        try:
+            self._poll()
+        except Exception:
+            self.log.failure("Watcher poll failed; will try again")
+        self.meter.poll_finished(time.perf_counter() - started)
+        self._keep_period()
+
+    def _keep_period(self) -> None:
+        loop = self._loop
+        if loop is None or not loop.running:
+            return
+        period = self.period()
+        loop.interval = period  # read when the loop schedules its next call
+        pending = loop.call  # None while the loop itself is calling
+        if pending is not None and pending.active() and pending.getTime() > self.clock.seconds() + period:
+            pending.reset(period)  # polling must speed up now, not after a slow period
+
+    def _poll(self) -> None:
+        self.polls += 1
+        self._check_root()
+        snapshot = self.live.snapshot(force=True)
+        now = self.clock.seconds()
+        previous = self.last
+        unchanged = previous is not None and self.live.version == self._observed_version
+        self._observed_version = self.live.version
+        changes: list[Change]
+        if unchanged:
+            assert previous is not None
+            # No file changed since the last poll: only the clock can move the
+            # status (a run going stale), so skip the full observation and diff.
+            status = execution_status(snapshot, now, self.stale_after)
+            self.last = replace(previous, status=status)
+            changes = (
+                []
+                if status_signature(status) == status_signature(previous.status)
+                else [StatusChanged(status)]
+            )
+        else:
+            self.last = observe(snapshot, now, self.stale_after)
+            changes = [] if previous is None else diff(previous, self.last)
+        self.watching_all = self._keep_watching()
+        if previous is None:
+            return  # the first observation is the baseline, not a change
+        for change in changes:
+            self._publish(change)
+        self.on_poll(changes)
+
+    def _check_root(self) -> None:
+        missing = not os.path.isdir(self.project.root)
+        if missing and not self.root_missing:
+            self.log.warn(
+                "The project root {root} is gone; serving an empty project until it is back",
+                root=self.project.root,
+            )
+        elif self.root_missing and not missing:
+            self.log.info("The project root {root} is back", root=self.project.root)
+        self.root_missing = missing
+
+    def _publish(self, change: Change) -> None:
+        if isinstance(change, RunStarted):
+            self.hub.publish("run_started", run_row_json(self.project.run_row(change.run_id)))
+        elif isinstance(change, RunFinished):
+            self.hub.publish("run_finished", run_row_json(self.project.run_row(change.run_id)))
+        elif isinstance(change, IterationAdded):
+            data = iteration_json(change.iteration)
+            data["run_id"] = change.run_id
+            self.hub.publish("iteration_added", data)
+        elif isinstance(change, StoryUpdated):
+            self.hub.publish("story_updated", story_json(change.story))
+        elif isinstance(change, LogAppended):
+            log = self.project.log
+            for index, entry in enumerate(log.entries(change.first, log.total), start=change.first):
+                data = log_entry_json(entry)
+                data["index"] = index
+                self.hub.publish("log_appended", data)
+        elif isinstance(change, StatusChanged):
+            self.hub.publish("status_update", dict(change.status))
+
+    # -- inotify -------------------------------------------------------------------
+
+    def _start_inotify(self) -> None:
+        try:
+            from twisted.internet import inotify
+
+            notifier = inotify.INotify(self.clock)
+            notifier.startReading()
+        except Exception as e:  # not Linux, or no inotify instances left
+            self.log.info("inotify unavailable ({reason}); polling only", reason=str(e))
+            self.inotify_unavailable = True
+            return
+        self._notifier = notifier
+
+    def _stop_inotify(self) -> None:
+        if self._notifier is not None and not self._notifier.disconnected:
+            self._notifier.loseConnection()
+        self._notifier = None
+        self._watched.clear()
+
+    def _wanted_directories(self) -> list[str]:
+        """The directories whose changes matter: root, .claude-loop, runs/, the current run."""
+        wanted = [self.project.root, os.path.join(self.project.root, ".claude-loop"), self.project.runs_path]
+        if self.last is not None and self.last.current_run is not None:
+            wanted.append(os.path.join(self.project.runs_path, self.last.current_run))
+        return wanted
+
+    def _keep_watching(self) -> bool:
+        """Keep inotify on the directories that matter; whether it sees all of them.
+
+        Twisted's notifier stops for good when any watched directory is deleted
+        (it always asks for IN_DELETE_SELF, then disconnects), and a watch stays
+        on a directory moved away. Either way this starts a fresh notifier.
+        """
+        if not self.use_inotify or self.inotify_unavailable:
+            return False
+        notifier = self._notifier
+        if notifier is None or notifier.disconnected or notifier.disconnecting or self._a_watch_is_stale():
+            if notifier is not None:
+                self.log.info("A watched directory was deleted or replaced; restarting inotify")
+                self.inotify_restarts += 1
+            self._stop_inotify()
+            self._start_inotify()
+            if self._notifier is None:
+                return False
+        wanted = self._wanted_directories()
+        for path in [path for path in self._watched if path not in wanted]:
+            self._unwatch(path)  # an earlier run: polls still see it
+        added = False
+        for path in wanted:
+            if path not in self._watched and os.path.isdir(path):
+                added = self._watch(path) or added
+        if added:
+            # Files written into a directory before its watch began (a new run's
+            # first metrics.json) have sent no event: look once more.
+            self._wake()
+        # The root must be watched: nothing else would tell us it came back.
+        return all(path in self._watched for path in wanted if path == self.project.root or os.path.isdir(path))
+
+    def _a_watch_is_stale(self) -> bool:
+        for path, identity in self._watched.items():
+            try:
+                st = os.stat(path)
+            except OSError:
+                return True
+            if (st.st_dev, st.st_ino) != identity:
+                return True
+        return False
+
+    def _watch(self, path: str) -> bool:
+        """Watch ``path``; whether a new watch was set."""
+        if path in self._watched or self._notifier is None:
+            return False
+        from twisted.internet import inotify
+
+        mask = (
+            inotify.IN_CLOSE_WRITE
+            | inotify.IN_MOVED_TO
+            | inotify.IN_MOVED_FROM
+            | inotify.IN_CREATE
+            | inotify.IN_DELETE
+            | inotify.IN_DELETE_SELF
+            | inotify.IN_MOVE_SELF
+        )
+        try:
+            st = os.stat(path)
+            self._notifier.watch(FilePath(path), mask=mask, callbacks=[self._on_inotify])
+        except Exception as e:
+            self.log.info("Cannot watch {path}: {reason}", path=path, reason=str(e))
+            return False
+        self._watched[path] = (st.st_dev, st.st_ino)
+        return True
+
+    def _unwatch(self, path: str) -> None:
+        self._watched.pop(path, None)
+        try:
+            self._notifier.ignore(FilePath(path))
+        except Exception:
+            pass  # already gone with its directory
+
+    def _note_run_directory(self, filepath: FilePath[Any], mask: int) -> None:
+        from twisted.internet import inotify
+
+        if mask & inotify.IN_Q_OVERFLOW:
+            self.project.forget_run_list()
+            return
+        if not mask & inotify.IN_ISDIR:
+            return
+        path = os.fsdecode(filepath.path)
+        if os.path.dirname(path) == self.project.runs_path:
+            self.project.note_run_directory(os.path.basename(path))
+
+    def _on_inotify(self, ignored: object, filepath: FilePath[Any], mask: int) -> None:
+        # An exception here would disconnect the notifier for good: never raise.
+        try:
+            self._note_run_directory(filepath, mask)
+            self.live.invalidate()
+            self._wake()
+        except Exception:
+            self.log.failure("inotify wake-up failed")
+
+    def _wake(self) -> None:
+        """Poll very soon (once for a burst of wake-ups)."""
+        if self._wake_pending is None or not self._wake_pending.active():
+            self._wake_pending = self.clock.callLater(WAKE_DELAY, self.poll)
