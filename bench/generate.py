@@ -19,9 +19,10 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from loopdash.cli.sample import (
     AGENTS,
@@ -115,7 +116,7 @@ def generate(
     began = time.monotonic()
     if runs < 1 or iterations < 2 or stories_count < 1:
         raise ValueError("need at least one run, two iterations and one story")
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     os.makedirs(os.path.join(root, ".claude-loop", "runs"), exist_ok=True)
     stories = make_stories(stories_count)
 

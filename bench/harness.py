@@ -19,11 +19,12 @@ import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timezone
-from typing import Any, Callable
+from datetime import UTC, datetime
+from typing import Any
 
 from bench import procs, wrk
-from bench.freshness import measure as measure_freshness, token_of
+from bench.freshness import measure as measure_freshness
+from bench.freshness import token_of
 from bench.generate import SIZES, generate
 from bench.loopwriter import LoopWriter
 from bench.sse import Swarm
@@ -339,7 +340,7 @@ def run(args: argparse.Namespace, root: str, workdir: str) -> dict[str, Any]:
     ))
     rows.extend(startup_rows)
     return {
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "revision": procs.git_revision(),
         "project": facts,
         "conditions": {"server_cpu": args.server_cpu, "client_cpu": args.client_cpu,
@@ -358,12 +359,12 @@ def format_report(report: dict[str, Any]) -> str:
     lines = [
         f"loopdash scale benchmark, {report['date']}, revision {report['revision']}",
         f"project: {p['runs']:,} runs, {p['stories']} stories, progress.txt {p['progress_txt_bytes'] / 1e6:.1f} MB",
-        f"Klein ceiling (73-byte JSON, same twistd, same core), measured just before each endpoint: "
+        (f"Klein ceiling (73-byte JSON, same twistd, same core), measured just before each endpoint: "
         f"{min(c['requests_per_s']):,.0f} to {max(c['requests_per_s']):,.0f} req/s, "
         f"{min(c['cpu_us_per_request']):.0f} to {max(c['cpu_us_per_request']):.0f} µs CPU/req"
         f"{rounds}; "
         f"wrk {report['conditions']['wrk']} on CPU {report['conditions']['client_cpu']}, "
-        f"server on CPU {report['conditions']['server_cpu']}",
+        f"server on CPU {report['conditions']['server_cpu']}"),
         "",
         "| endpoint / figure | measured | target | ratio (req/s; CPU) | pass/fail |",
         "|---|---|---|---|---|",

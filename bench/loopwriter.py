@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from itertools import count
 
 from loopdash.cli.sample import RealRun, append_progress, progress_entry
@@ -30,7 +30,7 @@ class LoopWriter:
             document = json.load(f)
         if "totals" not in document:
             raise ValueError(f"run {self.run_id} is not in the real metrics shape")
-        started = datetime.strptime(document["started_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+        started = datetime.strptime(document["started_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
         self.run = RealRun(root, started, list(document["iterations"]),
                            document["cache"]["hits"], document["cache"]["misses"])
         if self.run.run_id != self.run_id:
@@ -44,7 +44,7 @@ class LoopWriter:
     def append_progress(self) -> tuple[bytes, float]:
         """One progress.txt entry appended; returns (marker, time the file was closed)."""
         marker = self.marker()
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         append_progress(self.root, progress_entry(
             now.strftime("%Y-%m-%d %H:%M:%S"), "US-001", marker, "Complete", ["Benchmark change"]))
         return marker.encode(), time.monotonic()
@@ -52,7 +52,7 @@ class LoopWriter:
     def rewrite_metrics(self) -> tuple[bytes, float]:
         """One iteration added and metrics.json rewritten in place; returns (marker, closed at)."""
         marker = self.marker()
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         self.run.add_iteration("US-001", marker, now, 120_000)
         self.run.write_metrics(now)
         return marker.encode(), time.monotonic()
@@ -65,6 +65,6 @@ class LoopWriter:
 
     def refresh(self) -> None:
         """Make the run look alive (fresh mtimes) without adding anything to it."""
-        self.run.write_metrics(datetime.now(timezone.utc))
+        self.run.write_metrics(datetime.now(UTC))
         os.utime(os.path.join(self.root, "progress.txt"))
         os.utime(os.path.join(self.root, "prd.json"))

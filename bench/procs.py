@@ -158,7 +158,7 @@ class SchedProbe:
     def read(self) -> dict[str, float]:
         now = (*schedstat(self.pid), *schedstat(os.getpid()))
         names = ("server_cpu_ms", "server_wait_ms", "client_cpu_ms", "client_wait_ms")
-        return {n: round((b - a) * 1000, 2) for n, a, b in zip(names, self._start, now)}
+        return {n: round((b - a) * 1000, 2) for n, a, b in zip(names, self._start, now, strict=False)}
 
 
 def memory_kib(pid: int, field: str) -> int:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import selectors
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 #: The initial status of every stream: a client counts as open once it arrived.
 INITIAL = b'"type":"status_update"'

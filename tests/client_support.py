@@ -7,8 +7,10 @@ connections for a while.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
+from datetime import UTC
+from typing import Any, TypeVar
 
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Factory, Protocol
@@ -213,9 +215,9 @@ class LiveLoop:
     run: Any
 
     @classmethod
-    def create(cls, root: str) -> "LiveLoop":
+    def create(cls, root: str) -> LiveLoop:
         import os
-        from datetime import datetime, timedelta, timezone
+        from datetime import datetime, timedelta
 
         from loopdash.cli.sample import SAMPLE_STORIES, RealRun, write_prd
 
@@ -224,7 +226,7 @@ class LiveLoop:
         write_prd(root, stories)
         with open(os.path.join(root, "progress.txt"), "w") as f:
             f.write("# progress\n\n")
-        run = RealRun(root, datetime.now(timezone.utc) - timedelta(minutes=5))
+        run = RealRun(root, datetime.now(UTC) - timedelta(minutes=5))
         run.start()
         run.write_metrics(run.started_at)
         return cls(root, stories, run)

@@ -14,8 +14,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 #: ``twistd`` with the test's own interpreter.
 TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]

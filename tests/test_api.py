@@ -13,15 +13,15 @@ from typing import Any
 import pytest
 import pytest_twisted
 from twisted.internet.defer import Deferred
-from twisted.internet.protocol import Protocol
+from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import ILogObserver, globalLogPublisher
 from twisted.python.failure import Failure
 from zope.interface import provider
 
+from loopdash.cli.sample import append_progress, progress_entry, write_in_place
+from loopdash.local.token import write_token
 from loopdash.server import api
 from loopdash.server.accesslog import redact_uri
-from loopdash.local.token import write_token
-from loopdash.cli.sample import append_progress, progress_entry, write_in_place
 from tests.conftest import DaemonFactory
 from tests.support import Answer, RunningDaemon
 
@@ -68,7 +68,7 @@ class _Collect(Protocol):
     def dataReceived(self, data: bytes) -> None:
         self.data += data
 
-    def connectionLost(self, reason: Failure = Failure(Exception())) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.done.callback(self.data)
 
 
@@ -195,7 +195,7 @@ async def test_stories_fields_and_counts(sample_daemon: RunningDaemon) -> None:
     with open(os.path.join(sample_daemon.root, "prd.json")) as f:
         prd = json.load(f)["userStories"]
     assert [s["id"] for s in body["stories"]] == [s["id"] for s in prd]
-    for story, raw in zip(body["stories"], prd):
+    for story, raw in zip(body["stories"], prd, strict=False):
         assert story["title"] == raw["title"] and story["description"] == raw["description"]
         assert story["priority"] == raw["priority"] and isinstance(story["priority"], int)
         assert story["status"] == ("completed" if raw["passes"] else "pending")

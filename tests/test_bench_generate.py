@@ -68,7 +68,7 @@ async def test_the_loop_writer_changes_are_what_the_daemon_serves(
 
     kind, marker, _ = writer.change(0)
     assert kind == "progress.txt append"
-    logs = (await daemon.get("/api/logs?limit=1&offset=%d" % made.log_entries)).json()
+    logs = (await daemon.get(f"/api/logs?limit=1&offset={made.log_entries}")).json()
     assert logs["total"] == made.log_entries + 1
     assert marker.decode() in "\n".join(logs["logs"][0]["lines"])
 

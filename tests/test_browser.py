@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import os
 import re
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
-from loopdash.local.token import write_token
 from loopdash.cli.sample import (
     RealRun,
     append_progress,
@@ -25,6 +25,7 @@ from loopdash.cli.sample import (
     write_in_place,
     write_prd,
 )
+from loopdash.local.token import write_token
 from tests.browser_support import (
     CHROMIUM_ARGS,
     ConsoleWatch,
@@ -251,7 +252,7 @@ def test_every_section_shows_the_projects_values(daemon: DaemonProcess, open_pag
     # History: newest first
     rows = page.locator("#runs-body tr")
     expect(rows).to_have_count(len(history["runs"]))
-    for row, run in zip(rows.all(), history["runs"]):
+    for row, run in zip(rows.all(), history["runs"], strict=False):
         expect(row.locator("th")).to_have_text(run["run_id"])
         expect(row).to_contain_text(money(run["total_cost"]))
     assert list(console) == []
@@ -437,7 +438,7 @@ def test_a_run_detail_page_loads_from_its_url(daemon: DaemonProcess, open_page: 
 
 
 def test_history_pages_through_runs_newest_first(project: str, tmp_path: Any, open_page: OpenPage) -> None:
-    base = datetime(2025, 6, 1, 12, 0, tzinfo=timezone.utc)
+    base = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
     for n in range(12):
         moment = base + timedelta(days=n)
         write_flat_run(project, moment.strftime("%Y%m%d_%H%M%S"), [
@@ -472,7 +473,7 @@ def make_progress(root: str, daemon: DaemonProcess, note: str) -> dict[str, Any]
     story = next(s for s in stories if s["id"] == "US-005")
     story.update(passes=True, notes=note)
     run = current_run(root)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     iteration = run.add_iteration("US-005", story["title"], now, 240000, "complete", tokens_in=20000, tokens_out=6000)
     run.write_metrics(now)
     append_progress(root, progress_entry(now.strftime("%Y-%m-%d %H:%M:%S"), "US-005", story["title"], "Complete",
@@ -515,7 +516,7 @@ def test_a_new_run_appears_live_and_a_replaced_progress_txt_is_reloaded(
     page, console = open_page()
     sign_in(page, daemon)
     old_run = daemon.api("/api/status")["run_id"]
-    run = RealRun(project, datetime.now(timezone.utc) + timedelta(seconds=2))  # a later run id than the current one
+    run = RealRun(project, datetime.now(UTC) + timedelta(seconds=2))  # a later run id than the current one
     run.start()
     # The new run starts a fresh progress.txt (the loop replaced it).
     write_in_place(os.path.join(project, "progress.txt"), "# progress\n\n" + progress_entry(

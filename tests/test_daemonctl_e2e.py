@@ -20,14 +20,15 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
+from loopdash.cli.sample import create_sample_project
 from loopdash.local.daemon import DaemonFiles, find_running, read_pidfile, wait_until
 from loopdash.local.procinfo import is_alive
-from loopdash.cli.sample import create_sample_project
 from tests.processes import free_port
 
 COMMAND_TIMEOUT = 60.0

@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 import pytest_twisted
-from twisted.application.service import Application, MultiService
 from hypothesis import given
 from hypothesis import strategies as st
+from twisted.application.service import Application, MultiService
+from twisted.internet.task import Clock
 from twisted.logger import (
     ILogObserver,
     LogEvent,
@@ -23,14 +24,16 @@ from twisted.logger import (
     globalLogPublisher,
     textFileLogObserver,
 )
-from twisted.internet.task import Clock
+from twisted.python import usage
 from twisted.python.failure import Failure
 from twisted.web.resource import Resource
-from twisted.python import usage
 
+from loopdash.cli.logtail import LogFollower, last_lines
+from loopdash.cli.start import is_port_in_use, twistd_command
+from loopdash.cli.status import format_duration
 from loopdash.local import procinfo
-from loopdash.server.accesslog import AccessLogSite
 from loopdash.local.daemon import DEAD, STOPPED, DaemonFiles, connect_url, inspect, wait_until, write_state
+from loopdash.server.accesslog import AccessLogSite
 from loopdash.server.logformat import (
     DaemonLogging,
     PerSecondTimestamps,
@@ -38,9 +41,6 @@ from loopdash.server.logformat import (
     twistd_log_target,
     twistd_writes_a_file,
 )
-from loopdash.cli.logtail import LogFollower, last_lines
-from loopdash.cli.start import is_port_in_use, twistd_command
-from loopdash.cli.status import format_duration
 from loopdash.server.tap import Options
 from tests.conftest import DaemonFactory
 
@@ -238,7 +238,7 @@ class Unprintable:
 
 def failure_event() -> LogEvent:
     try:
-        1 / 0
+        1 / 0  # noqa: B018 (a real traceback is the point)
     except ZeroDivisionError:
         failure = Failure()
     return {"log_format": "boom {n}", "n": 3, "log_failure": failure, "log_time": 1795868751.5,

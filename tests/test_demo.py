@@ -16,12 +16,12 @@ import pytest
 import pytest_twisted
 from twisted.internet.task import Clock
 
-from loopdash.loop.parsing import ParseError, parse_log_entries, parse_metrics, parse_prd, parse_summary
 from loopdash.cli.sample import SAMPLE_STORIES
 from loopdash.cli.simulator import BASE_ITERATION_SECONDS, BASE_PAUSE_SECONDS, HALF_WRITE_GAP, LoopSimulator
+from loopdash.loop.parsing import ParseError, parse_log_entries, parse_metrics, parse_prd, parse_summary
 from tests.conftest import DaemonFactory
-from tests.support import open_stream
 from tests.processes import free_port
+from tests.support import open_stream
 
 
 def read(root: str, *parts: str) -> bytes:

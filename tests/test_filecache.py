@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from loopdash.cli.sample import RealRun, write_in_place
 from loopdash.loop.filecache import FileCache
 from loopdash.loop.models import RunMetrics
 from loopdash.loop.parsing import parse_metrics
-from loopdash.cli.sample import RealRun, write_in_place
 
 
 class CountingParser:
@@ -41,7 +41,7 @@ def bump_mtime(path: str, seconds: int) -> None:
 
 @pytest.fixture
 def run(tmp_path: Any) -> RealRun:
-    start = datetime(2026, 1, 24, 10, 20, tzinfo=timezone.utc)
+    start = datetime(2026, 1, 24, 10, 20, tzinfo=UTC)
     run = RealRun(str(tmp_path), start)
     run.start()
     run.add_iteration("US-001", "Log tokens", start + timedelta(minutes=4), 240000)

@@ -18,19 +18,20 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterator
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import pytest_twisted
 from twisted.logger import globalLogPublisher
 
-from loopdash.local.token import write_token
 from loopdash.cli.sample import RealRun, create_sample_project
+from loopdash.local.token import write_token
 from loopdash.server.service import once_per_cause
 from tests.conftest import DaemonFactory
-from tests.support import RunningDaemon, open_stream, settle
 from tests.processes import free_port
+from tests.support import RunningDaemon, open_stream, settle
 
 ROUTES = ("/api/status", "/api/stories", "/api/logs", "/api/history", "/api/runs", "/api/health")
 
@@ -130,9 +131,9 @@ async def test_the_runs_directory_deleted_and_recreated_under_an_open_stream(
     assert answers["/api/runs"].json() == []
     assert (await daemon.get("/api/metrics")).code == 404
     os.makedirs(runs)
-    run = RealRun(sample_root, datetime.now(timezone.utc))
+    run = RealRun(sample_root, datetime.now(UTC))
     run.start()
-    run.write_metrics(datetime.now(timezone.utc))
+    run.write_metrics(datetime.now(UTC))
     started = await stream.next_of_type("run_started", timeout=10)
     assert started.data["data"]["run_id"] == run.run_id
     assert [r["run_id"] for r in (await daemon.get("/api/runs")).json()] == [run.run_id]
@@ -146,9 +147,9 @@ async def test_a_run_directory_symlinked_outside_the_root_is_not_followed(
 ) -> None:
     outside = os.path.join(str(tmp_path), "outside")
     os.makedirs(outside)
-    secret = RealRun(outside, datetime.now(timezone.utc) + timedelta(days=400))
+    secret = RealRun(outside, datetime.now(UTC) + timedelta(days=400))
     secret.start()
-    secret.write_metrics(datetime.now(timezone.utc))
+    secret.write_metrics(datetime.now(UTC))
     daemon = await daemon_factory(sample_root, poll_interval=0.05, keepalive=60.0)
     before = (await daemon.get("/api/runs")).json()
     stream = await open_stream(daemon)

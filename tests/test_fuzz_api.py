@@ -10,7 +10,8 @@ schemathesis uses blocking requests, so the daemon runs in another process.
 from __future__ import annotations
 
 import os
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import schemathesis

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+
 import pytest
 import pytest_twisted
 from hypothesis import given

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -13,12 +13,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.internet.task import Clock
 
-from loopdash.server.encoding import encode_json
-from loopdash.server.live import ROW_RECHECK, LiveProject, history_page
+from loopdash.cli.sample import RealRun, create_sample_project, progress_entry
+from loopdash.derive.status import run_row_json
 from loopdash.loop.parsing import parse_log_entries
 from loopdash.loop.project import Project
-from loopdash.derive.status import run_row_json
-from loopdash.cli.sample import RealRun, create_sample_project, progress_entry
+from loopdash.server.encoding import encode_json
+from loopdash.server.live import ROW_RECHECK, LiveProject, history_page
 from tests.conftest import DaemonFactory
 
 
@@ -148,7 +148,7 @@ def test_encoded_answers_stay_within_their_byte_budget(project: CountingProject,
     clock = Clock()
     clock.advance(1_800_000_000.0)
     live = LiveProject(project, clock, stale_after=600.0)
-    for second in range(300):
+    for _second in range(300):
         clock.advance(1.0)  # a new version of everything that moves with the clock
         live.runs_body()
         live.status_body()
@@ -204,7 +204,7 @@ class RowCountingProject(Project):
 
 
 def many_runs(root: str, count: int) -> list[str]:
-    started = datetime(2026, 11, 1, tzinfo=timezone.utc)
+    started = datetime(2026, 11, 1, tzinfo=UTC)
     run_ids = []
     for n in range(count):
         run = RealRun(root, started + timedelta(hours=n))
@@ -246,7 +246,7 @@ def test_the_first_full_run_list_is_read_in_steps_that_yield_to_the_reactor(tmp_
     # Joined from each row's kept JSON: the same bytes as encoding the list whole.
     assert body == encode_json([run_row_json(project.run_row(r)) for r in run_ids[::-1]])
     # A row that changes is encoded again; the others are kept.
-    newest = RealRun(str(tmp_path), datetime(2026, 11, 1, tzinfo=timezone.utc) + timedelta(hours=34))
+    newest = RealRun(str(tmp_path), datetime(2026, 11, 1, tzinfo=UTC) + timedelta(hours=34))
     newest.add_iteration("US-001", "A story", newest.started_at + timedelta(minutes=5), 300000)
     newest.add_iteration("US-002", "Another", newest.started_at + timedelta(minutes=9), 300000)
     newest.write_metrics(newest.started_at + timedelta(minutes=9))
@@ -291,7 +291,7 @@ def test_older_rows_of_the_full_run_list_are_checked_every_few_seconds_and_the_c
     index = max(range(len(run_ids) - 1), key=lambda n: due[run_ids[n]])  # an older run due late
     older = run_ids[index]
     assert due[older] > 1002.0
-    run = RealRun(str(tmp_path), datetime(2026, 11, 1, tzinfo=timezone.utc) + timedelta(hours=index))
+    run = RealRun(str(tmp_path), datetime(2026, 11, 1, tzinfo=UTC) + timedelta(hours=index))
     run.add_iteration("US-001", "A story", run.started_at + timedelta(minutes=5), 300000)
     run.add_iteration("US-002", "Another", run.started_at + timedelta(minutes=9), 300000)
     run.write_metrics(run.started_at + timedelta(minutes=9))

@@ -15,8 +15,8 @@ import pytest_twisted
 import schemathesis
 from jsonschema import Draft202012Validator
 
-from loopdash.server.api import MAX_HISTORY_PAGE, MAX_LOG_PAGE, DashboardAPI
 from loopdash.cli.simulator import LoopSimulator
+from loopdash.server.api import MAX_HISTORY_PAGE, MAX_LOG_PAGE, DashboardAPI
 from tests.conftest import DaemonFactory
 from tests.contract import Contract, the_document
 from tests.support import RunningDaemon, open_stream
@@ -27,7 +27,7 @@ def test_the_document_is_valid_openapi_3_1_with_valid_json_schemas() -> None:
     assert document["openapi"] == "3.1.0"
     # schemathesis validates against the OpenAPI 3.1 meta-schema.
     schemathesis.openapi.from_dict(document).validate()
-    for name, schema in document["components"]["schemas"].items():
+    for _name, schema in document["components"]["schemas"].items():
         Draft202012Validator.check_schema(schema)
 
 

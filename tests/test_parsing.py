@@ -8,13 +8,16 @@ import dataclasses
 import json
 import math
 import os
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from loopdash.cli.sample import SAMPLE_STORIES, RealRun, write_prd
+from loopdash.derive.status import metrics_payload, run_detail_json, stories_payload
 from loopdash.loop.models import LogEntry, Prd, RunMetrics, RunSummary
 from loopdash.loop.parsing import (
     ParseError,
@@ -23,11 +26,9 @@ from loopdash.loop.parsing import (
     parse_prd,
     parse_summary,
 )
-from loopdash.cli.sample import SAMPLE_STORIES, RealRun, write_prd
-from loopdash.derive.status import metrics_payload, run_detail_json, stories_payload
 from loopdash.loop.project import row_from_metrics, row_from_summary
 
-UTC = timezone.utc
+UTC = UTC
 
 # The real claude-loop shape, verbatim from loop-data.md.
 REAL_METRICS = b"""{

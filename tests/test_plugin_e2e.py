@@ -15,7 +15,8 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from twisted.application.service import IServiceMaker

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from loopdash.cli.sample import append_progress, progress_entry, write_in_place
 from loopdash.loop.models import LogEntry
 from loopdash.loop.parsing import parse_log_entries
 from loopdash.loop.progress import ProgressLog
-from loopdash.cli.sample import append_progress, progress_entry, write_in_place
 
 PREAMBLE = "# claude-loop progress\n\nProject: claude-loop-p2-features\n\n"
 

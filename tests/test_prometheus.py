@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import pytest_twisted
@@ -16,8 +17,8 @@ from treq.testing import StubTreq
 from twisted.web.iweb import IRequest
 from twisted.web.resource import Resource
 
-from loopdash.server.front import CorsPolicy, FrontResource
 from loopdash.cli.sample import SAMPLE_STORIES, RealRun, write_in_place, write_prd
+from loopdash.server.front import CorsPolicy, FrontResource
 from tests.conftest import DaemonFactory
 from tests.support import RunningDaemon, open_stream, settle
 
@@ -97,7 +98,7 @@ class KnownLoop:
 
     def add_iteration(self, index: int, status: str, duration_ms: int, tokens_in: int, tokens_out: int) -> None:
         story = self.stories[index]
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         self.run.add_iteration(
             story["id"], story["title"], now, duration_ms, status, tokens_in=tokens_in, tokens_out=tokens_out
         )
@@ -117,7 +118,7 @@ def known(tmp_path: Any) -> KnownLoop:
         story.update(passes=True)
     write_prd(root, stories, project=PROJECT)
     write_in_place(os.path.join(root, "progress.txt"), "# progress\n\n")
-    run = RealRun(root, datetime.now(timezone.utc) - timedelta(minutes=20))
+    run = RealRun(root, datetime.now(UTC) - timedelta(minutes=20))
     run.start()
     loop = KnownLoop(root, run, stories)
     loop.add_iteration(0, "complete", 45_000, 8_000, 2_000)
@@ -550,8 +551,8 @@ async def test_every_metric_the_grafana_dashboard_queries_exists_in_a_real_scrap
 
 
 def test_route_labels_are_route_templates_and_unknown_paths_are_other() -> None:
-    from loopdash.server.api import DashboardAPI
     from loopdash.metrics.meter import route_label
+    from loopdash.server.api import DashboardAPI
 
     url_map = DashboardAPI.app.url_map
     assert route_label(url_map, b"GET", b"/api/runs/20260101_120000") == "/api/runs/<string:run_id>"

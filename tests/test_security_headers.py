@@ -17,6 +17,7 @@ from tests.contract import the_document
 from tests.processes import TWISTD
 from tests.support import RunningDaemon, open_stream
 
+
 def routes(run_id: str) -> dict[str, set[str]]:
     """Every documented route and its methods, ``{run_id}`` filled in."""
     return {

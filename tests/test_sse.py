@@ -156,7 +156,7 @@ def test_any_chunking_gives_the_same_events_and_state(case: tuple[bytes, list[in
     expected = whole.feed(data)
     chunked = SSEParser()
     events: list[ServerSentEvent] = []
-    for start, end in zip([0, *cuts], [*cuts, len(data)]):
+    for start, end in zip([0, *cuts], [*cuts, len(data)], strict=False):
         events.extend(chunked.feed(data[start:end]))
     assert events == expected
     assert (chunked.last_event_id, chunked.retry) == (whole.last_event_id, whole.retry)

@@ -6,13 +6,12 @@ from __future__ import annotations
 import json
 import os
 import re
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterable
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
-from loopdash.loop.parsing import parse_prd
-from loopdash.loop.project import Project
 from loopdash.cli.sample import (
     SAMPLE_STORIES,
     RealRun,
@@ -24,8 +23,10 @@ from loopdash.cli.sample import (
     write_prd,
 )
 from loopdash.derive.status import execution_status, next_story
+from loopdash.loop.parsing import parse_prd
+from loopdash.loop.project import Project
 
-UTC = timezone.utc
+UTC = UTC
 # Whole seconds, so that run ids (to the second) name the start exactly.
 NOW = datetime(2026, 1, 24, 12, 0, 0, tzinfo=UTC)
 STALE_AFTER = 600.0
@@ -398,11 +399,11 @@ def test_absurd_durations_on_disk_never_break_the_status(root: str) -> None:
 
 def test_without_a_prd_there_is_no_estimate_even_after_a_success(tmp_path: Any) -> None:
     root = str(tmp_path)
-    run = RealRun(root, datetime.now(timezone.utc) - timedelta(minutes=10))
+    run = RealRun(root, datetime.now(UTC) - timedelta(minutes=10))
     run.start()
     run.add_iteration("US-001", "A story", run.started_at + timedelta(minutes=5), 300000)
     run.write_metrics(run.started_at + timedelta(minutes=5))
     assert not os.path.exists(os.path.join(root, "prd.json"))
-    status = execution_status(Project(root).snapshot(), datetime.now(timezone.utc).timestamp(), 600.0)
+    status = execution_status(Project(root).snapshot(), datetime.now(UTC).timestamp(), 600.0)
     assert status["total_stories"] == 0
     assert status["estimated_remaining"] is None

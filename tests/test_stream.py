@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -32,7 +32,7 @@ class LiveProject:
 
     def add_iteration(self, index: int, status: str = "complete") -> None:
         story = self.stories[index]
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         self.run.add_iteration(story["id"], story["title"], now, 90000, status)
         self.run.write_metrics(now)
 
@@ -59,7 +59,7 @@ def live(tmp_path: Any) -> LiveProject:
     write_prd(root, stories)
     with open(os.path.join(root, "progress.txt"), "w") as f:
         f.write("# progress\n\n")
-    run = RealRun(root, datetime.now(timezone.utc) - timedelta(minutes=5))
+    run = RealRun(root, datetime.now(UTC) - timedelta(minutes=5))
     run.start()
     run.write_metrics(run.started_at)
     return LiveProject(root, run, stories)

@@ -8,7 +8,8 @@ import re
 import socket
 import subprocess
 import sys
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import pytest_twisted
@@ -27,7 +28,16 @@ from loopdash.client.events import (
     StoryUpdated,
 )
 from loopdash.client.models import ExecutionStatus, Iteration, LogEntry, RunRow, Story
-from loopdash.client.watch import View, apply, describe, duration, log_headline, money, progress_bar, render_screen
+from loopdash.client.watch import (
+    View,
+    apply,
+    describe,
+    duration,
+    log_headline,
+    money,
+    progress_bar,
+    render_screen,
+)
 from tests.client_support import STATUS, LiveLoop, within
 from tests.support import RunningDaemon
 

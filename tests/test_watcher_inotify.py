@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import os
 import shutil
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import pytest_twisted
 from twisted.internet.task import Clock
 
-from loopdash.loop.project import Project
 from loopdash.cli.sample import SAMPLE_STORIES, RealRun, append_progress, progress_entry, write_prd
+from loopdash.loop.project import Project
 from loopdash.server.stream import StreamHub
 from loopdash.server.watcher import POLL_INTERVAL, WATCHED_POLL_INTERVAL, Watcher
 from tests.conftest import DaemonFactory
@@ -35,7 +35,7 @@ def root(tmp_path: Any) -> str:
     write_prd(path, [dict(story, passes=False, notes="") for story in SAMPLE_STORIES])
     with open(os.path.join(path, "progress.txt"), "w") as f:
         f.write("# progress\n\n")
-    run = RealRun(path, datetime.now(timezone.utc) - timedelta(minutes=5))
+    run = RealRun(path, datetime.now(UTC) - timedelta(minutes=5))
     run.start()
     run.write_metrics(run.started_at)
     return path
@@ -157,7 +157,7 @@ async def test_each_new_run_is_watched_and_earlier_runs_are_let_go(
     watcher = watcher_of(daemon)
     stream = await open_stream(daemon)
     await stream.next_of_type("status_update")
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
 
     for n in range(3):
         run = RealRun(root, started + timedelta(minutes=n + 1))
@@ -166,8 +166,8 @@ async def test_each_new_run_is_watched_and_earlier_runs_are_let_go(
         message = await stream.next_of_type("run_started", timeout=10.0)
         assert message.data["data"]["run_id"] == run.run_id
 
-    run.add_iteration("US-002", "Second story", datetime.now(timezone.utc), 1000, "complete")
-    run.write_metrics(datetime.now(timezone.utc))
+    run.add_iteration("US-002", "Second story", datetime.now(UTC), 1000, "complete")
+    run.write_metrics(datetime.now(UTC))
     message = await stream.next_of_type("iteration_added", timeout=10.0)
     assert message.data["data"]["run_id"] == run.run_id
     assert set(watcher._watched) == expected_watches(root, run.run_id)

@@ -21,8 +21,8 @@ from twisted.logger import (
 )
 
 from loopdash.cli.sample import create_sample_project
-from loopdash.server.service import DashboardConfig, build_dashboard, tcp_endpoint
 from loopdash.cli.simulator import LoopSimulator
+from loopdash.server.service import DashboardConfig, build_dashboard, tcp_endpoint
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

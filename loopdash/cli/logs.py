@@ -6,9 +6,9 @@ import argparse
 import sys
 import time
 
-from loopdash.local.daemon import DaemonFiles
 from loopdash.cli.common import add_root_argument, error
 from loopdash.cli.logtail import LogFollower, last_lines
+from loopdash.local.daemon import DaemonFiles
 
 FOLLOW_INTERVAL = 0.25
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 SAMPLE_STORIES: tuple[dict[str, Any], ...] = (
     {
@@ -94,7 +95,7 @@ AGENTS = ("backend-architect", "test-engineer", "code-reviewer", "docs-writer")
 
 
 def iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def run_id_for(moment: datetime) -> str:
@@ -290,7 +291,7 @@ def write_flat_run(
 def create_sample_project(root: str, now: datetime | None = None) -> None:
     """A finished project history: an old flat-shape run, a real-shape finished
     run, and a current real-shape run that stopped mid-way (no summary)."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     os.makedirs(root, exist_ok=True)
     stories = [dict(s, passes=False, notes="") for s in SAMPLE_STORIES]
     progress_path = os.path.join(root, "progress.txt")

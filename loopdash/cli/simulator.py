@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import os
 import random
-from datetime import datetime, timezone
-from typing import Any, Sequence
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 from twisted.internet.interfaces import IDelayedCall
 
-from loopdash.loop.models import Prd
-from loopdash.loop.parsing import parse_prd
 from loopdash.cli.sample import (
     AGENTS,
     SAMPLE_STORIES,
@@ -28,6 +27,8 @@ from loopdash.cli.sample import (
     write_prd,
 )
 from loopdash.derive.status import next_story
+from loopdash.loop.models import Prd
+from loopdash.loop.parsing import parse_prd
 
 #: Seconds of wall time per iteration at speed 1: a demo, not a real loop's minutes.
 BASE_ITERATION_SECONDS = 6.0
@@ -63,7 +64,7 @@ class LoopSimulator:
     # -- timing ----------------------------------------------------------------
 
     def _now(self) -> datetime:
-        return datetime.fromtimestamp(self.clock.seconds(), tz=timezone.utc)
+        return datetime.fromtimestamp(self.clock.seconds(), tz=UTC)
 
     def _later(self, seconds: float, f: Any) -> None:
         self._pending = self.clock.callLater(seconds / self.speed, f)
@@ -87,7 +88,7 @@ class LoopSimulator:
         run = RealRun(self.root, started)
         if self.run is not None and run.run_id == self.run.run_id:
             # Run ids have one-second resolution; never reuse a directory.
-            run = RealRun(self.root, datetime.fromtimestamp(started.timestamp() + 1, tz=timezone.utc))
+            run = RealRun(self.root, datetime.fromtimestamp(started.timestamp() + 1, tz=UTC))
         run.start()
         run.write_metrics(started)
         self.run = run

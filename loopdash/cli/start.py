@@ -14,10 +14,21 @@ import subprocess
 import sys
 import time
 
-from loopdash.local import procinfo
-from loopdash.local.daemon import DEAD, RUNNING, DaemonFiles, connect_url, fetch_health, inspect, read_pidfile, remove_quietly, stop_daemon, write_state
-from loopdash.cli.common import add_root_argument, positive_seconds, error
+from loopdash.cli.common import add_root_argument, error, positive_seconds
 from loopdash.cli.logtail import last_lines
+from loopdash.local import procinfo
+from loopdash.local.daemon import (
+    DEAD,
+    RUNNING,
+    DaemonFiles,
+    connect_url,
+    fetch_health,
+    inspect,
+    read_pidfile,
+    remove_quietly,
+    stop_daemon,
+    write_state,
+)
 
 #: twistd returns once the port is bound (about 0.3 s); allow for a loaded machine.
 LAUNCH_TIMEOUT = 30.0

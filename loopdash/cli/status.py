@@ -11,8 +11,8 @@ import json
 import time
 from typing import Any
 
-from loopdash.local.daemon import DEAD, RUNNING, DaemonFiles, fetch_health, inspect
 from loopdash.cli.common import add_root_argument
+from loopdash.local.daemon import DEAD, RUNNING, DaemonFiles, fetch_health, inspect
 
 EXIT_RUNNING = 0
 EXIT_DEAD_WITH_PIDFILE = 1

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from loopdash.cli.common import add_root_argument, error, positive_seconds
 from loopdash.local.daemon import DEAD, RUNNING, DaemonFiles, inspect, remove_quietly, stop_daemon
-from loopdash.cli.common import add_root_argument, positive_seconds, error
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -10,9 +10,9 @@ import argparse
 import os
 import sys
 
-from loopdash.local.token import write_token
-from loopdash.local.daemon import DaemonFiles
 from loopdash.cli.common import add_root_argument, error
+from loopdash.local.daemon import DaemonFiles
+from loopdash.local.token import write_token
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -14,8 +14,9 @@ import asyncio
 import json
 import os
 import random
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Callable, Coroutine, Mapping, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 from treq.client import HTTPClient
@@ -30,7 +31,6 @@ from twisted.web.client import Agent, HTTPConnectionPool, ResponseDone
 from twisted.web.http import PotentialDataLoss
 from twisted.web.iweb import IAgent, IResponse
 
-from loopdash.local.token import default_token_path
 from loopdash.client.events import (
     Gap,
     Reconnected,
@@ -51,8 +51,9 @@ from loopdash.client.models import (
     Stories,
     runs_from_json,
 )
-from loopdash.local.daemon import find_running
 from loopdash.client.sse import SSEParser
+from loopdash.local.daemon import find_running
+from loopdash.local.token import default_token_path
 
 __all__ = [
     "BadRequest",

@@ -10,17 +10,18 @@ yields them so a consumer knows when events may have been missed.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Union
+from typing import Any
 
 from loopdash.client.models import (
     ExecutionStatus,
+    Fields,
     Iteration,
     LogEntry,
     MalformedResponse,
     RunRow,
     Story,
-    Fields,
 )
 
 
@@ -101,10 +102,10 @@ class Gap:
     reason: str
 
 
-ServerEvent = Union[
-    Connected, StatusUpdate, StoryUpdated, IterationAdded, LogAppended, RunStarted, RunFinished, UnknownEvent
-]
-StreamItem = Union[ServerEvent, Reconnected, Gap]
+ServerEvent = (
+    Connected | StatusUpdate | StoryUpdated | IterationAdded | LogAppended | RunStarted | RunFinished | UnknownEvent
+)
+StreamItem = ServerEvent | Reconnected | Gap
 
 
 def decode_event(data: str, event_id: str | None) -> ServerEvent:

@@ -8,8 +8,9 @@ raises :class:`MalformedResponse`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 JSONObject = Mapping[str, Any]
 

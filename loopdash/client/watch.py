@@ -15,16 +15,16 @@ import json
 import os
 import shutil
 import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
-from typing import Any, Callable, Mapping, TextIO
+from datetime import UTC, datetime
+from typing import Any, TextIO
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 
-from loopdash.local.token import default_token_path
 from loopdash.client.dashboard import (
     DashboardClient,
     DashboardError,
@@ -48,6 +48,7 @@ from loopdash.client.events import (
     UnknownEvent,
 )
 from loopdash.client.models import ExecutionStatus, LogEntry
+from loopdash.local.token import default_token_path
 
 #: Log headlines shown on the terminal view.
 DEFAULT_HEADLINES = 5
@@ -254,7 +255,7 @@ def timestamp_of(item: StreamItem | Disconnected, now: float) -> str:
     stamp = getattr(item, "timestamp", None)
     if isinstance(stamp, str) and stamp:
         return stamp
-    return datetime.fromtimestamp(now, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(now, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # -- output ----------------------------------------------------------------------------

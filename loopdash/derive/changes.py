@@ -8,8 +8,9 @@ publishes.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping, Union
+from typing import Any
 
 from loopdash.loop.models import Iteration, Story
 from loopdash.loop.progress import LogState
@@ -63,7 +64,7 @@ class StatusChanged:
     status: Mapping[str, Any]
 
 
-Change = Union[RunStarted, RunFinished, IterationAdded, StoryUpdated, LogAppended, StatusChanged]
+Change = RunStarted | RunFinished | IterationAdded | StoryUpdated | LogAppended | StatusChanged
 
 
 def status_signature(status: Mapping[str, Any]) -> dict[str, Any]:

@@ -8,8 +8,9 @@ in the README.
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
-from typing import Any, Sequence
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 from loopdash.loop.models import Iteration, JSONObject, LogEntry, Prd, RunMetrics, Story
 from loopdash.loop.project import ProjectSnapshot, RunRow, run_id_start
@@ -23,9 +24,9 @@ def iso_utc(moment: float | datetime | None) -> str | None:
     if moment is None:
         return None
     if isinstance(moment, datetime):
-        dt = moment.astimezone(timezone.utc)
+        dt = moment.astimezone(UTC)
     else:
-        dt = datetime.fromtimestamp(moment, tz=timezone.utc)
+        dt = datetime.fromtimestamp(moment, tz=UTC)
     return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 

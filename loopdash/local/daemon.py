@@ -12,11 +12,11 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 from loopdash.local import procinfo
 from loopdash.local.token import default_token_path

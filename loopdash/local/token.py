@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 import stat
-from typing import Callable
+from collections.abc import Callable
 
 from loopdash.loop.filecache import identity_of
 

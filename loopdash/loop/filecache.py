@@ -16,8 +16,9 @@ import os
 import stat as stat_module
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from loopdash.loop.parsing import ParseError
 

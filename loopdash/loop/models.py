@@ -7,9 +7,10 @@ schemas it came from (see ``loop-data.md``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any
 
 JSONValue = Any
 JSONObject = dict[str, Any]

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime, timezone
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 from loopdash.loop.models import (
     Iteration,
@@ -139,9 +140,9 @@ def parse_time(value: object) -> datetime | None:
     try:
         parsed = datetime.fromisoformat(raw)
         if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=timezone.utc)
+            parsed = parsed.replace(tzinfo=UTC)
         # Year 1 at +01:00 or year 9999 at -01:00 leaves datetime's range in UTC.
-        return parsed.astimezone(timezone.utc)
+        return parsed.astimezone(UTC)
     except (ValueError, OverflowError):
         return None
 

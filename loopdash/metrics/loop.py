@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import bisect
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Protocol, Sequence
+from typing import Any, Protocol
 
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from twisted.logger import Logger
 
+from loopdash.derive.status import execution_status
 from loopdash.loop.models import Iteration, RunMetrics
 from loopdash.loop.project import ProjectSnapshot
-from loopdash.derive.status import execution_status
 
 LABELS = ("project", "run_id")
 OUTCOMES = ("success", "failure", "other")

@@ -9,13 +9,14 @@ collectors, and whatever custom collectors it is given (the loop's metrics).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
     Counter,
-    GCCollector,
     Gauge,
+    GCCollector,
     Histogram,
     Info,
     PlatformCollector,

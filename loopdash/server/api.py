@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import functools
 import inspect
-from typing import Any, Callable, Literal, Protocol, TypeVar
+from collections.abc import Callable
+from typing import Any, Literal, Protocol, TypeVar
 
 from klein import Klein
 from twisted.internet.defer import CancelledError, ensureDeferred
@@ -22,16 +23,16 @@ from twisted.web.server import Request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from loopdash import API_VERSION, __version__
+from loopdash.derive.status import iso_utc
 from loopdash.local.token import TokenFile
+from loopdash.loop.project import Project
+from loopdash.metrics.meter import NULL_METER, Meter
 from loopdash.server.auth import Denied, bearer_token, check_token
 from loopdash.server.encoding import encode_json
 from loopdash.server.live import LiveProject
-from loopdash.metrics.meter import NULL_METER, Meter
 from loopdash.server.openapi import build_openapi
-from loopdash.loop.project import Project
 from loopdash.server.stream import StreamHub, TicketBook
 from loopdash.server.throttle import FailureThrottle
-from loopdash.derive.status import iso_utc
 
 #: Largest page a client may ask for; larger limits are capped, not refused.
 MAX_LOG_PAGE = 1000

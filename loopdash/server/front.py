@@ -8,14 +8,14 @@ handling untouched.
 from __future__ import annotations
 
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from twisted.web.http import Request
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, Resource
 
-from loopdash.server.encoding import encode_json
 from loopdash.metrics.meter import NULL_METER, OTHER_ROUTE, Meter, method_label
+from loopdash.server.encoding import encode_json
 
 ALLOWED_METHODS = b"GET, HEAD, POST, OPTIONS"
 #: What the web pages accept.

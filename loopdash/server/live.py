@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import zlib
 from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
 
-from loopdash.server.encoding import encode_json
-from loopdash.loop.project import Project, ProjectSnapshot, RunRow, is_run_id
 from loopdash.derive.status import (
     execution_status,
     log_entry_json,
@@ -30,6 +29,8 @@ from loopdash.derive.status import (
     run_row_json,
     stories_payload,
 )
+from loopdash.loop.project import Project, ProjectSnapshot, RunRow, is_run_id
+from loopdash.server.encoding import encode_json
 
 #: How old a shared snapshot may be before a request takes a new one.
 MAX_SNAPSHOT_AGE = 0.05

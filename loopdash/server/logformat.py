@@ -17,7 +17,8 @@ from __future__ import annotations
 import math
 import signal
 import sys
-from typing import IO, Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import IO, Any
 
 from twisted.application.service import IService, MultiService
 from twisted.logger import (

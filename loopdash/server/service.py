@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
@@ -19,19 +20,25 @@ from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 from twisted.web.server import Site
 
+from loopdash.derive.status import DEFAULT_STALE_AFTER
+from loopdash.local.token import (
+    TokenFile,
+    UnsafeTokenFile,
+    default_token_path,
+    ensure_token,
+    token_file_problem,
+)
+from loopdash.loop.filecache import Reporter
+from loopdash.loop.project import Project
+from loopdash.metrics.loop import LoopCollector
+from loopdash.metrics.meter import Meter, RouteLabels, file_kind
+from loopdash.metrics.prometheus import PrometheusMeter
 from loopdash.server.accesslog import AccessLogSite
 from loopdash.server.api import DashboardAPI
-from loopdash.local.token import TokenFile, UnsafeTokenFile, default_token_path, ensure_token, token_file_problem
-from loopdash.loop.filecache import Reporter
 from loopdash.server.exposure import exposure_warning
 from loopdash.server.front import CorsPolicy, FrontResource
 from loopdash.server.limits import BoundedRequest
 from loopdash.server.live import LiveProject
-from loopdash.metrics.loop import LoopCollector
-from loopdash.metrics.meter import Meter, RouteLabels, file_kind
-from loopdash.loop.project import Project
-from loopdash.metrics.prometheus import PrometheusMeter
-from loopdash.derive.status import DEFAULT_STALE_AFTER
 from loopdash.server.stream import StreamHub, TicketBook
 from loopdash.server.throttle import FailureThrottle
 from loopdash.server.watcher import WATCHED_POLL_INTERVAL, Watcher
@@ -121,7 +128,7 @@ class ListeningService(StreamServerEndpointService):
     def __init__(self, endpoint: Any, factory: Site) -> None:
         StreamServerEndpointService.__init__(self, endpoint, factory)
 
-    def when_listening(self) -> "Deferred[IListeningPort]":
+    def when_listening(self) -> Deferred[IListeningPort]:
         """Fires with the listening port once bound (tests read the port-0 number from it)."""
         waiting = self._waitingForPort
         if waiting is None:

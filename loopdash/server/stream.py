@@ -13,8 +13,9 @@ from __future__ import annotations
 import json
 import secrets
 from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IPushProducer
@@ -23,8 +24,8 @@ from twisted.logger import Logger
 from twisted.web.server import Request
 from zope.interface import implementer
 
-from loopdash.metrics.meter import NULL_METER, Meter
 from loopdash.derive.status import iso_utc
+from loopdash.metrics.meter import NULL_METER, Meter
 
 RETRY_MS = 3000
 #: Events held for a paused stream before it is coalesced to the latest status.
@@ -62,7 +63,7 @@ def encode_event(
         body["gap"] = True
     # json.dumps never emits a newline without indent, so one data line suffices.
     payload = json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    return f"id: {event_id}\ndata: {payload}\n\n".encode("utf-8")
+    return f"id: {event_id}\ndata: {payload}\n\n".encode()
 
 
 @implementer(IPushProducer)

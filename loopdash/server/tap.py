@@ -8,10 +8,10 @@ from typing import Any
 from twisted.application.service import IService
 from twisted.python import usage
 
-from loopdash.server.logformat import LOG_FORMATS, DaemonLogging, twistd_log_target, twistd_writes_a_file
-from loopdash.local.token import default_token_path, token_file_problem
-from loopdash.server.service import DashboardConfig, build_dashboard, tcp_endpoint
 from loopdash.derive.status import DEFAULT_STALE_AFTER
+from loopdash.local.token import default_token_path, token_file_problem
+from loopdash.server.logformat import LOG_FORMATS, DaemonLogging, twistd_log_target, twistd_writes_a_file
+from loopdash.server.service import DashboardConfig, build_dashboard, tcp_endpoint
 
 
 def _positive(kind: str) -> Any:
@@ -40,8 +40,8 @@ class Options(usage.Options):
             "listen",
             None,
             None,
-            "Twisted endpoint string to listen on instead of --host/--port, e.g. "
-            "tcp:8080:interface=0.0.0.0 or ssl:8443:privateKey=key.pem:certKey=cert.pem.",
+            ("Twisted endpoint string to listen on instead of --host/--port, e.g. "
+            "tcp:8080:interface=0.0.0.0 or ssl:8443:privateKey=key.pem:certKey=cert.pem."),
         ],
         [
             "token-file",
@@ -60,8 +60,8 @@ class Options(usage.Options):
             "poll-interval",
             None,
             None,
-            "Seconds between polls of the loop's files (default: 1, or 10 while inotify "
-            "is watching every directory that matters, since it reports changes at once).",
+            ("Seconds between polls of the loop's files (default: 1, or 10 while inotify "
+            "is watching every directory that matters, since it reports changes at once)."),
             _positive("--poll-interval"),
         ],
         [
@@ -88,8 +88,8 @@ class Options(usage.Options):
             "auth-failures",
             None,
             30,
-            "Failed authentications allowed from one address before it gets 429 "
-            "(they are forgiven at one per second; valid tokens are always served).",
+            ("Failed authentications allowed from one address before it gets 429 "
+            "(they are forgiven at one per second; valid tokens are always served)."),
             int,
         ],
     ]

@@ -9,9 +9,10 @@ the fallback and the only mechanism where inotify is missing.
 from __future__ import annotations
 
 import os
-from dataclasses import replace
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet.task import LoopingCall
@@ -30,9 +31,6 @@ from loopdash.derive.changes import (
     diff,
     status_signature,
 )
-from loopdash.server.live import LiveProject
-from loopdash.metrics.meter import NULL_METER, Meter
-from loopdash.loop.project import Project, ProjectSnapshot
 from loopdash.derive.status import (
     execution_status,
     iteration_json,
@@ -40,6 +38,9 @@ from loopdash.derive.status import (
     run_row_json,
     story_json,
 )
+from loopdash.loop.project import Project, ProjectSnapshot
+from loopdash.metrics.meter import NULL_METER, Meter
+from loopdash.server.live import LiveProject
 from loopdash.server.stream import StreamHub
 
 #: How long an inotify wake-up waits before polling, so one burst of writes

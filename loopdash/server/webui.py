@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
-from typing import Mapping
 
 from twisted.web import http
 from twisted.web.iweb import IRequest
@@ -60,7 +60,7 @@ class StaticFile:
         return f'"{self.digest}{"-gz" if gzipped else ""}"'.encode("ascii")
 
     @classmethod
-    def of(cls, name: str, body: bytes) -> "StaticFile":
+    def of(cls, name: str, body: bytes) -> StaticFile:
         suffix = name[name.rfind(".") :] if "." in name else ""
         content_type = CONTENT_TYPES.get(suffix, b"application/octet-stream")
         packed = gzip.compress(body, compresslevel=9, mtime=0)
@@ -115,7 +115,7 @@ class WebUI:
         self.assets = {name: StaticFile.of(name, body) for name, body in assets.items()}
 
     @classmethod
-    def from_package(cls) -> "WebUI":
+    def from_package(cls) -> WebUI:
         return cls(read_package_files())
 
     def route_label(self, path: bytes) -> str | None:
