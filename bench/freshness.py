@@ -52,8 +52,16 @@ def token_of(root: str) -> str:
         return f.read().strip()
 
 
-def measure(swarm: Swarm, writer: LoopWriter, changes: int, mode: str, pid: int, poll_interval: float = 1.0,
-            seed: int = 7, timeout: float = 5.0) -> Freshness:
+def measure(
+    swarm: Swarm,
+    writer: LoopWriter,
+    changes: int,
+    mode: str,
+    pid: int,
+    poll_interval: float = 1.0,
+    seed: int = 7,
+    timeout: float = 5.0,
+) -> Freshness:
     """``changes`` marked changes, one at a time, each waited for (at most ``timeout`` s).
 
     The pause before each change is uniform over a whole poll interval: an event
@@ -87,8 +95,10 @@ def measure(swarm: Swarm, writer: LoopWriter, changes: int, mode: str, pid: int,
         median_ms=round(statistics.median(samples), 2),
         max_ms=round(max(samples), 2),
         min_ms=round(min(samples), 2),
-        by_kind={k: {"median_ms": round(statistics.median(v), 2), "max_ms": round(max(v), 2)}
-                 for k, v in kinds.items()},
+        by_kind={
+            k: {"median_ms": round(statistics.median(v), 2), "max_ms": round(max(v), 2)}
+            for k, v in kinds.items()
+        },
         missed=missed,
         samples_ms=[round(s, 2) for s in samples],
         sched=sched,
@@ -128,18 +138,26 @@ def format_table(results: list[Freshness]) -> str:
     for r in results:
         target = "≤ 20 ms / ≤ 100 ms" if r.mode == "inotify" else "(fallback: ≤ poll interval)"
         missed = f" ({r.missed} missed)" if r.missed else ""
-        lines.append(f"| {r.mode} | {r.changes}{missed} | {r.median_ms:.1f} ms | {r.max_ms:.1f} ms "
-                     f"({r.worst_wait_ms:.1f} ms) | {r.min_ms:.1f} ms | {target} |")
+        lines.append(
+            f"| {r.mode} | {r.changes}{missed} | {r.median_ms:.1f} ms | {r.max_ms:.1f} ms "
+            f"({r.worst_wait_ms:.1f} ms) | {r.min_ms:.1f} ms | {target} |"
+        )
     lines.append("")
     for r in results:
         for kind, figures in sorted(r.by_kind.items()):
-            lines.append(f"- {r.mode}, {kind}: median {figures['median_ms']:.1f} ms, max {figures['max_ms']:.1f} ms")
+            lines.append(
+                f"- {r.mode}, {kind}: median {figures['median_ms']:.1f} ms, max {figures['max_ms']:.1f} ms"
+            )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--project", required=True, help="a project made by bench.generate (it is written to)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--project", required=True, help="a project made by bench.generate (it is written to)"
+    )
     parser.add_argument("--changes", type=int, default=20)
     parser.add_argument("--poll-interval", type=float, default=1.0)
     parser.add_argument("--server-cpu", type=int, default=0)
@@ -152,12 +170,23 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="loopdash-fresh-") as workdir:
         for mode in args.modes.split(","):
             print(f"freshness: {mode} ...", file=sys.stderr)
-            results.append(run_mode(os.path.abspath(args.project), mode, args.changes,
-                                    args.poll_interval, args.server_cpu, workdir))
+            results.append(
+                run_mode(
+                    os.path.abspath(args.project),
+                    mode,
+                    args.changes,
+                    args.poll_interval,
+                    args.server_cpu,
+                    workdir,
+                )
+            )
     print(format_table(results))
     if args.json:
-        document: dict[str, Any] = {"revision": procs.git_revision(), "poll_interval": args.poll_interval,
-                                    "results": [asdict(r) for r in results]}
+        document: dict[str, Any] = {
+            "revision": procs.git_revision(),
+            "poll_interval": args.poll_interval,
+            "results": [asdict(r) for r in results],
+        }
         with open(args.json, "w") as f:
             json.dump(document, f, indent=2)
     return 0

@@ -88,7 +88,9 @@ def make_stories(count: int) -> list[dict[str, Any]]:
     return stories
 
 
-def iteration_plan(run_index: int, iterations: int, stories: list[dict[str, Any]]) -> Iterator[tuple[dict[str, Any], str, int]]:
+def iteration_plan(
+    run_index: int, iterations: int, stories: list[dict[str, Any]]
+) -> Iterator[tuple[dict[str, Any], str, int]]:
     """(story, status, duration in ms) for each iteration of a run: deterministic, varied."""
     for k in range(iterations):
         story = stories[(run_index * 7 + k) % len(stories)]
@@ -148,7 +150,9 @@ def generate(
                 )
                 log_items.append((moment, story, status))
             run_id = run_id_for(started)
-            write_flat_run(root, run_id, rows, (moment - started).total_seconds(), moment.strftime("%Y-%m-%dT%H:%M:%SZ"))
+            write_flat_run(
+                root, run_id, rows, (moment - started).total_seconds(), moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+            )
             flat_runs += 1
         else:
             run = RealRun(root, started)
@@ -157,9 +161,15 @@ def generate(
             for story, status, duration_ms in plan:
                 moment += timedelta(milliseconds=duration_ms)
                 run.add_iteration(
-                    story["id"], story["title"], moment, duration_ms, status,
-                    tokens_in=8000 + duration_ms // 50, tokens_out=2000 + duration_ms // 200,
-                    model=("sonnet", "opus", "haiku")[index % 3], agents=AGENTS[: 1 + index % 3],
+                    story["id"],
+                    story["title"],
+                    moment,
+                    duration_ms,
+                    status,
+                    tokens_in=8000 + duration_ms // 50,
+                    tokens_out=2000 + duration_ms // 200,
+                    model=("sonnet", "opus", "haiku")[index % 3],
+                    agents=AGENTS[: 1 + index % 3],
                 )
                 log_items.append((moment, story, status))
             run.write_metrics(now if is_current else moment)
@@ -194,7 +204,9 @@ def generate(
     )
 
 
-def write_progress(root: str, items: list[tuple[datetime, dict[str, Any], str]], target: int) -> tuple[int, int]:
+def write_progress(
+    root: str, items: list[tuple[datetime, dict[str, Any], str]], target: int
+) -> tuple[int, int]:
     """progress.txt of about ``target`` bytes: the newest iterations' entries, padded
     with more bullets when there are too few iterations to reach the size."""
     sample = progress_entry("2026-01-13 14:40:00", "US-001", "x" * 40, "Complete", entry_bullets(0, 0))
@@ -206,8 +218,11 @@ def write_progress(root: str, items: list[tuple[datetime, dict[str, Any], str]],
         if size >= target:
             break
         text = progress_entry(
-            moment.strftime("%Y-%m-%d %H:%M:%S"), story["id"], story["title"],
-            "Complete" if status == "complete" else "Failed", entry_bullets(extra, seed),
+            moment.strftime("%Y-%m-%d %H:%M:%S"),
+            story["id"],
+            story["title"],
+            "Complete" if status == "complete" else "Failed",
+            entry_bullets(extra, seed),
         )
         chunks.append(text)
         size += len(text)
@@ -219,14 +234,18 @@ def write_progress(root: str, items: list[tuple[datetime, dict[str, Any], str]],
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("root", help="directory to create (must not exist, unless --force)")
     parser.add_argument("--size", choices=sorted(SIZES), help="a preset; explicit options override it")
     parser.add_argument("--runs", type=int)
     parser.add_argument("--iterations", type=int)
     parser.add_argument("--stories", type=int)
     parser.add_argument("--log-mb", type=float)
-    parser.add_argument("--flat-every", type=int, default=10, help="every Nth run in the flat shape (0: none)")
+    parser.add_argument(
+        "--flat-every", type=int, default=10, help="every Nth run in the flat shape (0: none)"
+    )
     parser.add_argument("--force", action="store_true", help="delete ROOT first if it exists")
     args = parser.parse_args(argv)
     preset = SIZES[args.size or "small"]

@@ -72,7 +72,9 @@ def timed_wrk(server: procs.Server, path: str, token: str | None, args: argparse
     """wrk against ``path``, with the server's CPU time per request (steadier than req/s on a busy machine)."""
     before = procs.cpu_seconds(server.pid)
     result = wrk.run(server.url(path), token, args.duration, args.client_cpu)
-    result.cpu_us_per_request = round(1e6 * (procs.cpu_seconds(server.pid) - before) / max(result.requests, 1), 1)
+    result.cpu_us_per_request = round(
+        1e6 * (procs.cpu_seconds(server.pid) - before) / max(result.requests, 1), 1
+    )
     return result
 
 
@@ -88,15 +90,23 @@ def endpoints(server: procs.Server, token: str, facts: dict[str, Any]) -> list[E
         Endpoint("/api/status", "/api/status", 0.7),
         Endpoint("/api/history?limit=20", "/api/history?limit=20", 0.7),
         Endpoint("/api/logs?limit=10", "/api/logs?limit=10", 0.5),
-        Endpoint(f"/api/logs?limit=10 last page (offset {max(total - 10, 0)})",
-                 f"/api/logs?limit=10&offset={max(total - 10, 0)}", 0.5),
+        Endpoint(
+            f"/api/logs?limit=10 last page (offset {max(total - 10, 0)})",
+            f"/api/logs?limit=10&offset={max(total - 10, 0)}",
+            0.5,
+        ),
         Endpoint("/api/stories", "/api/stories", 0.5),
         Endpoint(f"/api/runs/<id> ({facts['middle_run']})", f"/api/runs/{facts['middle_run']}", 0.7),
     ]
 
 
-def measure_endpoint(server: procs.Server, ceiling_server: procs.Server, token: str, endpoint: Endpoint,
-                     args: argparse.Namespace) -> tuple[Row, wrk.WrkResult]:
+def measure_endpoint(
+    server: procs.Server,
+    ceiling_server: procs.Server,
+    token: str,
+    endpoint: Endpoint,
+    args: argparse.Namespace,
+) -> tuple[Row, wrk.WrkResult]:
     """The ceiling, then the endpoint, back to back (``--rounds`` times): the ratio
     compares like with like even when the machine's load drifts during the run.
     With several rounds each side keeps its best run (load only ever slows a run)."""
@@ -116,18 +126,32 @@ def measure_endpoint(server: procs.Server, ceiling_server: procs.Server, token: 
     result.socket_errors = "; ".join(r.socket_errors for r in results if r.socket_errors)
     ratio = result.requests_per_s / ceiling.requests_per_s
     cpu_ratio = ceiling.cpu_us_per_request / max(result.cpu_us_per_request, 0.1)
-    notes = "" if result.clean else f" ({result.non_2xx} non-2xx, socket errors: {result.socket_errors or 'none'})"
+    notes = (
+        ""
+        if result.clean
+        else f" ({result.non_2xx} non-2xx, socket errors: {result.socket_errors or 'none'})"
+    )
     row = Row(
         figure=endpoint.label,
-        measured=(f"{result.requests_per_s:,.0f} req/s, p99 {result.p99_ms:.1f} ms, "
-                  f"{result.cpu_us_per_request:.0f} µs CPU/req{notes}"),
-        target=(f"≥ {endpoint.target_ratio} × ceiling ({ceiling.requests_per_s:,.0f} req/s, "
-                f"{ceiling.cpu_us_per_request:.0f} µs CPU/req)"),
+        measured=(
+            f"{result.requests_per_s:,.0f} req/s, p99 {result.p99_ms:.1f} ms, "
+            f"{result.cpu_us_per_request:.0f} µs CPU/req{notes}"
+        ),
+        target=(
+            f"≥ {endpoint.target_ratio} × ceiling ({ceiling.requests_per_s:,.0f} req/s, "
+            f"{ceiling.cpu_us_per_request:.0f} µs CPU/req)"
+        ),
         ratio=round(ratio, 3),
         passed=ratio >= endpoint.target_ratio and result.clean,
-        numbers=dict(asdict(result), body_bytes=len(body), cpu_ratio=round(cpu_ratio, 3),
-                     target_ratio=endpoint.target_ratio, ceiling=asdict(ceiling),
-                     rounds=[asdict(r) for r in results], ceiling_rounds=[asdict(c) for c in ceilings]),
+        numbers=dict(
+            asdict(result),
+            body_bytes=len(body),
+            cpu_ratio=round(cpu_ratio, 3),
+            target_ratio=endpoint.target_ratio,
+            ceiling=asdict(ceiling),
+            rounds=[asdict(r) for r in results],
+            ceiling_rounds=[asdict(c) for c in ceilings],
+        ),
     )
     return row, ceiling
 
@@ -141,8 +165,9 @@ def best(runs: list[wrk.WrkResult]) -> wrk.WrkResult:
 # -- streams -------------------------------------------------------------------------
 
 
-def fan_out(server: procs.Server, token: str, writer: LoopWriter, count: int, repeats: int,
-            target_ms: float) -> Row:
+def fan_out(
+    server: procs.Server, token: str, writer: LoopWriter, count: int, repeats: int, target_ms: float
+) -> Row:
     swarm = Swarm(server.port, token)
     try:
         opened_in = swarm.open(count, batch=50, timeout=120)
@@ -168,16 +193,25 @@ def fan_out(server: procs.Server, token: str, writer: LoopWriter, count: int, re
         at_worst = sched[lasts.index(worst)] if lasts else {}
         return Row(
             figure=f"{count:,} open streams all updated after a change (last client)",
-            measured=(f"median {statistics.median(lasts):.0f} ms / max {worst:.0f} ms over {repeats} changes"
-                      f" (first client: median {statistics.median(firsts):.0f} ms; daemon CPU per change: "
-                      f"median {statistics.median(s['server_cpu_ms'] for s in sched):.0f} ms; the slowest waited "
-                      f"{at_worst['server_wait_ms'] + at_worst['client_wait_ms']:.0f} ms for a CPU)"
-                      + ("" if complete else f"; clients reached: {reached} of {count}")) if lasts else "no event",
+            measured=(
+                f"median {statistics.median(lasts):.0f} ms / max {worst:.0f} ms over {repeats} changes"
+                f" (first client: median {statistics.median(firsts):.0f} ms; daemon CPU per change: "
+                f"median {statistics.median(s['server_cpu_ms'] for s in sched):.0f} ms; the slowest waited "
+                f"{at_worst['server_wait_ms'] + at_worst['client_wait_ms']:.0f} ms for a CPU)"
+                + ("" if complete else f"; clients reached: {reached} of {count}")
+            )
+            if lasts
+            else "no event",
             target=f"≤ {target_ms:.0f} ms",
             ratio=None,
             passed=complete and worst <= target_ms,
-            numbers={"last_ms": [round(x, 1) for x in lasts], "first_ms": [round(x, 1) for x in firsts],
-                     "reached": reached, "opened_in_s": round(opened_in, 2), "sched": sched},
+            numbers={
+                "last_ms": [round(x, 1) for x in lasts],
+                "first_ms": [round(x, 1) for x in firsts],
+                "reached": reached,
+                "opened_in_s": round(opened_in, 2),
+                "sched": sched,
+            },
         )
     finally:
         swarm.close()
@@ -238,25 +272,34 @@ def measure_startups(root: str, args: argparse.Namespace, workdir: str) -> list[
             logs_cpu.append(procs.cpu_seconds(server.pid))
         finally:
             server.stop()
-        log(f"  start {index + 1}: ceiling {ceiling_s[-1]:.2f} s; /api/health {health_s[-1]:.2f} s "
-            f"({health_cpu[-1]:.2f} s CPU), first /api/logs page {logs_s[-1]:.2f} s")
+        log(
+            f"  start {index + 1}: ceiling {ceiling_s[-1]:.2f} s; /api/health {health_s[-1]:.2f} s "
+            f"({health_cpu[-1]:.2f} s CPU), first /api/logs page {logs_s[-1]:.2f} s"
+        )
 
     def row(figure: str, seconds: list[float], cpu: list[float]) -> Row:
         median = statistics.median(seconds)
         return Row(
             figure=figure,
-            measured=(f"median {median:.2f} s, slowest {max(seconds):.2f} s over {len(seconds)} starts "
-                      f"(CPU median {statistics.median(cpu):.2f} s; the Klein ceiling's start-up: "
-                      f"median {statistics.median(ceiling_s):.2f} s, slowest {max(ceiling_s):.2f} s)"),
+            measured=(
+                f"median {median:.2f} s, slowest {max(seconds):.2f} s over {len(seconds)} starts "
+                f"(CPU median {statistics.median(cpu):.2f} s; the Klein ceiling's start-up: "
+                f"median {statistics.median(ceiling_s):.2f} s, slowest {max(ceiling_s):.2f} s)"
+            ),
             target="≤ 1 s",
             ratio=None,
             passed=median <= 1.0,
-            numbers={"seconds": [round(x, 3) for x in seconds], "cpu_s": cpu,
-                     "ceiling_seconds": [round(x, 3) for x in ceiling_s]},
+            numbers={
+                "seconds": [round(x, 3) for x in seconds],
+                "cpu_s": cpu,
+                "ceiling_seconds": [round(x, 3) for x in ceiling_s],
+            },
         )
 
-    return [row("start-up to /api/health", health_s, health_cpu),
-            row("start-up to the first /api/logs page", logs_s, logs_cpu)]
+    return [
+        row("start-up to /api/health", health_s, health_cpu),
+        row("start-up to the first /api/logs page", logs_s, logs_cpu),
+    ]
 
 
 # -- the run -------------------------------------------------------------------------
@@ -264,7 +307,9 @@ def measure_startups(root: str, args: argparse.Namespace, workdir: str) -> list[
 
 def run(args: argparse.Namespace, root: str, workdir: str) -> dict[str, Any]:
     facts = project_facts(root)
-    log(f"project: {facts['runs']} runs, {facts['stories']} stories, progress.txt {facts['progress_txt_bytes']:,} B")
+    log(
+        f"project: {facts['runs']} runs, {facts['stories']} stories, progress.txt {facts['progress_txt_bytes']:,} B"
+    )
 
     log(f"start-up, {args.startups} starts of the ceiling and of the daemon ...")
     startup_rows = measure_startups(root, args, workdir)
@@ -287,7 +332,9 @@ def run(args: argparse.Namespace, root: str, workdir: str) -> dict[str, Any]:
             for endpoint in endpoints(server, token, facts):
                 log(f"wrk: the ceiling, then {endpoint.path} ...")
                 row, ceiling_run = measure_endpoint(server, ceiling_server, token, endpoint, args)
-                log(f"  ceiling {ceiling_run.requests_per_s:,.0f} req/s; {row.measured}; ratio {row.ratio:.2f}")
+                log(
+                    f"  ceiling {ceiling_run.requests_per_s:,.0f} req/s; {row.measured}; ratio {row.ratio:.2f}"
+                )
                 endpoint_rows.append(row)
                 ceilings.append(ceiling_run)
         finally:
@@ -305,8 +352,8 @@ def run(args: argparse.Namespace, root: str, workdir: str) -> dict[str, Any]:
         fresh_row = Row(
             figure="file change → stream event (median / max)",
             measured=f"{fresh.median_ms:.1f} ms / {fresh.max_ms:.1f} ms over {args.changes - fresh.missed} changes"
-                     + (f" ({fresh.missed} missed)" if fresh.missed else "")
-                     + f"; the slowest waited {fresh.worst_wait_ms:.1f} ms for a CPU",
+            + (f" ({fresh.missed} missed)" if fresh.missed else "")
+            + f"; the slowest waited {fresh.worst_wait_ms:.1f} ms for a CPU",
             target="≤ 20 ms / ≤ 100 ms",
             ratio=None,
             passed=fresh.median_ms <= 20 and fresh.max_ms <= 100 and not fresh.missed,
@@ -329,26 +376,34 @@ def run(args: argparse.Namespace, root: str, workdir: str) -> dict[str, Any]:
         server.stop()
 
     rows = [*endpoint_rows, fresh_row, *fan_rows, idle_row]
-    rows.append(Row(
-        figure="peak RSS under load (VmHWM)",
-        measured=f"{hwm / 1024:.0f} MiB ({hwm * 1024 / 1e6:.0f} MB; {hwm_rest * 1024 / 1e6:.0f} MB after the REST load,"
-                 f" {rss * 1024 / 1e6:.0f} MB at the end)",
-        target="≤ 150 MB",
-        ratio=None,
-        passed=hwm * 1024 <= 150e6,
-        numbers={"vm_hwm_kib": hwm, "vm_hwm_after_rest_kib": hwm_rest, "vm_rss_end_kib": rss},
-    ))
+    rows.append(
+        Row(
+            figure="peak RSS under load (VmHWM)",
+            measured=f"{hwm / 1024:.0f} MiB ({hwm * 1024 / 1e6:.0f} MB; {hwm_rest * 1024 / 1e6:.0f} MB after the REST load,"
+            f" {rss * 1024 / 1e6:.0f} MB at the end)",
+            target="≤ 150 MB",
+            ratio=None,
+            passed=hwm * 1024 <= 150e6,
+            numbers={"vm_hwm_kib": hwm, "vm_hwm_after_rest_kib": hwm_rest, "vm_rss_end_kib": rss},
+        )
+    )
     rows.extend(startup_rows)
     return {
         "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "revision": procs.git_revision(),
         "project": facts,
-        "conditions": {"server_cpu": args.server_cpu, "client_cpu": args.client_cpu,
-                       "wrk": f"-t2 -c16 -d{args.duration:g}s", "daemon_open_files": nofile,
-                       "load_average_at_end": os.getloadavg()},
-        "ceiling": {"requests_per_s": [c.requests_per_s for c in ceilings],
-                    "cpu_us_per_request": [c.cpu_us_per_request for c in ceilings],
-                    "rounds": args.rounds},
+        "conditions": {
+            "server_cpu": args.server_cpu,
+            "client_cpu": args.client_cpu,
+            "wrk": f"-t2 -c16 -d{args.duration:g}s",
+            "daemon_open_files": nofile,
+            "load_average_at_end": os.getloadavg(),
+        },
+        "ceiling": {
+            "requests_per_s": [c.requests_per_s for c in ceilings],
+            "cpu_us_per_request": [c.cpu_us_per_request for c in ceilings],
+            "rounds": args.rounds,
+        },
         "rows": [asdict(r) for r in rows],
     }
 
@@ -359,12 +414,14 @@ def format_report(report: dict[str, Any]) -> str:
     lines = [
         f"loopdash scale benchmark, {report['date']}, revision {report['revision']}",
         f"project: {p['runs']:,} runs, {p['stories']} stories, progress.txt {p['progress_txt_bytes'] / 1e6:.1f} MB",
-        (f"Klein ceiling (73-byte JSON, same twistd, same core), measured just before each endpoint: "
-        f"{min(c['requests_per_s']):,.0f} to {max(c['requests_per_s']):,.0f} req/s, "
-        f"{min(c['cpu_us_per_request']):.0f} to {max(c['cpu_us_per_request']):.0f} µs CPU/req"
-        f"{rounds}; "
-        f"wrk {report['conditions']['wrk']} on CPU {report['conditions']['client_cpu']}, "
-        f"server on CPU {report['conditions']['server_cpu']}"),
+        (
+            f"Klein ceiling (73-byte JSON, same twistd, same core), measured just before each endpoint: "
+            f"{min(c['requests_per_s']):,.0f} to {max(c['requests_per_s']):,.0f} req/s, "
+            f"{min(c['cpu_us_per_request']):.0f} to {max(c['cpu_us_per_request']):.0f} µs CPU/req"
+            f"{rounds}; "
+            f"wrk {report['conditions']['wrk']} on CPU {report['conditions']['client_cpu']}, "
+            f"server on CPU {report['conditions']['server_cpu']}"
+        ),
         "",
         "| endpoint / figure | measured | target | ratio (req/s; CPU) | pass/fail |",
         "|---|---|---|---|---|",
@@ -373,27 +430,43 @@ def format_report(report: dict[str, Any]) -> str:
         ratio = "—"
         if row["ratio"] is not None:
             ratio = f"{row['ratio']:.2f}; {row['numbers']['cpu_ratio']:.2f}"
-        lines.append(f"| {row['figure']} | {row['measured']} | {row['target']} | {ratio} | "
-                     f"{'pass' if row['passed'] else 'FAIL'} |")
+        lines.append(
+            f"| {row['figure']} | {row['measured']} | {row['target']} | {ratio} | "
+            f"{'pass' if row['passed'] else 'FAIL'} |"
+        )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--project", help="a project made by bench.generate (the run writes to it)")
-    where.add_argument("--size", choices=sorted(SIZES), help="generate a project of this size in a temporary directory")
+    where.add_argument(
+        "--size", choices=sorted(SIZES), help="generate a project of this size in a temporary directory"
+    )
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of wrk per endpoint")
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds of wrk before each measurement")
-    parser.add_argument("--rounds", type=int, default=1,
-                        help="ceiling/endpoint pairs per endpoint; each side keeps its best (for busy machines)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="ceiling/endpoint pairs per endpoint; each side keeps its best (for busy machines)",
+    )
     parser.add_argument("--changes", type=int, default=20)
     parser.add_argument("--fanout", default="1000,500", help="stream counts for the fan-out rows")
     parser.add_argument("--fanout-repeats", type=int, default=3)
     parser.add_argument("--idle-streams", type=int, default=100)
-    parser.add_argument("--idle-seconds", type=float, default=60.0,
-                        help="the idle window: whole keepalive cycles (30 s), so each window holds the same wake-ups")
-    parser.add_argument("--startups", type=int, default=5, help="starts of the daemon (and of the ceiling) measured")
+    parser.add_argument(
+        "--idle-seconds",
+        type=float,
+        default=60.0,
+        help="the idle window: whole keepalive cycles (30 s), so each window holds the same wake-ups",
+    )
+    parser.add_argument(
+        "--startups", type=int, default=5, help="starts of the daemon (and of the ceiling) measured"
+    )
     parser.add_argument("--server-cpu", type=int, default=0)
     parser.add_argument("--client-cpu", type=int, default=1)
     parser.add_argument("--json", help="also write the report as JSON to this file")
@@ -411,7 +484,9 @@ def main(argv: list[str] | None = None) -> int:
             preset = SIZES[args.size]
             root = os.path.join(workdir, "project")
             log(f"generating a {args.size} project ...")
-            generate(root, int(preset["runs"]), int(preset["iterations"]), int(preset["stories"]), preset["log_mb"])
+            generate(
+                root, int(preset["runs"]), int(preset["iterations"]), int(preset["stories"]), preset["log_mb"]
+            )
         report = run(args, root, workdir)
     print(format_report(report))
     if args.json:

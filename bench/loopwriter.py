@@ -31,8 +31,13 @@ class LoopWriter:
         if "totals" not in document:
             raise ValueError(f"run {self.run_id} is not in the real metrics shape")
         started = datetime.strptime(document["started_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-        self.run = RealRun(root, started, list(document["iterations"]),
-                           document["cache"]["hits"], document["cache"]["misses"])
+        self.run = RealRun(
+            root,
+            started,
+            list(document["iterations"]),
+            document["cache"]["hits"],
+            document["cache"]["misses"],
+        )
         if self.run.run_id != self.run_id:
             raise ValueError(f"run {self.run_id} does not start at its own name ({self.run.run_id})")
         self.tag = tag
@@ -45,8 +50,12 @@ class LoopWriter:
         """One progress.txt entry appended; returns (marker, time the file was closed)."""
         marker = self.marker()
         now = datetime.now(UTC)
-        append_progress(self.root, progress_entry(
-            now.strftime("%Y-%m-%d %H:%M:%S"), "US-001", marker, "Complete", ["Benchmark change"]))
+        append_progress(
+            self.root,
+            progress_entry(
+                now.strftime("%Y-%m-%d %H:%M:%S"), "US-001", marker, "Complete", ["Benchmark change"]
+            ),
+        )
         return marker.encode(), time.monotonic()
 
     def rewrite_metrics(self) -> tuple[bytes, float]:

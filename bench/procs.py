@@ -86,8 +86,14 @@ def start_loopdash(root: str, cpu: int, log_path: str, extra: list[str] | None =
 def start_klein_ceiling(cpu: int, log_path: str) -> Server:
     port = free_port()
     argv = [
-        TWISTD, "-n", "--pidfile=", "web", "--class", "bench.klein_ceiling.resource",
-        "--listen", f"tcp:{port}:interface=127.0.0.1",
+        TWISTD,
+        "-n",
+        "--pidfile=",
+        "web",
+        "--class",
+        "bench.klein_ceiling.resource",
+        "--listen",
+        f"tcp:{port}:interface=127.0.0.1",
     ]
     return _spawn("klein", argv, cpu, log_path)
 
@@ -108,7 +114,9 @@ def wait_until_answers(server: Server, path: str, token: str | None, timeout: fl
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
-            raise RuntimeError(f"{server.name} exited with {server.process.returncode}; see {server.log_path}")
+            raise RuntimeError(
+                f"{server.name} exited with {server.process.returncode}; see {server.log_path}"
+            )
         try:
             status, _ = get(server, path, token, timeout=max(deadline - time.monotonic(), 0.1))
             if status == 200:

@@ -65,16 +65,19 @@ def compare(folded: str, cpu_us: float, ceiling_folded: str, ceiling_cpu_us: flo
     c_cost = {name: ceiling_cpu_us * n / c_total for name, n in c_inclusive.items()}
     names = [n for n in set(cost) | set(c_cost) if any(k in n for k in INTERESTING)]
     names.sort(key=lambda n: cost.get(n, 0.0) - c_cost.get(n, 0.0), reverse=True)
-    lines = [f"µs CPU per request, inclusive: loopdash {cpu_us:.0f} µs, ceiling {ceiling_cpu_us:.0f} µs",
-             "  loopdash  ceiling  extra  frame"]
+    lines = [
+        f"µs CPU per request, inclusive: loopdash {cpu_us:.0f} µs, ceiling {ceiling_cpu_us:.0f} µs",
+        "  loopdash  ceiling  extra  frame",
+    ]
     for name in names[:top]:
         a, b = cost.get(name, 0.0), c_cost.get(name, 0.0)
         lines.append(f"  {a:8.1f} {b:8.1f} {a - b:6.1f}  {name}")
     return "\n".join(lines)
 
 
-def profile_server(server: procs.Server, path: str, token: str | None, args: argparse.Namespace, spy: str,
-                   folded: str) -> tuple[wrk.WrkResult, float]:
+def profile_server(
+    server: procs.Server, path: str, token: str | None, args: argparse.Namespace, spy: str, folded: str
+) -> tuple[wrk.WrkResult, float]:
     """Load ``path`` with wrk while py-spy samples the server; returns wrk's result and µs CPU/req."""
     wrk.run(server.url(path), token, 1, args.client_cpu)
     seconds = str(max(1, round(args.duration)))
@@ -82,9 +85,24 @@ def profile_server(server: procs.Server, path: str, token: str | None, args: arg
     if args.svg and server.name == "loopdash":
         recorders.append(["record", "-o", os.path.abspath(args.svg)])
     spies = [
-        subprocess.Popen(["taskset", "-c", str(args.client_cpu), spy, *how, "--pid", str(server.pid),
-                          "--duration", seconds, "--rate", str(args.rate), "--nonblocking"],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.Popen(
+            [
+                "taskset",
+                "-c",
+                str(args.client_cpu),
+                spy,
+                *how,
+                "--pid",
+                str(server.pid),
+                "--duration",
+                seconds,
+                "--rate",
+                str(args.rate),
+                "--nonblocking",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         for how in recorders
     ]
     time.sleep(0.5)  # py-spy attaches
@@ -97,15 +115,20 @@ def profile_server(server: procs.Server, path: str, token: str | None, args: arg
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--project", required=True)
     parser.add_argument("--path", required=True, help="the endpoint to load, e.g. /api/stories")
     parser.add_argument("--duration", type=float, default=8.0)
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     parser.add_argument("--top", type=int, default=20)
     parser.add_argument("--svg", help="also write a flame graph here")
-    parser.add_argument("--compare-ceiling", action="store_true",
-                        help="also profile the Klein ceiling and list the frames where loopdash spends more")
+    parser.add_argument(
+        "--compare-ceiling",
+        action="store_true",
+        help="also profile the Klein ceiling and list the frames where loopdash spends more",
+    )
     parser.add_argument("--server-cpu", type=int, default=0)
     parser.add_argument("--client-cpu", type=int, default=1)
     args = parser.parse_args(argv)
@@ -126,8 +149,10 @@ def main(argv: list[str] | None = None) -> int:
             result, cpu_us = profile_server(server, args.path, token, args, spy, folded)
         finally:
             server.stop()
-        print(f"{args.path}: {result.requests_per_s:,.0f} req/s, p99 {result.p99_ms:.1f} ms, "
-              f"{cpu_us:.0f} µs CPU/req (sampling slows the daemon a little)")
+        print(
+            f"{args.path}: {result.requests_per_s:,.0f} req/s, p99 {result.p99_ms:.1f} ms, "
+            f"{cpu_us:.0f} µs CPU/req (sampling slows the daemon a little)"
+        )
         print(summarise(folded, args.top))
         if args.compare_ceiling:
             ceiling = procs.start_klein_ceiling(args.server_cpu, os.path.join(workdir, "klein.log"))

@@ -91,8 +91,9 @@ def sse_protocol(counter: StreamCounter, tally: Tally, port: int, token: str) ->
     return SSE()
 
 
-async def rest_client(client: Any, base: str, token: str, tally: Tally, until: float, interval: float,
-                      offset: int) -> None:
+async def rest_client(
+    client: Any, base: str, token: str, tally: Tally, until: float, interval: float, offset: int
+) -> None:
     from twisted.internet import reactor
     from twisted.internet.task import deferLater
 
@@ -120,8 +121,12 @@ async def soak(args: argparse.Namespace, root: str, workdir: str) -> dict[str, A
     from twisted.internet.task import deferLater
     from twisted.web.client import Agent, HTTPConnectionPool
 
-    server = procs.start_loopdash(root, args.server_cpu, os.path.join(workdir, "daemon.log"),
-                                  ["--poll-interval", "1", "--auth-failures", "100000"])
+    server = procs.start_loopdash(
+        root,
+        args.server_cpu,
+        os.path.join(workdir, "daemon.log"),
+        ["--poll-interval", "1", "--auth-failures", "100000"],
+    )
     try:
         procs.wait_until_answers(server, "/api/health", None)  # the token file exists from then on
         with open(os.path.join(root, ".claude-loop", "dashboard", "auth_token.txt")) as f:
@@ -135,8 +140,10 @@ async def soak(args: argparse.Namespace, root: str, workdir: str) -> dict[str, A
         endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", server.port)
         for start in range(0, len(counters), 50):
             await gatherResults(
-                [connectProtocol(endpoint, sse_protocol(c, tally, server.port, token))
-                 for c in counters[start:start + 50]]
+                [
+                    connectProtocol(endpoint, sse_protocol(c, tally, server.port, token))
+                    for c in counters[start : start + 50]
+                ]
             )
         await deferLater(reactor, 2.0, lambda: None)
         opened = sum(1 for c in counters if c.first is not None)
@@ -150,8 +157,10 @@ async def soak(args: argparse.Namespace, root: str, workdir: str) -> dict[str, A
         client = treq.client.HTTPClient(Agent(reactor, pool=pool))
         started = reactor.seconds()
         until = started + args.seconds
-        rest = [rest_client(client, base, token, tally, until, args.rest_interval, n)
-                for n in range(args.rest_clients)]
+        rest = [
+            rest_client(client, base, token, tally, until, args.rest_interval, n)
+            for n in range(args.rest_clients)
+        ]
         progress = ensureDeferred(report_progress(until, tally, counters, server.pid))
         await gatherResults([ensureDeferred(r) for r in rest])
         simulator.stop()
@@ -202,17 +211,24 @@ async def report_progress(until: float, tally: Tally, counters: list[StreamCount
     while reactor.seconds() < until:
         await deferLater(reactor, min(30.0, max(until - reactor.seconds(), 0.0)), lambda: None)
         newest = max((max(c.seqs) for c in counters if c.seqs), default=0)
-        print(f"  {time.strftime('%H:%M:%S')} requests {tally.requests} errors {len(tally.errors)} "
-              f"newest event {newest} RSS {procs.memory_kib(pid, 'VmRSS')} KiB", flush=True)
+        print(
+            f"  {time.strftime('%H:%M:%S')} requests {tally.requests} errors {len(tally.errors)} "
+            f"newest event {newest} RSS {procs.memory_kib(pid, 'VmRSS')} KiB",
+            flush=True,
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=600.0, help="how long the clients run (600)")
     parser.add_argument("--rest-clients", type=int, default=50)
-    parser.add_argument("--rest-interval", type=float, default=0.2, help="each REST client's pause between requests")
+    parser.add_argument(
+        "--rest-interval", type=float, default=0.2, help="each REST client's pause between requests"
+    )
     parser.add_argument("--sse-clients", type=int, default=500)
-    parser.add_argument("--iteration-seconds", type=float, default=1.0, help="simulated loop: seconds per iteration")
+    parser.add_argument(
+        "--iteration-seconds", type=float, default=1.0, help="simulated loop: seconds per iteration"
+    )
     parser.add_argument("--drain", type=float, default=5.0, help="seconds to wait for the last events")
     parser.add_argument("--server-cpu", type=int, default=0)
     parser.add_argument("--client-cpu", type=int, default=1)

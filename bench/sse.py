@@ -171,4 +171,3 @@ class Swarm:
             self._drop(client)
         self.clients.clear()
         self.selector.close()
-

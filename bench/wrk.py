@@ -61,9 +61,21 @@ def available() -> bool:
     return shutil.which("wrk") is not None and shutil.which("taskset") is not None
 
 
-def run(url: str, token: str | None, seconds: float, cpu: int, threads: int = 2, connections: int = 16) -> WrkResult:
-    argv = ["taskset", "-c", str(cpu), "wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s",
-            "--timeout", "10s", "--latency"]
+def run(
+    url: str, token: str | None, seconds: float, cpu: int, threads: int = 2, connections: int = 16
+) -> WrkResult:
+    argv = [
+        "taskset",
+        "-c",
+        str(cpu),
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{max(1, round(seconds))}s",
+        "--timeout",
+        "10s",
+        "--latency",
+    ]
     if token:
         argv += ["-H", f"Authorization: Bearer {token}"]
     argv.append(url)

@@ -50,7 +50,9 @@ def require_chromium() -> str:
 class DaemonProcess(processes.DaemonProcess):
     """The shared twistd subprocess, plus the REST reads a browser test compares against."""
 
-    def wait_for_status(self, condition: Callable[[dict[str, Any]], bool], timeout: float = START_TIMEOUT) -> dict[str, Any]:
+    def wait_for_status(
+        self, condition: Callable[[dict[str, Any]], bool], timeout: float = START_TIMEOUT
+    ) -> dict[str, Any]:
         """Poll /api/status (bounded) until ``condition`` holds; the status that met it."""
         deadline = time.monotonic() + timeout
         while True:
@@ -95,8 +97,14 @@ class ConsoleWatch:
         self.errors: list[str] = []
 
     def attach(self, page: Any) -> None:
-        page.on("console", lambda message: self.errors.append(f"console.{message.type}: {message.text}")
-                if message.type in ("error", "assert") else None)
+        page.on(
+            "console",
+            lambda message: (
+                self.errors.append(f"console.{message.type}: {message.text}")
+                if message.type in ("error", "assert")
+                else None
+            ),
+        )
         page.on("pageerror", lambda error: self.errors.append(f"uncaught: {error}"))
 
     def __iter__(self) -> Iterator[str]:

@@ -182,7 +182,6 @@ def hello(boot: str, first_seq: int, **top: Any) -> list[bytes]:
     ]
 
 
-
 class FastClock:
     """The reactor's clock with every wait shortened ``factor`` times.
 
@@ -243,7 +242,8 @@ class LiveLoop:
 
         story = self.stories[index]
         append_progress(
-            self.root, progress_entry("2026-11-28 10:20 AM", story["id"], story["title"], "Complete", ["did it"])
+            self.root,
+            progress_entry("2026-11-28 10:20 AM", story["id"], story["title"], "Complete", ["did it"]),
         )
 
 

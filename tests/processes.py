@@ -85,8 +85,16 @@ class DaemonProcess:
 
     def start(self) -> None:
         command = TWISTD + [
-            "-n", "--pidfile=", "loopdash", "--port", str(self.port), "--root", self.root,
-            "--poll-interval", "0.2", *self.options,
+            "-n",
+            "--pidfile=",
+            "loopdash",
+            "--port",
+            str(self.port),
+            "--root",
+            self.root,
+            "--poll-interval",
+            "0.2",
+            *self.options,
         ]
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=self.root)

@@ -28,8 +28,15 @@ from tests.support import Answer, RunningDaemon
 ISO_Z = re.compile(r"\A\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\Z")
 MISSING = {"error": "Missing or invalid Authorization header"}
 INVALID = {"error": "Invalid authentication token"}
-PROTECTED = ["/api/status", "/api/stories", "/api/logs", "/api/metrics", "/api/history",
-             "/api/runs", "/api/runs/20260113_200000"]
+PROTECTED = [
+    "/api/status",
+    "/api/stories",
+    "/api/logs",
+    "/api/metrics",
+    "/api/history",
+    "/api/runs",
+    "/api/runs/20260113_200000",
+]
 
 
 def run_ids(root: str) -> list[str]:
@@ -103,7 +110,7 @@ def _unchunk(body: bytes) -> bytes:
         if size == 0:
             break
         out += rest[:size]
-        body = rest[size + 2:]
+        body = rest[size + 2 :]
     return out
 
 
@@ -266,8 +273,14 @@ async def test_logs_page_edges(sample_daemon: RunningDaemon) -> None:
 async def test_logs_limit_is_capped_at_the_documented_maximum(
     daemon_factory: DaemonFactory, empty_root: str
 ) -> None:
-    append_progress(empty_root, "# progress\n\n" + "".join(
-        progress_entry(f"2026-01-24 {n}", f"US-{n}", "t", "Complete", ["x"]) for n in range(api.MAX_LOG_PAGE + 5)))
+    append_progress(
+        empty_root,
+        "# progress\n\n"
+        + "".join(
+            progress_entry(f"2026-01-24 {n}", f"US-{n}", "t", "Complete", ["x"])
+            for n in range(api.MAX_LOG_PAGE + 5)
+        ),
+    )
     daemon = await daemon_factory(empty_root)
     body = (await daemon.get("/api/logs?limit=1000000000")).json()
     assert body["limit"] == api.MAX_LOG_PAGE
@@ -276,7 +289,9 @@ async def test_logs_limit_is_capped_at_the_documented_maximum(
     assert body["logs"][-1]["timestamp"] == f"2026-01-24 {api.MAX_LOG_PAGE - 1}"
 
 
-@pytest.mark.parametrize("query", ["limit=abc", "limit=-1", "offset=abc", "offset=-5", "limit=1.5", "limit=0x10"])
+@pytest.mark.parametrize(
+    "query", ["limit=abc", "limit=-1", "offset=abc", "offset=-5", "limit=1.5", "limit=0x10"]
+)
 @pytest_twisted.ensureDeferred
 async def test_logs_bad_query_values_are_400_json(sample_daemon: RunningDaemon, query: str) -> None:
     message = assert_json_error(await sample_daemon.get(f"/api/logs?{query}"), 400)
@@ -290,19 +305,32 @@ async def test_logs_of_an_unknown_run_are_404(sample_daemon: RunningDaemon) -> N
 
 @pytest_twisted.ensureDeferred
 async def test_logs_follow_appends(sample_daemon: RunningDaemon) -> None:
-    append_progress(sample_daemon.root, progress_entry("2026-01-25 09:00", "US-005", "Pool", "Complete", ["new"]))
+    append_progress(
+        sample_daemon.root, progress_entry("2026-01-25 09:00", "US-005", "Pool", "Complete", ["new"])
+    )
     body = (await sample_daemon.get("/api/logs?offset=7")).json()
     assert body["total"] == 8
-    assert body["logs"] == [{"timestamp": "2026-01-25 09:00",
-                             "lines": ["**Story**: US-005 - Pool", "**Status**: Complete", "",
-                                       "**What was implemented**:", "- new"]}]
+    assert body["logs"] == [
+        {
+            "timestamp": "2026-01-25 09:00",
+            "lines": [
+                "**Story**: US-005 - Pool",
+                "**Status**: Complete",
+                "",
+                "**What was implemented**:",
+                "- new",
+            ],
+        }
+    ]
 
 
 # -- /api/metrics --------------------------------------------------------------------------
 
 
 @pytest_twisted.ensureDeferred
-async def test_metrics_default_to_the_newest_run_in_the_documented_shape(sample_daemon: RunningDaemon) -> None:
+async def test_metrics_default_to_the_newest_run_in_the_documented_shape(
+    sample_daemon: RunningDaemon,
+) -> None:
     newest = run_ids(sample_daemon.root)[-1]
     raw = load(sample_daemon.root, newest, "metrics.json")
     answer = await sample_daemon.get("/api/metrics")
@@ -322,7 +350,10 @@ async def test_metrics_default_to_the_newest_run_in_the_documented_shape(sample_
         assert it["agents_used"] == raw_it["agents_used"]
         # The real loop's extra fields are what a dashboard shows.
         assert (it["story_title"], it["model"], it["timestamp"]) == (
-            raw_it["story_title"], raw_it["model"], raw_it["timestamp"])
+            raw_it["story_title"],
+            raw_it["model"],
+            raw_it["timestamp"],
+        )
 
 
 @pytest_twisted.ensureDeferred
@@ -345,9 +376,13 @@ async def test_metrics_on_an_empty_project_are_404(daemon_factory: DaemonFactory
     assert answer.code == 404 and answer.json() == {"error": "Metrics file not found"}
 
 
-@pytest.mark.parametrize("run_id", ["../../etc", "..%2F..%2Fetc", "20990101_000000", "20260113_200000/../x", "%00"])
+@pytest.mark.parametrize(
+    "run_id", ["../../etc", "..%2F..%2Fetc", "20990101_000000", "20260113_200000/../x", "%00"]
+)
 @pytest_twisted.ensureDeferred
-async def test_metrics_of_an_unknown_or_malformed_run_id_are_404(sample_daemon: RunningDaemon, run_id: str) -> None:
+async def test_metrics_of_an_unknown_or_malformed_run_id_are_404(
+    sample_daemon: RunningDaemon, run_id: str
+) -> None:
     assert_json_error(await sample_daemon.get(f"/api/metrics?run_id={run_id}"), 404)
 
 
@@ -390,8 +425,15 @@ async def test_metrics_that_never_parsed_are_treated_as_missing(
 # -- /api/history and /api/runs ----------------------------------------------------------------
 
 
-ROW_KEYS = {"run_id", "timestamp", "total_cost", "total_iterations", "success_count",
-            "failure_count", "elapsed_time_s"}
+ROW_KEYS = {
+    "run_id",
+    "timestamp",
+    "total_cost",
+    "total_iterations",
+    "success_count",
+    "failure_count",
+    "elapsed_time_s",
+}
 
 
 @pytest_twisted.ensureDeferred
@@ -518,7 +560,8 @@ async def test_run_detail_of_an_unknown_run_is_404(sample_daemon: RunningDaemon)
 @pytest_twisted.ensureDeferred
 async def test_traversal_attempts_are_404_json(sample_daemon: RunningDaemon, path: str) -> None:
     code, headers, body = await raw_request(
-        sample_daemon, raw_get(path, f"Authorization: Bearer {sample_daemon.token}"))
+        sample_daemon, raw_get(path, f"Authorization: Bearer {sample_daemon.token}")
+    )
     assert code == 404
     assert headers["content-type"].startswith("application/json")
     assert list(json.loads(body)) == ["error"]
@@ -583,8 +626,9 @@ async def test_every_route_but_health_needs_the_token(sample_daemon: RunningDaem
 )
 @pytest_twisted.ensureDeferred
 async def test_non_bearer_or_empty_header_is_401(sample_daemon: RunningDaemon, value: str) -> None:
-    answer = await sample_daemon.get("/api/status", authenticated=False,
-                                     headers={b"Authorization": [value.encode()]})
+    answer = await sample_daemon.get(
+        "/api/status", authenticated=False, headers={b"Authorization": [value.encode()]}
+    )
     assert answer.code == 401 and answer.json() == MISSING
 
 
@@ -599,19 +643,24 @@ async def test_wrong_token_is_403_with_json_error(sample_daemon: RunningDaemon) 
 @pytest_twisted.ensureDeferred
 async def test_scheme_is_case_insensitive(sample_daemon: RunningDaemon) -> None:
     for scheme in ("bearer", "BEARER", "Bearer"):
-        answer = await sample_daemon.get("/api/status", authenticated=False,
-                                         headers={b"Authorization": [f"{scheme} {sample_daemon.token}".encode()]})
+        answer = await sample_daemon.get(
+            "/api/status",
+            authenticated=False,
+            headers={b"Authorization": [f"{scheme} {sample_daemon.token}".encode()]},
+        )
         assert answer.code == 200, scheme
 
 
 @pytest_twisted.ensureDeferred
 async def test_two_authorization_headers_are_refused(sample_daemon: RunningDaemon) -> None:
     good = f"Bearer {sample_daemon.token}"
-    code, _, body = await raw_request(sample_daemon, raw_get(
-        "/api/status", f"Authorization: {good}", f"Authorization: {good}"))
+    code, _, body = await raw_request(
+        sample_daemon, raw_get("/api/status", f"Authorization: {good}", f"Authorization: {good}")
+    )
     assert code == 401 and json.loads(body) == MISSING
-    code, _, body = await raw_request(sample_daemon, raw_get(
-        "/api/status", "Authorization: Bearer wrong", f"Authorization: {good}"))
+    code, _, body = await raw_request(
+        sample_daemon, raw_get("/api/status", "Authorization: Bearer wrong", f"Authorization: {good}")
+    )
     assert code == 401 and json.loads(body) == MISSING
 
 
@@ -709,8 +758,12 @@ ORIGIN = {b"Origin": [b"http://dashboard.example"]}
 
 @pytest_twisted.ensureDeferred
 async def test_all_origins_are_allowed_by_default(sample_daemon: RunningDaemon) -> None:
-    for path, authenticated in (("/api/status", True), ("/api/health", False), ("/api/status", False),
-                                ("/api/nope", True)):
+    for path, authenticated in (
+        ("/api/status", True),
+        ("/api/health", False),
+        ("/api/status", False),
+        ("/api/nope", True),
+    ):
         answer = await sample_daemon.get(path, authenticated=authenticated, headers=ORIGIN)
         # Errors too: a browser can only read a 401's JSON with the header.
         assert answer.header("Access-Control-Allow-Origin") == "*", path
@@ -718,14 +771,21 @@ async def test_all_origins_are_allowed_by_default(sample_daemon: RunningDaemon) 
 
 @pytest_twisted.ensureDeferred
 async def test_preflight_is_204_and_allows_the_authorization_header(sample_daemon: RunningDaemon) -> None:
-    answer = await sample_daemon.request("OPTIONS", "/api/status", authenticated=False, headers={
-        **ORIGIN,
-        b"Access-Control-Request-Method": [b"GET"],
-        b"Access-Control-Request-Headers": [b"authorization"],
-    })
+    answer = await sample_daemon.request(
+        "OPTIONS",
+        "/api/status",
+        authenticated=False,
+        headers={
+            **ORIGIN,
+            b"Access-Control-Request-Method": [b"GET"],
+            b"Access-Control-Request-Headers": [b"authorization"],
+        },
+    )
     assert answer.code == 204
     assert answer.body == b""
-    allowed_headers = [h.strip().lower() for h in (answer.header("Access-Control-Allow-Headers") or "").split(",")]
+    allowed_headers = [
+        h.strip().lower() for h in (answer.header("Access-Control-Allow-Headers") or "").split(",")
+    ]
     assert "authorization" in allowed_headers
     allowed_methods = [m.strip() for m in (answer.header("Access-Control-Allow-Methods") or "").split(",")]
     assert "GET" in allowed_methods
@@ -741,8 +801,12 @@ async def test_cors_origins_restrict_who_may_read(daemon_factory: DaemonFactory,
     assert "Origin" in (allowed.header("Vary") or "")
     other = await daemon.get("/api/status", headers={b"Origin": [b"http://b.example"]})
     assert other.header("Access-Control-Allow-Origin") is None
-    preflight = await daemon.request("OPTIONS", "/api/status", authenticated=False, headers={
-        b"Origin": [b"http://b.example"], b"Access-Control-Request-Method": [b"GET"]})
+    preflight = await daemon.request(
+        "OPTIONS",
+        "/api/status",
+        authenticated=False,
+        headers={b"Origin": [b"http://b.example"], b"Access-Control-Request-Method": [b"GET"]},
+    )
     assert preflight.header("Access-Control-Allow-Origin") is None
 
 

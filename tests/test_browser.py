@@ -62,11 +62,19 @@ def project(tmp_path: Any) -> str:
     root = os.path.join(str(tmp_path), "project")
     create_sample_project(root)
     stories = read_prd(root)["userStories"]
-    stories.append({
-        "id": "US-009", "title": "Release notes for the dashboard", "description": "Tell users about it.",
-        "acceptanceCriteria": ["Mentions the web page"], "priority": 6, "passes": False, "notes": "",
-        "estimatedComplexity": "simple", "dependencies": ["US-008"],
-    })
+    stories.append(
+        {
+            "id": "US-009",
+            "title": "Release notes for the dashboard",
+            "description": "Tell users about it.",
+            "acceptanceCriteria": ["Mentions the web page"],
+            "priority": 6,
+            "passes": False,
+            "notes": "",
+            "estimatedComplexity": "simple",
+            "dependencies": ["US-008"],
+        }
+    )
     write_prd(root, stories)
     return root
 
@@ -84,7 +92,9 @@ def open_page(chromium: Any) -> Iterator[OpenPage]:
     """Open a page in a fresh browser context (its own storage); all are closed after the test."""
     contexts: list[Any] = []
 
-    def open_(viewport: dict[str, int] = DESKTOP, color_scheme: str = "light", context: Any = None) -> tuple[Page, ConsoleWatch]:
+    def open_(
+        viewport: dict[str, int] = DESKTOP, color_scheme: str = "light", context: Any = None
+    ) -> tuple[Page, ConsoleWatch]:
         if context is None:
             context = chromium.new_context(viewport=viewport, color_scheme=color_scheme)
             contexts.append(context)
@@ -116,7 +126,8 @@ def sign_in(page: Page, daemon: DaemonProcess, route: str = "") -> None:
 
 def story_states(page: Page) -> dict[str, str]:
     states: dict[str, str] = page.eval_on_selector_all(
-        "#story-grid li", "items => Object.fromEntries(items.map(li => [li.dataset.storyId, li.dataset.state]))"
+        "#story-grid li",
+        "items => Object.fromEntries(items.map(li => [li.dataset.storyId, li.dataset.state]))",
     )
     return states
 
@@ -209,7 +220,9 @@ def test_every_section_shows_the_projects_values(daemon: DaemonProcess, open_pag
         f"{status['completed_stories']} of {status['total_stories']} stories complete ({status['progress_pct']:.1f}%)"
     )
     assert page.locator("#progress").evaluate("p => [p.value, p.max]") == [
-        status["completed_stories"], status["total_stories"]]
+        status["completed_stories"],
+        status["total_stories"],
+    ]
     expect(page.locator("#cost")).to_have_text(money(status["cost_so_far"]))
     expect(page.locator("#eta")).not_to_have_text("—")
     elapsed = page.locator("#elapsed").inner_text()
@@ -217,16 +230,28 @@ def test_every_section_shows_the_projects_values(daemon: DaemonProcess, open_pag
 
     # Stories: coloured by state, with priority and complexity
     assert story_states(page) == {
-        "US-001": "completed", "US-002": "completed", "US-003": "completed", "US-004": "completed",
-        "US-005": "in-progress", "US-006": "completed", "US-007": "completed", "US-008": "pending",
+        "US-001": "completed",
+        "US-002": "completed",
+        "US-003": "completed",
+        "US-004": "completed",
+        "US-005": "in-progress",
+        "US-006": "completed",
+        "US-007": "completed",
+        "US-008": "pending",
         "US-009": "blocked",
     }
     card = page.locator("#story-grid li[data-story-id='US-004']")
     expect(card).to_contain_text("Priority 2")
     expect(card).to_contain_text("complex")
-    expect(page.locator("#stories-summary")).to_have_text("6 completed · 1 in progress · 1 blocked · 1 pending")
-    colours = {state: page.locator(f"#story-grid li[data-state='{state}'] a").first.evaluate(
-        "a => getComputedStyle(a).borderLeftColor") for state in ("completed", "in-progress", "pending", "blocked")}
+    expect(page.locator("#stories-summary")).to_have_text(
+        "6 completed · 1 in progress · 1 blocked · 1 pending"
+    )
+    colours = {
+        state: page.locator(f"#story-grid li[data-state='{state}'] a").first.evaluate(
+            "a => getComputedStyle(a).borderLeftColor"
+        )
+        for state in ("completed", "in-progress", "pending", "blocked")
+    }
     assert len(set(colours.values())) == 4, colours
 
     # Charts of the current run: one mark per iteration on each chart
@@ -242,11 +267,18 @@ def test_every_section_shows_the_projects_values(daemon: DaemonProcess, open_pag
     expect(entries.last).to_contain_text(logs["logs"][-1]["timestamp"])
     expect(entries.first.locator("strong").first).to_have_text("Story")
     expect(entries.first.locator("code").first).to_have_text("log_provider_usage_jsonl()")
-    expect(page.locator("#log-counter")).to_have_text(f"Showing entries 1–{logs['total']} of {logs['total']}.")
+    expect(page.locator("#log-counter")).to_have_text(
+        f"Showing entries 1–{logs['total']} of {logs['total']}."
+    )
 
     # Every control and picture has an accessible name
-    unnamed = [line for line in page.locator("body").aria_snapshot().splitlines() if re.match(
-        r"^\s*- (button|link|textbox|searchbox|checkbox|img|progressbar|dialog)\s*(\[[^\]]*\])?:?$", line)]
+    unnamed = [
+        line
+        for line in page.locator("body").aria_snapshot().splitlines()
+        if re.match(
+            r"^\s*- (button|link|textbox|searchbox|checkbox|img|progressbar|dialog)\s*(\[[^\]]*\])?:?$", line
+        )
+    ]
     assert unnamed == []
 
     # History: newest first
@@ -295,10 +327,26 @@ def test_logs_escape_markup_filter_and_page_older_entries(
     project: str, tmp_path: Any, open_page: OpenPage
 ) -> None:
     for n in range(60):
-        append_progress(project, progress_entry(f"2026-01-0{n % 9 + 1} 10:{n:02d}:00", f"US-{100 + n}", f"Entry {n}",
-                                                "Complete", [f"Bullet of entry {n}"]))
-    append_progress(project, progress_entry("2026-01-10 10:00:00", "US-999", "<img src=x id=injected>",
-                                            "Complete", ["`<script>alert(1)</script>` stays text", "**bold** and *em*"]))
+        append_progress(
+            project,
+            progress_entry(
+                f"2026-01-0{n % 9 + 1} 10:{n:02d}:00",
+                f"US-{100 + n}",
+                f"Entry {n}",
+                "Complete",
+                [f"Bullet of entry {n}"],
+            ),
+        )
+    append_progress(
+        project,
+        progress_entry(
+            "2026-01-10 10:00:00",
+            "US-999",
+            "<img src=x id=injected>",
+            "Complete",
+            ["`<script>alert(1)</script>` stays text", "**bold** and *em*"],
+        ),
+    )
     daemon = DaemonProcess(project, os.path.join(str(tmp_path), "twistd.log"))
     daemon.start()
     try:
@@ -348,10 +396,19 @@ def test_a_page_following_the_log_keeps_its_newest_500_entries_and_pages_back_th
     before = daemon.api("/api/logs?limit=0")["total"]
     expect(entries).to_have_count(min(before, 50))
     for batch in range(13):  # 520 entries, appended live 40 at a time
-        append_progress(project, "".join(
-            progress_entry(f"2026-02-01 10:{n % 60:02d}:00", f"US-{500 + n}", f"Kept entry {n}", "Complete",
-                           [f"Bullet of kept entry {n}"])
-            for n in range(batch * 40, batch * 40 + 40)))
+        append_progress(
+            project,
+            "".join(
+                progress_entry(
+                    f"2026-02-01 10:{n % 60:02d}:00",
+                    f"US-{500 + n}",
+                    f"Kept entry {n}",
+                    "Complete",
+                    [f"Bullet of kept entry {n}"],
+                )
+                for n in range(batch * 40, batch * 40 + 40)
+            ),
+        )
     expect(entries.last).to_contain_text("Kept entry 519")
     total = daemon.api("/api/logs?limit=0")["total"]
     expect(page.locator("#log-counter")).to_have_text(f"Showing entries {total - 499}–{total} of {total}.")
@@ -366,7 +423,9 @@ def test_a_page_following_the_log_keeps_its_newest_500_entries_and_pages_back_th
     older.click()
     shown = min(total, 550)
     expect(entries).to_have_count(shown)
-    expect(page.locator("#log-counter")).to_have_text(f"Showing entries {total - shown + 1}–{total} of {total}.")
+    expect(page.locator("#log-counter")).to_have_text(
+        f"Showing entries {total - shown + 1}–{total} of {total}."
+    )
     expect(entries.last).to_contain_text("Kept entry 519")
     assert list(console) == []
 
@@ -389,7 +448,8 @@ def test_charts_show_an_iterations_values_on_hover_and_from_the_keyboard(
     unit = "s" if longest < 120_000 else "m" if longest < 7_200_000 else "h"
     durations = page.locator("#run-body [data-chart='duration'] .grid text").all_text_contents()
     assert [t for t in durations if not t.startswith("#")] and all(
-        t.endswith(unit) for t in durations if not t.startswith("#")), durations
+        t.endswith(unit) for t in durations if not t.startswith("#")
+    ), durations
 
     mark = page.locator("#run-body [data-chart='cost'] .mark").nth(failed)
     mark.hover()
@@ -427,7 +487,9 @@ def test_a_run_detail_page_loads_from_its_url(daemon: DaemonProcess, open_page: 
     expect(page.locator("#run-body")).to_contain_text(f"{detail['metrics']['cache']['hit_rate']:.1f}%")
     expect(page.locator("#run-body")).to_contain_text(money(detail["summary"]["total_cost"]))
     expect(page.locator("#run-body")).to_contain_text("Parallel execution")
-    expect(page.locator("#run-body [data-chart='cost'] .mark")).to_have_count(len(detail["metrics"]["iterations"]))
+    expect(page.locator("#run-body [data-chart='cost'] .mark")).to_have_count(
+        len(detail["metrics"]["iterations"])
+    )
 
     page.get_by_role("link", name="← Back to the dashboard").click()
     expect(page.locator("#dashboard-view")).to_be_visible()
@@ -441,9 +503,23 @@ def test_history_pages_through_runs_newest_first(project: str, tmp_path: Any, op
     base = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
     for n in range(12):
         moment = base + timedelta(days=n)
-        write_flat_run(project, moment.strftime("%Y%m%d_%H%M%S"), [
-            {"story_id": "US-001", "status": "success", "elapsed_ms": 60000, "tokens_in": 100,
-             "tokens_out": 50, "cost": 0.01 * (n + 1), "agents_used": []}], 60, moment.isoformat())
+        write_flat_run(
+            project,
+            moment.strftime("%Y%m%d_%H%M%S"),
+            [
+                {
+                    "story_id": "US-001",
+                    "status": "success",
+                    "elapsed_ms": 60000,
+                    "tokens_in": 100,
+                    "tokens_out": 50,
+                    "cost": 0.01 * (n + 1),
+                    "agents_used": [],
+                }
+            ],
+            60,
+            moment.isoformat(),
+        )
     daemon = DaemonProcess(project, os.path.join(str(tmp_path), "twistd.log"))
     daemon.start()
     try:
@@ -474,10 +550,20 @@ def make_progress(root: str, daemon: DaemonProcess, note: str) -> dict[str, Any]
     story.update(passes=True, notes=note)
     run = current_run(root)
     now = datetime.now(UTC)
-    iteration = run.add_iteration("US-005", story["title"], now, 240000, "complete", tokens_in=20000, tokens_out=6000)
+    iteration = run.add_iteration(
+        "US-005", story["title"], now, 240000, "complete", tokens_in=20000, tokens_out=6000
+    )
     run.write_metrics(now)
-    append_progress(root, progress_entry(now.strftime("%Y-%m-%d %H:%M:%S"), "US-005", story["title"], "Complete",
-                                         [f"Added the **worker pool** ({note})", "Wrote `pool.py`"]))
+    append_progress(
+        root,
+        progress_entry(
+            now.strftime("%Y-%m-%d %H:%M:%S"),
+            "US-005",
+            story["title"],
+            "Complete",
+            [f"Added the **worker pool** ({note})", "Wrote `pool.py`"],
+        ),
+    )
     write_prd(root, stories)
     return iteration
 
@@ -494,9 +580,12 @@ def test_changes_to_the_loop_files_appear_without_a_reload(
 
     make_progress(project, daemon, "live test")
 
-    expect(page.locator("#story-grid li[data-story-id='US-005']")).to_have_attribute("data-state", "completed")
+    expect(page.locator("#story-grid li[data-story-id='US-005']")).to_have_attribute(
+        "data-state", "completed"
+    )
     expect(page.locator("#progress-label")).to_contain_text(
-        f"{before['completed_stories'] + 1} of {before['total_stories']} stories complete")
+        f"{before['completed_stories'] + 1} of {before['total_stories']} stories complete"
+    )
     expect(page.locator("[data-chart='cost'] .mark")).to_have_count(iterations_before + 1)
     history_row = page.locator(f"#runs-body tr[data-run-id='{before['run_id']}']")
     expect(history_row.locator("td").nth(1)).to_have_text(str(iterations_before + 1))
@@ -519,8 +608,17 @@ def test_a_new_run_appears_live_and_a_replaced_progress_txt_is_reloaded(
     run = RealRun(project, datetime.now(UTC) + timedelta(seconds=2))  # a later run id than the current one
     run.start()
     # The new run starts a fresh progress.txt (the loop replaced it).
-    write_in_place(os.path.join(project, "progress.txt"), "# progress\n\n" + progress_entry(
-        "2026-02-01 09:00:00", "US-008", "Visual progress dashboard: frontend", "Failed", ["First try of the new run"]))
+    write_in_place(
+        os.path.join(project, "progress.txt"),
+        "# progress\n\n"
+        + progress_entry(
+            "2026-02-01 09:00:00",
+            "US-008",
+            "Visual progress dashboard: frontend",
+            "Failed",
+            ["First try of the new run"],
+        ),
+    )
     run.add_iteration("US-008", "Visual progress dashboard: frontend", run.started_at, 90000, "failed")
     run.write_metrics(run.started_at)
 
@@ -580,7 +678,9 @@ def test_a_daemon_restart_shows_reconnecting_then_live_without_user_action(
 
     # The new connection carries changes again.
     make_progress(project, daemon, "after restart")
-    expect(page.locator("#story-grid li[data-story-id='US-005']")).to_have_attribute("data-state", "completed")
+    expect(page.locator("#story-grid li[data-story-id='US-005']")).to_have_attribute(
+        "data-state", "completed"
+    )
     expect(page.locator("#log-list > li").last).to_contain_text("after restart")
     # While the daemon was down the browser noted the refused connections; nothing else.
     assert [e for e in console if "ERR_CONNECTION_REFUSED" not in e] == []
@@ -626,13 +726,19 @@ def test_without_a_stream_the_page_polls_and_says_so(
 ) -> None:
     page, console = open_page()
     # An older daemon without /api/stream: its ticket endpoint answers 404.
-    page.route("**/api/stream/ticket", lambda route: route.fulfill(
-        status=404, content_type="application/json", body=json.dumps({"error": "Not found"})))
+    page.route(
+        "**/api/stream/ticket",
+        lambda route: route.fulfill(
+            status=404, content_type="application/json", body=json.dumps({"error": "Not found"})
+        ),
+    )
     page.goto(f"{daemon.url}/#token={daemon.token}")
     expect(page.locator("#connection-state")).to_have_text("Polling")
     expect(page.locator("#connection-detail")).to_contain_text("no live stream")
     make_progress(project, daemon, "polled")
-    expect(page.locator("#story-grid li[data-story-id='US-005']")).to_have_attribute("data-state", "completed")
+    expect(page.locator("#story-grid li[data-story-id='US-005']")).to_have_attribute(
+        "data-state", "completed"
+    )
     expect(page.locator("#log-list > li").last).to_contain_text("polled")
     assert [e for e in console if "status of 404" not in e] == []
 
@@ -666,13 +772,16 @@ def test_screenshots_at_desktop_and_phone_widths_and_the_first_load_weight(
     page.reload()
     expect(page.locator("#connection-state")).to_have_text("Live")
     reloaded = page.evaluate(
-        "performance.getEntriesByType('resource').filter(r => r.name.includes('/assets/')).map(r => r.transferSize)")
+        "performance.getEntriesByType('resource').filter(r => r.name.includes('/assets/')).map(r => r.transferSize)"
+    )
     assert reloaded and all(size == 0 for size in reloaded), reloaded
 
     phone, phone_console = open_page(PHONE, "dark")
     sign_in(phone, daemon)
     expect(phone.locator("[data-chart='cost'] svg")).to_be_visible()
-    assert phone.evaluate("document.documentElement.scrollWidth <= window.innerWidth")  # no sideways scrolling
+    assert phone.evaluate(
+        "document.documentElement.scrollWidth <= window.innerWidth"
+    )  # no sideways scrolling
     background = phone.evaluate("getComputedStyle(document.body).backgroundColor")
     phone.screenshot(path=str(out / "phone-dark.png"), full_page=True)
 
@@ -688,6 +797,10 @@ def test_screenshots_at_desktop_and_phone_widths_and_the_first_load_weight(
     expect(page.locator("#story-dialog")).to_be_visible()
     page.screenshot(path=str(out / "desktop-story-detail.png"))
     assert sorted(p.name for p in out.iterdir()) == [
-        "desktop-light.png", "desktop-story-detail.png", "phone-dark.png", "phone-light-run.png"]
+        "desktop-light.png",
+        "desktop-story-detail.png",
+        "phone-dark.png",
+        "phone-light-run.png",
+    ]
     print(f"screenshots in {out}; first load: {weight}")
     assert list(console) == [] and list(phone_console) == []

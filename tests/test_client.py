@@ -108,7 +108,11 @@ async def test_stories_are_typed_and_keep_acceptance_criteria(
     stories = await within(client.stories())
     raw = (await sample_daemon.get("/api/stories")).json()
     assert [s.id for s in stories.stories] == [s["id"] for s in raw["stories"]]
-    assert (stories.total, stories.completed, stories.pending) == (raw["total"], raw["completed"], raw["pending"])
+    assert (stories.total, stories.completed, stories.pending) == (
+        raw["total"],
+        raw["completed"],
+        raw["pending"],
+    )
     first, raw_first = stories.stories[0], raw["stories"][0]
     assert first.estimated_complexity == raw_first["estimatedComplexity"]
     assert first.priority == raw_first["priority"] and first.dependencies == tuple(raw_first["dependencies"])
@@ -129,7 +133,9 @@ async def test_logs_page_and_iterator_cover_every_entry(
         return [entry async for entry in client.iter_logs(page_size=3)]
 
     entries = await within(everything())
-    assert [(e.timestamp, list(e.lines)) for e in entries] == [(e["timestamp"], e["lines"]) for e in raw["logs"]]
+    assert [(e.timestamp, list(e.lines)) for e in entries] == [
+        (e["timestamp"], e["lines"]) for e in raw["logs"]
+    ]
 
 
 @pytest_twisted.ensureDeferred
@@ -178,7 +184,9 @@ async def test_runs_and_run_detail(client: DashboardClient, sample_daemon: Runni
     raw = (await sample_daemon.get(f"/api/runs/{newest}")).json()
     assert detail.run_id == detail.timestamp == newest
     assert detail.summary.total_iterations == raw["summary"]["total_iterations"] == 2
-    assert [i.story_id for i in detail.metrics.iterations] == [i["story_id"] for i in raw["metrics"]["iterations"]]
+    assert [i.story_id for i in detail.metrics.iterations] == [
+        i["story_id"] for i in raw["metrics"]["iterations"]
+    ]
     # Blocks beyond the contract (cache, parallel, model_usage) are kept.
     assert detail.metrics.extra["cache"] == raw["metrics"]["cache"]
 
@@ -310,7 +318,9 @@ async def test_a_server_that_never_answers_times_out_and_the_connection_is_close
 
 @pytest_twisted.ensureDeferred
 async def test_a_body_that_stalls_times_out_too() -> None:
-    server = await serve(ScriptedResource([Session(200, b"application/json", [b'{"status": "ok", '], close=False)]))
+    server = await serve(
+        ScriptedResource([Session(200, b"application/json", [b'{"status": "ok", '], close=False)])
+    )
     c = make_client(server.url, timeout=0.3)
     with pytest.raises(TimedOut):
         await within(c.health())
@@ -342,12 +352,23 @@ async def test_cancelling_a_call_closes_its_connection() -> None:
 
 @pytest_twisted.ensureDeferred
 async def test_stream_yields_typed_events_and_resumes_with_last_event_id() -> None:
-    story = {"id": "US-1", "title": "T", "description": "", "priority": 1, "status": "completed",
-             "notes": "", "estimatedComplexity": "simple", "dependencies": [], "acceptanceCriteria": []}
-    resource = ScriptedResource([
-        Session(chunks=[*hello("b", 1), b": keepalive\n\n", event("b-3", "story_updated", story)]),
-        Session(chunks=[b"retry: 50\n\n", event("b-4", "future_kind", {"x": 1})], close=False),
-    ])
+    story = {
+        "id": "US-1",
+        "title": "T",
+        "description": "",
+        "priority": 1,
+        "status": "completed",
+        "notes": "",
+        "estimatedComplexity": "simple",
+        "dependencies": [],
+        "acceptanceCriteria": [],
+    }
+    resource = ScriptedResource(
+        [
+            Session(chunks=[*hello("b", 1), b": keepalive\n\n", event("b-3", "story_updated", story)]),
+            Session(chunks=[b"retry: 50\n\n", event("b-4", "future_kind", {"x": 1})], close=False),
+        ]
+    )
     server = await serve(resource)
     c = make_client(server.url, jitter=lambda: 0.5)
     items = c.stream()
@@ -497,7 +518,6 @@ async def test_a_silent_stream_is_closed_and_reopened() -> None:
     assert got[3] == Reconnected(attempts=1, delay=got[2].retry_in, last_event_id="b-2")
 
 
-
 # -- the stream against the real daemon ----------------------------------------------------
 
 LIVE = {"poll_interval": 0.05, "keepalive": 60.0}
@@ -515,7 +535,9 @@ def drop_streams(daemon: RunningDaemon) -> None:
 
 
 @pytest_twisted.ensureDeferred
-async def test_daemon_stream_delivers_typed_events_as_the_loop_moves(daemon_factory: Any, tmp_path: Any) -> None:
+async def test_daemon_stream_delivers_typed_events_as_the_loop_moves(
+    daemon_factory: Any, tmp_path: Any
+) -> None:
     loop = LiveLoop.create(os.path.join(str(tmp_path), "live"))
     daemon = await daemon_factory(loop.root, **LIVE)
     c = live_client(daemon)
@@ -529,7 +551,9 @@ async def test_daemon_stream_delivers_typed_events_as_the_loop_moves(daemon_fact
     kinds: set[type] = set()
 
     def story_and_status(item: Any) -> bool:
-        if isinstance(item, StoryUpdated) or (isinstance(item, StatusUpdate) and item.status.completed_stories == 1):
+        if isinstance(item, StoryUpdated) or (
+            isinstance(item, StatusUpdate) and item.status.completed_stories == 1
+        ):
             kinds.add(type(item))
         return kinds == {StoryUpdated, StatusUpdate}
 
@@ -548,7 +572,9 @@ async def test_daemon_stream_delivers_typed_events_as_the_loop_moves(daemon_fact
 
 
 @pytest_twisted.ensureDeferred
-async def test_daemon_stream_resumes_from_last_event_id_without_a_gap(daemon_factory: Any, tmp_path: Any) -> None:
+async def test_daemon_stream_resumes_from_last_event_id_without_a_gap(
+    daemon_factory: Any, tmp_path: Any
+) -> None:
     loop = LiveLoop.create(os.path.join(str(tmp_path), "live"))
     daemon = await daemon_factory(loop.root, **LIVE)
     c = live_client(daemon)

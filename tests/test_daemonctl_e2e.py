@@ -42,8 +42,6 @@ def loopdash_command() -> list[str]:
     return [sys.executable, script]
 
 
-
-
 @dataclass
 class Project:
     root: str
@@ -105,7 +103,10 @@ def test_start_status_health_second_start_stop_status(project: Project) -> None:
     assert project.files.token_file in started.stdout
     with open(project.files.token_file) as f:
         assert f"{url}/#token={f.read().strip()}" in started.stdout  # a link the web page signs in from
-    assert f'curl -H "Authorization: Bearer $(cat {project.files.token_file})" {url}/api/status' in started.stdout
+    assert (
+        f'curl -H "Authorization: Bearer $(cat {project.files.token_file})" {url}/api/status'
+        in started.stdout
+    )
 
     status = project.loopdash("status")
     assert status.returncode == 0, status.stdout
@@ -338,7 +339,9 @@ def test_stop_while_a_stream_is_open_ends_the_stream_and_the_daemon(project: Pro
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
     try:
         connection.request(
-            "GET", "/api/stream", headers={"Authorization": f"Bearer {project.token}", "Accept": "text/event-stream"}
+            "GET",
+            "/api/stream",
+            headers={"Authorization": f"Bearer {project.token}", "Accept": "text/event-stream"},
         )
         response = connection.getresponse()
         assert response.status == 200
@@ -398,7 +401,9 @@ def test_log_format_json_writes_one_json_object_per_line(project: Project) -> No
     assert any(e.get("log_format") == "Server Shut Down." for e in events)
 
 
-def test_a_start_that_never_answers_in_time_shows_the_log_and_leaves_nothing_running(project: Project) -> None:
+def test_a_start_that_never_answers_in_time_shows_the_log_and_leaves_nothing_running(
+    project: Project,
+) -> None:
     # A microsecond is too short for any /api/health answer: the start must give up cleanly.
     started = project.start(free_port(), "--timeout", "0.000001")
 
@@ -433,8 +438,18 @@ def test_foreground_twistd_as_under_systemd_ends_open_streams_on_sigterm(project
     port = free_port()
     twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
     daemon = subprocess.Popen(
-        [sys.executable, twistd, "-n", "--pidfile=", "--logfile=-", "loopdash", "--root", project.root,
-         "--port", str(port)],
+        [
+            sys.executable,
+            twistd,
+            "-n",
+            "--pidfile=",
+            "--logfile=-",
+            "loopdash",
+            "--root",
+            project.root,
+            "--port",
+            str(port),
+        ],
         cwd=project.root,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

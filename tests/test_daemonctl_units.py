@@ -134,7 +134,9 @@ def test_wait_until_gives_up_after_its_timeout_on_its_clock() -> None:
 def test_port_in_use_is_recognised_from_twistds_message() -> None:
     message = "CannotListenError: Couldn't listen on 127.0.0.1:8080: [Errno 98] Address already in use."
     assert is_port_in_use(message)
-    assert not is_port_in_use("CannotListenError: Couldn't listen on 127.0.0.1:80: [Errno 13] Permission denied.")
+    assert not is_port_in_use(
+        "CannotListenError: Couldn't listen on 127.0.0.1:80: [Errno 13] Permission denied."
+    )
 
 
 @pytest.mark.parametrize(
@@ -241,15 +243,26 @@ def failure_event() -> LogEvent:
         1 / 0  # noqa: B018 (a real traceback is the point)
     except ZeroDivisionError:
         failure = Failure()
-    return {"log_format": "boom {n}", "n": 3, "log_failure": failure, "log_time": 1795868751.5,
-            "log_namespace": "loopdash.x", "log_level": LogLevel.error}
+    return {
+        "log_format": "boom {n}",
+        "n": 3,
+        "log_failure": failure,
+        "log_time": 1795868751.5,
+        "log_namespace": "loopdash.x",
+        "log_level": LogLevel.error,
+    }
 
 
 @pytest.mark.parametrize(
     "event",
     [
-        {"log_format": "{line}", "line": "GET /api/status 200 0.4ms 127.0.0.1", "log_time": 1795868751.999,
-         "log_namespace": "loopdash.server.accesslog.AccessLogSite", "log_level": LogLevel.info},
+        {
+            "log_format": "{line}",
+            "line": "GET /api/status 200 0.4ms 127.0.0.1",
+            "log_time": 1795868751.999,
+            "log_namespace": "loopdash.server.accesslog.AccessLogSite",
+            "log_level": LogLevel.info,
+        },
         {"log_format": "two\nlines {x!r}", "x": "y", "log_time": 0.0, "log_system": "-"},
         {"log_format": "no time", "log_namespace": "n", "log_level": LogLevel.warn},
         {"log_format": "{missing}", "log_time": -1.5, "log_system": 42},
@@ -265,10 +278,23 @@ def failure_event() -> LogEvent:
         {"log_format": "{line}", "line": "x", "log_time": 5.0, "log_system": Unprintable()},
         failure_event(),
     ],
-    ids=["access", "multiline", "no-time", "unformattable", "empty", "legacy", "line-multiline",
-         "line-empty", "line-not-str", "line-no-time", "line-int-system", "line-flattened", "line-failure",
-         "line-unprintable-system",
-         "failure"],
+    ids=[
+        "access",
+        "multiline",
+        "no-time",
+        "unformattable",
+        "empty",
+        "legacy",
+        "line-multiline",
+        "line-empty",
+        "line-not-str",
+        "line-no-time",
+        "line-int-system",
+        "line-flattened",
+        "line-failure",
+        "line-unprintable-system",
+        "failure",
+    ],
 )
 def test_text_lines_are_twistds_own(event: LogEvent) -> None:
     assert classic_text_formatter()(event) == twistd_text_line(event)
@@ -276,7 +302,7 @@ def test_text_lines_are_twistds_own(event: LogEvent) -> None:
 
 near_a_second = st.builds(
     lambda second, offset: second + offset,
-    st.integers(min_value=-10**9, max_value=4 * 10**9),
+    st.integers(min_value=-(10**9), max_value=4 * 10**9),
     st.sampled_from([0.0, 1e-7, 4e-7, 5e-7, 6e-7, 0.5, 0.9999994, 0.9999995, 0.9999996, 0.999999, -1e-7]),
 )
 
@@ -302,7 +328,9 @@ def test_text_logging_gives_the_application_twistds_lines(tmp_path: Any) -> None
     with open(path) as f:
         lines = f.read().splitlines()
     assert len(lines) == 1
-    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4} \[test#info\] GET /api/health 200", lines[0])
+    assert re.fullmatch(
+        r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4} \[test#info\] GET /api/health 200", lines[0]
+    )
 
 
 def test_json_logging_gives_the_application_a_json_lines_observer(tmp_path: Any) -> None:

@@ -115,8 +115,6 @@ async def test_a_daemon_watching_the_simulator_streams_a_whole_run(
     stream.close()
 
 
-
-
 def test_loopdash_demo_serves_a_live_project_and_stops_on_ctrl_c() -> None:
     port = free_port()
     process = subprocess.Popen(

@@ -203,7 +203,9 @@ async def test_the_root_removed_serves_an_empty_project_and_says_so_once(
 
 @pytest.mark.parametrize("depth", [50, 900, 5_000, 200_000])
 @pytest_twisted.ensureDeferred
-async def test_deeply_nested_json_in_a_run_never_makes_a_500(sample_daemon: RunningDaemon, depth: int) -> None:
+async def test_deeply_nested_json_in_a_run_never_makes_a_500(
+    sample_daemon: RunningDaemon, depth: int
+) -> None:
     directory = newest_run_dir(sample_daemon.root)
     run_id = os.path.basename(directory)
     nested = "[" * depth + "]" * depth
@@ -222,7 +224,11 @@ async def test_a_10_mb_single_line_progress_entry_is_served_whole(
 ) -> None:
     line = "x" * (10 * 1024 * 1024)
     with open(os.path.join(empty_root, "progress.txt"), "w") as f:
-        f.write("# progress\n\n### Iteration: 2026-01-24 10:00:00\n" + line + "\n\n### Iteration: 2026-01-24 11:00:00\nshort\n")
+        f.write(
+            "# progress\n\n### Iteration: 2026-01-24 10:00:00\n"
+            + line
+            + "\n\n### Iteration: 2026-01-24 11:00:00\nshort\n"
+        )
     daemon = await daemon_factory(empty_root)
     logs = (await daemon.get("/api/logs")).json()
     assert logs["total"] == 2
@@ -238,7 +244,13 @@ async def test_nul_bytes_and_control_characters_in_the_loops_files_are_escaped_j
     prd = {
         "project": "p\x00",
         "userStories": [
-            {"id": "US-\x00", "title": "t\x00\x1b[31m", "description": "\u2028\u2029", "passes": False, "priority": 1}
+            {
+                "id": "US-\x00",
+                "title": "t\x00\x1b[31m",
+                "description": "\u2028\u2029",
+                "passes": False,
+                "priority": 1,
+            }
         ],
     }
     with open(os.path.join(empty_root, "prd.json"), "w") as f:
@@ -324,9 +336,23 @@ def test_an_unreadable_file_is_reported_once_and_the_daemon_keeps_serving() -> N
         )
         with open(log_path, "wb") as log:
             process = subprocess.Popen(
-                [sys.executable, "-c", drop_and_run, "-n", "--pidfile=", "loopdash", "--port", str(port),
-                 "--root", root, "--poll-interval", "0.1"],
-                stdout=log, stderr=subprocess.STDOUT, cwd=base,
+                [
+                    sys.executable,
+                    "-c",
+                    drop_and_run,
+                    "-n",
+                    "--pidfile=",
+                    "loopdash",
+                    "--port",
+                    str(port),
+                    "--root",
+                    root,
+                    "--poll-interval",
+                    "0.1",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=base,
             )
         try:
             base_url = f"http://127.0.0.1:{port}"

@@ -65,10 +65,14 @@ schema = fuzzing_schema()
 
 @schema.parametrize()
 @settings(max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
-def test_every_answer_is_documented_and_never_a_server_error(case: Any, daemon_process: DaemonProcess) -> None:
+def test_every_answer_is_documented_and_never_a_server_error(
+    case: Any, daemon_process: DaemonProcess
+) -> None:
     # The real token on every case; schemathesis' ignored_auth check also
     # sends the same request without it and with a wrong one.
-    response = case.call_and_validate(base_url=daemon_process.url, headers={"Authorization": f"Bearer {daemon_process.token}"}, timeout=10)
+    response = case.call_and_validate(
+        base_url=daemon_process.url, headers={"Authorization": f"Bearer {daemon_process.token}"}, timeout=10
+    )
     calls.append((case.operation.label, case.method, response.status_code))
 
 
@@ -77,7 +81,9 @@ def test_zz_the_fuzzing_ran_and_the_daemon_logged_no_bug(daemon_process: DaemonP
     operations = {operation for operation, _, _ in calls}
     methods = {method for _, method, _ in calls}
     statuses = {status for _, _, status in calls}
-    print(f"\nschemathesis: {len(calls)} cases over {len(operations)} operations, statuses {sorted(statuses)}")
+    print(
+        f"\nschemathesis: {len(calls)} cases over {len(operations)} operations, statuses {sorted(statuses)}"
+    )
     assert len(operations) == 11
     assert len(calls) >= 11 * 10
     # Valid and invalid input reached the daemon: bad values, unknown runs, wrong methods.

@@ -90,7 +90,9 @@ async def still_serving(daemon: RunningDaemon) -> None:
     ],
 )
 @pytest_twisted.ensureDeferred
-async def test_a_line_over_16_kb_is_cut_off_without_an_answer(sample_daemon: RunningDaemon, case: bytes) -> None:
+async def test_a_line_over_16_kb_is_cut_off_without_an_answer(
+    sample_daemon: RunningDaemon, case: bytes
+) -> None:
     # Twisted's line limit (HTTPChannel.MAX_LENGTH): the server reads no further and hangs up.
     assert await exchange(sample_daemon, case) == b""
     await still_serving(sample_daemon)
@@ -104,7 +106,9 @@ async def test_a_line_over_16_kb_is_cut_off_without_an_answer(sample_daemon: Run
             request(b"/api/status", *[b"X-Pad-%d: %s" % (n, b"p" * 100) for n in range(200)]),
             id="200 headers of 100 bytes",
         ),
-        pytest.param(b"GET /api/status HTTP/1.1\r\nHost: x\r\nNo colon here\r\n\r\n", id="header without colon"),
+        pytest.param(
+            b"GET /api/status HTTP/1.1\r\nHost: x\r\nNo colon here\r\n\r\n", id="header without colon"
+        ),
         pytest.param(b"\x00\x01\x02garbage\r\n\r\n", id="binary garbage"),
         pytest.param(b"GET /api/status HTTP/1.1\r\nContent-Length: -5\r\n\r\n", id="negative length"),
         pytest.param(
@@ -202,7 +206,10 @@ async def test_a_body_over_the_bound_is_413_json_and_the_connection_closed(
     assert client.transport is not None
     client.transport.write(
         b"POST /api/stream/ticket HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer "
-        + sample_daemon.token.encode() + b"\r\n" + head + b"\r\n"
+        + sample_daemon.token.encode()
+        + b"\r\n"
+        + head
+        + b"\r\n"
     )
     chunk = b"x" * 16_384
     # Keep sending (a chunked body chunk by chunk) until the server hangs up: bounded.
@@ -229,8 +236,11 @@ async def test_a_small_body_is_accepted_and_ignored(sample_daemon: RunningDaemon
     chunked = await exchange(
         sample_daemon,
         b"POST /api/stream/ticket HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
-        b"Transfer-Encoding: chunked\r\nAuthorization: Bearer " + sample_daemon.token.encode()
-        + b"\r\n\r\n3e8\r\n" + b"a" * 1000 + b"\r\n0\r\n\r\n",
+        b"Transfer-Encoding: chunked\r\nAuthorization: Bearer "
+        + sample_daemon.token.encode()
+        + b"\r\n\r\n3e8\r\n"
+        + b"a" * 1000
+        + b"\r\n0\r\n\r\n",
     )
     assert status_of(chunked) == 200
 

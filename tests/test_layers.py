@@ -64,7 +64,8 @@ def test_every_module_lives_in_a_layer() -> None:
     strays = [
         module
         for module, _ in source_files()
-        if layer_of(module) is None and module not in {"loopdash", "loopdash.__init__"}
+        if layer_of(module) is None
+        and module not in {"loopdash", "loopdash.__init__"}
         and module.removeprefix("loopdash.") not in ALIASES
     ]
     assert strays == [], f"modules outside the layer packages: {strays}"

@@ -49,7 +49,9 @@ def test_requests_within_the_max_age_share_one_snapshot_and_one_encoding(project
     assert json.loads(first)["total_stories"] == 8
 
 
-def test_an_older_snapshot_is_retaken_and_an_unchanged_project_keeps_its_version(project: CountingProject) -> None:
+def test_an_older_snapshot_is_retaken_and_an_unchanged_project_keeps_its_version(
+    project: CountingProject,
+) -> None:
     clock = Clock()
     live = LiveProject(project, clock, stale_after=600.0, max_age=0.05)
     live.stories_body()
@@ -92,7 +94,9 @@ def test_status_is_recomputed_when_the_second_turns(project: CountingProject) ->
 def test_a_cold_log_is_indexed_in_steps_and_pages_wait_for_it(tmp_path: Any) -> None:
     root = str(tmp_path)
     entries = "".join(
-        progress_entry(f"2026-01-13 14:{n % 60:02d}:00", f"US-{n:03d}", "A story", "Complete", ["x" * 200] * 5)
+        progress_entry(
+            f"2026-01-13 14:{n % 60:02d}:00", f"US-{n:03d}", "A story", "Complete", ["x" * 200] * 5
+        )
         for n in range(3000)
     )
     with open(os.path.join(root, "progress.txt"), "w") as f:
@@ -160,7 +164,9 @@ def test_encoded_answers_stay_within_their_byte_budget(project: CountingProject,
     assert sum(1 for slot in live._bodies if slot[0] == "runs") == 1
 
 
-def test_an_older_runs_details_are_revalidated_once_per_max_age_not_per_request(project: CountingProject) -> None:
+def test_an_older_runs_details_are_revalidated_once_per_max_age_not_per_request(
+    project: CountingProject,
+) -> None:
     clock = Clock()
     live = LiveProject(project, clock, stale_after=600.0, max_age=0.05)
     oldest = live.snapshot().run_ids[0]

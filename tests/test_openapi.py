@@ -71,7 +71,9 @@ async def test_the_document_is_served_without_authentication(sample_daemon: Runn
     Contract(the_document()).check("/api/openapi.json", "GET", answer.code, answer.headers, answer.body)
 
 
-async def _check(daemon: RunningDaemon, contract: Contract, path: str, url: str, method: str = "GET", **kwargs: Any) -> Any:
+async def _check(
+    daemon: RunningDaemon, contract: Contract, path: str, url: str, method: str = "GET", **kwargs: Any
+) -> Any:
     answer = await daemon.request(method, url, **kwargs)
     value = contract.check(path, method, answer.code, answer.headers, answer.body)
     return answer.code, value

@@ -99,8 +99,14 @@ PRD = json.dumps(
                 "dependencies": [],
                 "owner": "someone",
             },
-            {"id": "US-002", "title": "Metrics", "priority": 2, "passes": False,
-             "estimatedComplexity": "high", "dependencies": ["US-001"]},
+            {
+                "id": "US-002",
+                "title": "Metrics",
+                "priority": 2,
+                "passes": False,
+                "estimatedComplexity": "high",
+                "dependencies": ["US-001"],
+            },
         ],
     },
     indent=2,
@@ -115,8 +121,14 @@ def real_run_bytes(tmp_path: Any) -> tuple[bytes, bytes]:
     moment = start
     for index, status in enumerate(["complete", "failed", "complete", "blocked", "done"]):
         moment += timedelta(minutes=5)
-        run.add_iteration(f"US-00{index + 1}", f"Story {index + 1}", moment, 240000, status,
-                          agents=("backend-architect", "test-engineer")[: 1 + index % 2])
+        run.add_iteration(
+            f"US-00{index + 1}",
+            f"Story {index + 1}",
+            moment,
+            240000,
+            status,
+            agents=("backend-architect", "test-engineer")[: 1 + index % 2],
+        )
     run.write_metrics(moment)
     run.write_summary(moment + timedelta(seconds=30))
     with open(os.path.join(run.directory, "metrics.json"), "rb") as f:
@@ -191,10 +203,12 @@ def test_flat_metrics_are_read_as_written() -> None:
 
 
 def test_flat_metrics_without_totals_are_computed_from_iterations() -> None:
-    doc = {"iterations": [
-        {"story_id": "A", "status": "success", "elapsed_ms": 1000, "cost": 0.5},
-        {"story_id": "B", "status": "failure", "elapsed_ms": 3000, "cost": 0.25},
-    ]}
+    doc = {
+        "iterations": [
+            {"story_id": "A", "status": "success", "elapsed_ms": 1000, "cost": 0.5},
+            {"story_id": "B", "status": "failure", "elapsed_ms": 3000, "cost": 0.25},
+        ]
+    }
     m = parse_metrics(json.dumps(doc).encode())
     assert (m.total_cost, m.elapsed_time_s, m.total_iterations) == (0.75, 4.0, 2)
     assert (m.success_count, m.failure_count) == (1, 1)
@@ -203,8 +217,15 @@ def test_flat_metrics_without_totals_are_computed_from_iterations() -> None:
 def test_both_shapes_come_out_in_the_same_api_shape(tmp_path: Any) -> None:
     real, _ = real_run_bytes(tmp_path)
     contract_keys = {"story_id", "status", "elapsed_ms", "tokens_in", "tokens_out", "cost", "agents_used"}
-    top_keys = {"elapsed_time_s", "total_cost", "total_iterations", "success_count",
-                "failure_count", "last_update", "iterations"}
+    top_keys = {
+        "elapsed_time_s",
+        "total_cost",
+        "total_iterations",
+        "success_count",
+        "failure_count",
+        "last_update",
+        "iterations",
+    }
     for data in (real, REAL_METRICS, FLAT_METRICS):
         payload = metrics_payload(parse_metrics(data), "20260124_102000")
         assert top_keys <= payload.keys()
@@ -217,11 +238,21 @@ def test_both_shapes_come_out_in_the_same_api_shape(tmp_path: Any) -> None:
 @pytest.mark.parametrize(
     ("word", "expected"),
     [
-        ("complete", "success"), ("completed", "success"), ("success", "success"),
-        ("passed", "success"), ("done", "success"), ("Complete", "success"), (" DONE ", "success"),
-        ("failed", "failure"), ("failure", "failure"), ("error", "failure"),
-        ("blocked", "failure"), ("timeout", "failure"), ("Failed", "failure"),
-        ("in_progress", "in_progress"), ("skipped", "skipped"),
+        ("complete", "success"),
+        ("completed", "success"),
+        ("success", "success"),
+        ("passed", "success"),
+        ("done", "success"),
+        ("Complete", "success"),
+        (" DONE ", "success"),
+        ("failed", "failure"),
+        ("failure", "failure"),
+        ("error", "failure"),
+        ("blocked", "failure"),
+        ("timeout", "failure"),
+        ("Failed", "failure"),
+        ("in_progress", "in_progress"),
+        ("skipped", "skipped"),
     ],
 )
 def test_status_words_map_to_success_and_failure(word: str, expected: str) -> None:
@@ -240,22 +271,34 @@ def test_real_file_written_by_sample_counts_successes_and_failures(tmp_path: Any
 
 
 def test_agents_used_as_a_comma_string_becomes_a_list() -> None:
-    doc = {"iterations": [
-        {"story_id": "A", "status": "success", "agents_used": "backend-architect, test-engineer,"},
-        {"story_id": "B", "status": "success", "agents_used": ["code-reviewer", 7, None]},
-        {"story_id": "C", "status": "success", "agents_used": ""},
-        {"story_id": "D", "status": "success"},
-    ]}
+    doc = {
+        "iterations": [
+            {"story_id": "A", "status": "success", "agents_used": "backend-architect, test-engineer,"},
+            {"story_id": "B", "status": "success", "agents_used": ["code-reviewer", 7, None]},
+            {"story_id": "C", "status": "success", "agents_used": ""},
+            {"story_id": "D", "status": "success"},
+        ]
+    }
     its = parse_metrics(json.dumps(doc).encode()).iterations
     assert [i.agents_used for i in its] == [
-        ("backend-architect", "test-engineer"), ("code-reviewer", "7"), (), ()]
+        ("backend-architect", "test-engineer"),
+        ("code-reviewer", "7"),
+        (),
+        (),
+    ]
 
 
 def test_missing_iteration_fields_take_defaults() -> None:
     doc = {"session_id": "x", "iterations": [{}]}
     (it,) = parse_metrics(json.dumps(doc).encode()).iterations
     assert (it.story_id, it.status, it.elapsed_ms, it.tokens_in, it.tokens_out, it.cost) == (
-        None, "unknown", 0, 0, 0, 0.0)
+        None,
+        "unknown",
+        0,
+        0,
+        0,
+        0.0,
+    )
     assert it.agents_used == () and it.ended_at is None
 
 
@@ -267,8 +310,15 @@ def test_wrong_types_fall_back_without_losing_the_file() -> None:
         "totals": "lots",
         "cache": [1, 2],
         "iterations": [
-            {"story_id": "A", "status": "complete", "duration_ms": "long", "cost_usd": True,
-             "tokens_in": -5, "tokens_out": 2.7, "agents_used": {"a": 1}},
+            {
+                "story_id": "A",
+                "status": "complete",
+                "duration_ms": "long",
+                "cost_usd": True,
+                "tokens_in": -5,
+                "tokens_out": 2.7,
+                "agents_used": {"a": 1},
+            },
             "not an iteration",
             {"story_id": "B", "status": "complete", "duration_ms": 1000, "cost_usd": 0.5},
         ],
@@ -306,7 +356,12 @@ def test_real_summary_maps_to_flat_names() -> None:
 def test_flat_summary_is_read_as_written() -> None:
     s = parse_summary(FLAT_SUMMARY)
     assert (s.total_cost, s.total_iterations, s.success_count, s.failure_count, s.elapsed_time_s) == (
-        3.2, 12, 11, 1, 4200)
+        3.2,
+        12,
+        11,
+        1,
+        4200,
+    )
 
 
 def test_summary_written_by_sample_matches_its_metrics(tmp_path: Any) -> None:
@@ -316,7 +371,10 @@ def test_summary_written_by_sample_matches_its_metrics(tmp_path: Any) -> None:
     assert s.total_cost == doc["cost"]["total_usd"] == pytest.approx(m.total_cost)
     assert s.elapsed_time_s == doc["duration"]["wall_ms"] / 1000 == 25 * 60 + 30
     assert (s.total_iterations, s.success_count, s.failure_count) == (
-        doc["stories"]["total"], doc["stories"]["completed"], doc["stories"]["failed"])
+        doc["stories"]["total"],
+        doc["stories"]["completed"],
+        doc["stories"]["failed"],
+    )
     row_s, row_m = row_from_summary("r", s), row_from_metrics("r", m)
     assert row_s.total_cost == pytest.approx(row_m.total_cost)
 
@@ -324,7 +382,12 @@ def test_summary_written_by_sample_matches_its_metrics(tmp_path: Any) -> None:
 def test_summary_with_missing_and_wrong_fields_takes_zeros() -> None:
     s = parse_summary(b'{"stories": {"total": "six", "completed": -3}, "cost": {"total_usd": null}}')
     assert (s.total_cost, s.total_iterations, s.success_count, s.failure_count, s.elapsed_time_s) == (
-        0.0, 0, 0, 0, 0.0)
+        0.0,
+        0,
+        0,
+        0,
+        0.0,
+    )
 
 
 # -- prd.json ----------------------------------------------------------------------
@@ -335,10 +398,19 @@ def test_prd_stories_in_file_order_with_defaults() -> None:
     assert prd.project == "claude-loop-p2-features"
     first, second = prd.stories
     assert (first.id, first.passes, first.notes, first.complexity, first.priority_raw) == (
-        "US-001", True, "Implemented in commit 6d02b70", "medium", 1)
+        "US-001",
+        True,
+        "Implemented in commit 6d02b70",
+        "medium",
+        1,
+    )
     assert first.acceptance_criteria == ("A line per call",)
     assert (second.notes, second.description, second.dependencies, second.passes) == (
-        "", "", ("US-001",), False)
+        "",
+        "",
+        ("US-001",),
+        False,
+    )
     assert prd.completed == 1
     payload = stories_payload(prd)
     assert (payload["total"], payload["completed"], payload["pending"]) == (2, 1, 1)
@@ -347,17 +419,28 @@ def test_prd_stories_in_file_order_with_defaults() -> None:
 
 
 def test_prd_passes_only_when_true_and_skips_stories_without_an_id() -> None:
-    doc = {"userStories": [
-        {"id": "A", "passes": "yes"}, {"id": "B", "passes": 1}, {"id": "C", "passes": True},
-        {"title": "no id"}, "junk", {"id": ""},
-    ]}
+    doc = {
+        "userStories": [
+            {"id": "A", "passes": "yes"},
+            {"id": "B", "passes": 1},
+            {"id": "C", "passes": True},
+            {"title": "no id"},
+            "junk",
+            {"id": ""},
+        ]
+    }
     prd = parse_prd(json.dumps(doc).encode())
     assert [(s.id, s.passes) for s in prd.stories] == [("A", False), ("B", False), ("C", True)]
 
 
 def test_prd_complexity_is_free_text_or_null() -> None:
-    doc = {"userStories": [{"id": "A", "estimatedComplexity": "high"}, {"id": "B"},
-                           {"id": "C", "priority": "high"}]}
+    doc = {
+        "userStories": [
+            {"id": "A", "estimatedComplexity": "high"},
+            {"id": "B"},
+            {"id": "C", "priority": "high"},
+        ]
+    }
     a, b, c = parse_prd(json.dumps(doc).encode()).stories
     assert (a.complexity, b.complexity) == ("high", None)
     assert c.priority is None and c.priority_raw is None
@@ -393,8 +476,19 @@ PARSERS: list[Callable[[bytes], object]] = [parse_metrics, parse_summary, parse_
         b"{",
         b'{"iterations": [',
     ],
-    ids=["nan", "inf", "-inf", "bom-utf16", "latin1", "deep-list", "deep-object",
-         "huge-int-literal", "nul", "open-brace", "open-list"],
+    ids=[
+        "nan",
+        "inf",
+        "-inf",
+        "bom-utf16",
+        "latin1",
+        "deep-list",
+        "deep-object",
+        "huge-int-literal",
+        "nul",
+        "open-brace",
+        "open-list",
+    ],
 )
 def test_bad_bytes_raise_parse_error(parse: Callable[[bytes], object], data: bytes) -> None:
     with pytest.raises(ParseError):
@@ -454,9 +548,9 @@ def test_out_of_range_float_literal_is_never_let_through(data: bytes) -> None:
     [
         b'{"total_cost": 1' + b"0" * 400 + b"}",
         b'{"session_id": "x", "totals": {"cost_usd": 1' + b"0" * 400 + b"}}",
-        b'{"iterations": [{"duration_ms": -1' + b"0" * 400 + b", \"cost\": 1" + b"0" * 330 + b"}]}",
+        b'{"iterations": [{"duration_ms": -1' + b"0" * 400 + b', "cost": 1' + b"0" * 330 + b"}]}",
         b'{"userStories": [{"id": "A", "priority": 1' + b"0" * 400 + b"}]}",
-        b'{"cost": {"total_usd": 1' + b"0" * 400 + b"}, \"duration\": {\"wall_ms\": 1e308}}",
+        b'{"cost": {"total_usd": 1' + b"0" * 400 + b'}, "duration": {"wall_ms": 1e308}}',
     ],
     ids=["flat-total", "real-total", "iteration", "priority", "summary"],
 )
@@ -473,8 +567,12 @@ def test_integers_too_large_for_a_float_are_no_crash(parse: Callable[[bytes], ob
     ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "2026-13-45T99:00:00Z", "yesterday", ""],
 )
 def test_timestamps_out_of_range_or_malformed_are_absent_not_a_crash(stamp: str) -> None:
-    doc = {"session_id": "x", "started_at": stamp, "updated_at": stamp,
-           "iterations": [{"story_id": "A", "status": "complete", "timestamp": stamp}]}
+    doc = {
+        "session_id": "x",
+        "started_at": stamp,
+        "updated_at": stamp,
+        "iterations": [{"story_id": "A", "status": "complete", "timestamp": stamp}],
+    }
     m = parse_metrics(json.dumps(doc).encode())
     flat = parse_metrics(json.dumps({"last_update": stamp}).encode())
     s = parse_summary(json.dumps({"completed_at": stamp}).encode())
@@ -528,8 +626,9 @@ json_scalars = (
     | st.integers(min_value=-(10**400), max_value=10**400)
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=20)
-    | st.sampled_from(["complete", "failed", "2026-01-24T10:23:00Z", "0001-01-01T00:00:00+01:00",
-                       "a, b", "US-001"])
+    | st.sampled_from(
+        ["complete", "failed", "2026-01-24T10:23:00Z", "0001-01-01T00:00:00+01:00", "a, b", "US-001"]
+    )
 )
 json_values = st.recursive(
     json_scalars,
@@ -552,7 +651,9 @@ def test_arbitrary_bytes_give_a_model_or_parse_error(data: bytes) -> None:
 def _replace_everywhere(doc: Any, draw: Any) -> Any:
     """The document with every value, at every depth, possibly replaced by arbitrary JSON."""
     if isinstance(doc, dict):
-        return {k: draw(st.one_of(st.just(_replace_everywhere(v, draw)), json_values)) for k, v in doc.items()}
+        return {
+            k: draw(st.one_of(st.just(_replace_everywhere(v, draw)), json_values)) for k, v in doc.items()
+        }
     if isinstance(doc, list):
         return [draw(st.one_of(st.just(_replace_everywhere(v, draw)), json_values)) for v in doc]
     return draw(st.one_of(st.just(doc), json_values))
@@ -600,7 +701,10 @@ Project: claude-loop-p2-features
 def test_log_entries_skip_preamble_and_keep_timestamps_as_written() -> None:
     entries = parse_log_entries(PROGRESS)
     assert [e.timestamp for e in entries] == [
-        "2026-01-24 10:20 AM", "2026-01-13 14:40:00", "sometime, odd\x0cstamp"]
+        "2026-01-24 10:20 AM",
+        "2026-01-13 14:40:00",
+        "sometime, odd\x0cstamp",
+    ]
     assert entries[0].lines == (
         "**Story**: US-001 - Always log tokens to provider_usage.jsonl",
         "**Status**: Complete",
@@ -613,7 +717,9 @@ def test_log_entries_skip_preamble_and_keep_timestamps_as_written() -> None:
 def test_log_entries_drop_separators_and_carriage_returns() -> None:
     entries = parse_log_entries(PROGRESS)
     assert entries[1].lines == (
-        "**Story**: US-201 - Skills Architecture Core Framework", "**Status**: Complete")
+        "**Story**: US-201 - Skills Architecture Core Framework",
+        "**Status**: Complete",
+    )
     assert entries[2].lines == (
         "- line with a form feed \x0c and a \u2028 separator",
         "   ### Iteration: indented is not a header",
@@ -630,8 +736,14 @@ def test_log_entry_with_empty_timestamp_and_body() -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.sampled_from(["### Iteration: t", "### Iteration:", "---", "", "x", "### Iter",
-                                 " ### Iteration: y", "é\r"]), max_size=30))
+@given(
+    st.lists(
+        st.sampled_from(
+            ["### Iteration: t", "### Iteration:", "---", "", "x", "### Iter", " ### Iteration: y", "é\r"]
+        ),
+        max_size=30,
+    )
+)
 def test_log_entries_count_is_the_number_of_header_lines(lines: list[str]) -> None:
     content = "\n".join(lines)
     entries = parse_log_entries(content)

@@ -27,6 +27,8 @@ from tests.processes import TWISTD, free_port
 
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 10.0
+
+
 def get(url: str, token: str | None = None) -> tuple[int, Any]:
     request = urllib.request.Request(url)
     if token is not None:
@@ -80,7 +82,9 @@ def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
 def start_twistd(processes: list[subprocess.Popen[bytes]], cwd: str, *args: str) -> subprocess.Popen[bytes]:
     process = subprocess.Popen(
         [*TWISTD, "-n", "--pidfile=", "loopdash", *args],
-        cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     processes.append(process)
     return process
@@ -98,12 +102,20 @@ def test_loopdash_is_among_the_twistd_plugins_with_a_description() -> None:
 
 
 def test_twistd_loopdash_help_documents_every_option(tmp_path: Any) -> None:
-    result = subprocess.run([*TWISTD, "loopdash", "--help"], cwd=str(tmp_path),
-                            capture_output=True, timeout=30)
+    result = subprocess.run(
+        [*TWISTD, "loopdash", "--help"], cwd=str(tmp_path), capture_output=True, timeout=30
+    )
     text = result.stdout.decode()
     assert result.returncode == 0, text + result.stderr.decode()
-    for option in ("--port", "--host", "--root", "--listen", "--token-file", "--stale-after",
-                   "--cors-origin"):
+    for option in (
+        "--port",
+        "--host",
+        "--root",
+        "--listen",
+        "--token-file",
+        "--stale-after",
+        "--cors-origin",
+    ):
         assert option in text, option
 
 
@@ -147,8 +159,16 @@ def test_twistd_listens_on_an_endpoint_string(
 ) -> None:
     port = free_port()
     token_file = os.path.join(str(tmp_path), "elsewhere", "token.txt")
-    process = start_twistd(processes, str(tmp_path), "--listen", f"tcp:{port}:interface=127.0.0.1",
-                           "--root", project, "--token-file", token_file)
+    process = start_twistd(
+        processes,
+        str(tmp_path),
+        "--listen",
+        f"tcp:{port}:interface=127.0.0.1",
+        "--root",
+        project,
+        "--token-file",
+        token_file,
+    )
     base = f"http://127.0.0.1:{port}"
     wait_for_health(process, base)
     with open(token_file) as f:

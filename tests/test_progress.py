@@ -18,8 +18,9 @@ PREAMBLE = "# claude-loop progress\n\nProject: claude-loop-p2-features\n\n"
 
 
 def entry(n: int, status: str = "Complete") -> str:
-    return progress_entry(f"2026-01-24 10:{n:02d} AM", f"US-{n:03d}", f"Story {n}", status,
-                          [f"Did thing {n}", "Ran the tests"])
+    return progress_entry(
+        f"2026-01-24 10:{n:02d} AM", f"US-{n:03d}", f"Story {n}", status, [f"Did thing {n}", "Ran the tests"]
+    )
 
 
 def complete_lines(data: bytes) -> bytes:
@@ -216,7 +217,9 @@ def test_file_that_becomes_a_directory_has_no_entries(path: str) -> None:
 
 
 def test_crlf_and_non_utf8_bytes_do_not_break_the_index(path: str) -> None:
-    write_raw(path, "wb", b"pre\r\n### Iteration: one\r\n\xff\xfe bad bytes\r\n---\r\n### Iteration: two\r\nok\r\n")
+    write_raw(
+        path, "wb", b"pre\r\n### Iteration: one\r\n\xff\xfe bad bytes\r\n---\r\n### Iteration: two\r\nok\r\n"
+    )
     log = ProgressLog(path)
     assert log.refresh().total == 2
     one, two = all_entries(log)
@@ -227,7 +230,15 @@ def test_crlf_and_non_utf8_bytes_do_not_break_the_index(path: str) -> None:
 @pytest.mark.parametrize("chunk_size", [15, 16, 17, 32, 1 << 20])
 def test_small_chunks_and_a_line_longer_than_a_chunk(path: str, chunk_size: int) -> None:
     long_line = "- " + "z" * 100
-    content = PREAMBLE + entry(1) + f"### Iteration: long\n{long_line}\n" + entry(2) + "### Iteration: " + "t" * 80 + "\n"
+    content = (
+        PREAMBLE
+        + entry(1)
+        + f"### Iteration: long\n{long_line}\n"
+        + entry(2)
+        + "### Iteration: "
+        + "t" * 80
+        + "\n"
+    )
     write_in_place(path, content)
     log = ProgressLog(path, chunk_size=chunk_size)
     log.refresh()
@@ -256,7 +267,7 @@ def test_appends_extend_the_last_block_instead_of_adding_one_each(path: str) -> 
     for n in range(200):
         append_progress(os.path.dirname(path), entry(n))
         log.refresh()
-        assert log.entries(n, n + 1) == expected_entries(path)[n:n + 1]
+        assert log.entries(n, n + 1) == expected_entries(path)[n : n + 1]
     size = os.path.getsize(path)
     assert log.total == 200
     # One block per chunk (filled by appends), not one per append.
@@ -298,11 +309,22 @@ def test_header_text_inside_a_line_is_not_a_header_at_a_chunk_boundary(path: str
 
 # -- Hypothesis: built over many appends == parsed whole ------------------------------
 
-LINES = st.sampled_from([
-    "### Iteration: 2026-01-24 10:20 AM", "### Iteration: 2026-01-13 14:40:00", "### Iteration:",
-    "**Story**: US-001 - Always log tokens", "**Status**: Complete", "- café ✓", "---", "",
-    "### Iter", "  ### Iteration: indented", "# title", "x\r",
-])
+LINES = st.sampled_from(
+    [
+        "### Iteration: 2026-01-24 10:20 AM",
+        "### Iteration: 2026-01-13 14:40:00",
+        "### Iteration:",
+        "**Story**: US-001 - Always log tokens",
+        "**Status**: Complete",
+        "- café ✓",
+        "---",
+        "",
+        "### Iter",
+        "  ### Iteration: indented",
+        "# title",
+        "x\r",
+    ]
+)
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -329,7 +351,7 @@ def test_index_built_over_many_appends_equals_parsing_the_whole(
         assert all_entries(log) == expected
         # Pages that begin and end anywhere, through blocks found again after eviction.
         assert each_entry(log) == expected
-        assert log.entries(len(expected) // 3, len(expected) // 3 + 3) == expected[len(expected) // 3:][:3]
+        assert log.entries(len(expected) // 3, len(expected) // 3 + 3) == expected[len(expected) // 3 :][:3]
     assert log.total == sum(1 for line in lines if line.startswith("### Iteration:"))
     os.remove(path)
 
@@ -337,9 +359,12 @@ def test_index_built_over_many_appends_equals_parsing_the_whole(
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     steps=st.lists(
-        st.tuples(st.sampled_from(["append", "rewrite", "truncate", "replace"]),
-                  st.lists(LINES, min_size=0, max_size=8)),
-        min_size=1, max_size=10,
+        st.tuples(
+            st.sampled_from(["append", "rewrite", "truncate", "replace"]),
+            st.lists(LINES, min_size=0, max_size=8),
+        ),
+        min_size=1,
+        max_size=10,
     )
 )
 def test_index_follows_appends_rewrites_truncations_and_replacements(

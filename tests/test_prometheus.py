@@ -66,9 +66,7 @@ async def scrape(daemon: RunningDaemon, **kwargs: Any) -> Scrape:
     return parse_scrape(answer.body.decode("utf-8"), answer.header("Content-Type") or "")
 
 
-async def scrape_until(
-    daemon: RunningDaemon, done: Callable[[Scrape], bool], tries: int = 100
-) -> Scrape:
+async def scrape_until(daemon: RunningDaemon, done: Callable[[Scrape], bool], tries: int = 100) -> Scrape:
     """Scrape every 50 ms until ``done`` holds (at most ``tries`` times)."""
     from twisted.internet import reactor
 
@@ -96,7 +94,9 @@ class KnownLoop:
     def labels(self) -> dict[str, str]:
         return {"project": PROJECT, "run_id": self.run.run_id}
 
-    def add_iteration(self, index: int, status: str, duration_ms: int, tokens_in: int, tokens_out: int) -> None:
+    def add_iteration(
+        self, index: int, status: str, duration_ms: int, tokens_in: int, tokens_out: int
+    ) -> None:
         story = self.stories[index]
         now = datetime.now(UTC)
         self.run.add_iteration(
@@ -163,8 +163,12 @@ async def test_loop_metrics_match_the_files_of_the_loop(
     assert result.value("loopdash_loop_cost_usd", **labels) == pytest.approx(
         sum(i["cost_usd"] for i in iterations)
     )
-    assert result.value("loopdash_loop_tokens", direction="in", **labels) == sum(i["tokens_in"] for i in iterations)
-    assert result.value("loopdash_loop_tokens", direction="out", **labels) == sum(i["tokens_out"] for i in iterations)
+    assert result.value("loopdash_loop_tokens", direction="in", **labels) == sum(
+        i["tokens_in"] for i in iterations
+    )
+    assert result.value("loopdash_loop_tokens", direction="out", **labels) == sum(
+        i["tokens_out"] for i in iterations
+    )
     assert result.value("loopdash_loop_iterations", outcome="success", **labels) == 2
     assert result.value("loopdash_loop_iterations", outcome="failure", **labels) == 1
     assert result.value("loopdash_loop_iterations", outcome="other", **labels) == 1
@@ -172,13 +176,20 @@ async def test_loop_metrics_match_the_files_of_the_loop(
     since = result.value("loopdash_loop_seconds_since_activity", **labels)
     assert 0 <= since < 120  # the files were written moments ago
     expected_histogram(
-        result, "loopdash_loop_iteration_duration_seconds", [i["duration_ms"] / 1000 for i in iterations], labels
+        result,
+        "loopdash_loop_iteration_duration_seconds",
+        [i["duration_ms"] / 1000 for i in iterations],
+        labels,
     )
-    expected_histogram(result, "loopdash_loop_iteration_cost_usd", [i["cost_usd"] for i in iterations], labels)
+    expected_histogram(
+        result, "loopdash_loop_iteration_cost_usd", [i["cost_usd"] for i in iterations], labels
+    )
 
     # The same numbers as the REST API answers.
     status = (await daemon.get("/api/status")).json()
-    assert result.value("loopdash_loop_elapsed_seconds", **labels) == pytest.approx(status["elapsed_time"], abs=2)
+    assert result.value("loopdash_loop_elapsed_seconds", **labels) == pytest.approx(
+        status["elapsed_time"], abs=2
+    )
     assert result.value("loopdash_loop_cost_usd", **labels) == status["cost_so_far"]
 
 
@@ -324,9 +335,11 @@ async def test_auth_failures_are_counted_by_code(daemon_factory: DaemonFactory, 
     assert (await daemon.get("/api/stream?ticket=made-up", authenticated=False)).code == 403
     after = await scrape(daemon)
     for code, count in (("401", 1), ("403", 3)):
-        assert after.value("loopdash_auth_failures_total", code=code) - before.value(
-            "loopdash_auth_failures_total", code=code
-        ) == count
+        assert (
+            after.value("loopdash_auth_failures_total", code=code)
+            - before.value("loopdash_auth_failures_total", code=code)
+            == count
+        )
 
 
 @pytest_twisted.ensureDeferred
@@ -336,7 +349,9 @@ async def test_files_that_do_not_parse_are_counted_by_kind(
     # A file that never parsed is reported at once (one that did gets a grace period).
     write_in_place(os.path.join(known.root, "prd.json"), '{"userStories": [')
     daemon = await daemon_factory(known.root, **FAST)
-    result = await scrape_until(daemon, lambda s: s.value("loopdash_file_parse_failures_total", kind="prd") >= 1)
+    result = await scrape_until(
+        daemon, lambda s: s.value("loopdash_file_parse_failures_total", kind="prd") >= 1
+    )
     # Reported once per bad spell, not once per poll.
     await settle_polls(daemon, 5)
     again = await scrape(daemon)
@@ -382,8 +397,13 @@ async def test_each_daemon_exports_only_its_own_numbers(
         await busy.get("/api/status")
     busy_scrape = await scrape(busy)
     quiet_scrape = await scrape(quiet)
-    assert busy_scrape.value("loopdash_http_requests_total", route="/api/status", method="GET", code="200") == 5
-    assert quiet_scrape.get("loopdash_http_requests_total", -1, route="/api/status", method="GET", code="200") == -1
+    assert (
+        busy_scrape.value("loopdash_http_requests_total", route="/api/status", method="GET", code="200") == 5
+    )
+    assert (
+        quiet_scrape.get("loopdash_http_requests_total", -1, route="/api/status", method="GET", code="200")
+        == -1
+    )
     assert set(quiet_scrape.series("loopdash_loop_stories")) == {frozenset({("project", ""), ("run_id", "")})}
 
 
@@ -425,7 +445,9 @@ async def test_metrics_public_serves_metrics_without_a_token_and_nothing_else(
 
 
 @pytest_twisted.ensureDeferred
-async def test_an_openmetrics_scraper_gets_openmetrics(daemon_factory: DaemonFactory, empty_root: str) -> None:
+async def test_an_openmetrics_scraper_gets_openmetrics(
+    daemon_factory: DaemonFactory, empty_root: str
+) -> None:
     daemon = await daemon_factory(empty_root)
     answer = await daemon.get(
         "/metrics", headers={b"Accept": [b"application/openmetrics-text; version=1.0.0; charset=utf-8"]}
@@ -449,9 +471,7 @@ async def test_metrics_reach_the_api_when_a_pages_resource_takes_other_paths(
     daemon_factory: DaemonFactory, empty_root: str
 ) -> None:
     daemon = await daemon_factory(empty_root)
-    front = FrontResource(
-        daemon.dashboard.api.resource(), CorsPolicy(), pages=_Page()
-    )
+    front = FrontResource(daemon.dashboard.api.resource(), CorsPolicy(), pages=_Page())
     client = StubTreq(front)
     page = await client.get("http://localhost/")
     assert await page.content() == b"<h1>the page</h1>"
@@ -634,4 +654,3 @@ def test_twistd_metrics_public_serves_metrics_to_a_scraper_without_the_token(tmp
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=STOP_TIMEOUT)
-

@@ -50,7 +50,9 @@ async def test_every_answer_carries_the_security_headers(sample_daemon: RunningD
             continue  # below: the stream's headers are checked on an open stream
         for method in methods | {"DELETE", "OPTIONS"}:
             for authenticated in (True, False):
-                answer = await sample_daemon.request(method, path, authenticated=authenticated, headers=origin)
+                answer = await sample_daemon.request(
+                    method, path, authenticated=authenticated, headers=origin
+                )
                 assert_security_headers(answer, f"{method} {path} {answer.code}")
                 checked += 1
     for path in ("/api/nope", "/", "/index.html", "/api/%ff"):
@@ -70,7 +72,10 @@ async def test_cors_never_combines_any_origin_with_credentials(
 ) -> None:
     open_daemon = await daemon_factory(sample_root)
     restricted = await daemon_factory(sample_root, cors_origins=("https://dash.example",))
-    preflight = {b"Access-Control-Request-Method": [b"GET"], b"Access-Control-Request-Headers": [b"authorization"]}
+    preflight = {
+        b"Access-Control-Request-Method": [b"GET"],
+        b"Access-Control-Request-Headers": [b"authorization"],
+    }
     for origin in (b"https://dash.example", b"https://evil.example", b"null"):
         for daemon in (open_daemon, restricted):
             for method, headers in (("GET", {}), ("OPTIONS", preflight)):

@@ -46,9 +46,17 @@ CASES: list[tuple[str, bytes, list[ServerSentEvent]]] = [
     ("the type resets after dispatch", b"event: add\ndata: 1\n\ndata: 2\n\n", [E("1", "add"), E("2")]),
     ("the type resets even without dispatch", b"event: add\n\ndata: 2\n\n", [E("2")]),
     ("id is carried by the event", b"id: 1\ndata: x\n\n", [E("x", last_event_id="1")]),
-    ("id persists to later events", b"id: 7\ndata: a\n\ndata: b\n\n", [E("a", last_event_id="7"), E("b", last_event_id="7")]),
+    (
+        "id persists to later events",
+        b"id: 7\ndata: a\n\ndata: b\n\n",
+        [E("a", last_event_id="7"), E("b", last_event_id="7")],
+    ),
     ("an empty id resets it", b"id: 7\ndata: a\n\nid\ndata: b\n\n", [E("a", last_event_id="7"), E("b")]),
-    ("an id holding NUL is ignored", b"id: 7\ndata: a\n\nid: 8\x00x\ndata: b\n\n", [E("a", last_event_id="7"), E("b", last_event_id="7")]),
+    (
+        "an id holding NUL is ignored",
+        b"id: 7\ndata: a\n\nid: 8\x00x\ndata: b\n\n",
+        [E("a", last_event_id="7"), E("b", last_event_id="7")],
+    ),
     ("an id field without data still sets the id", b"id: 9\n\ndata: b\n\n", [E("b", last_event_id="9")]),
     ("the id applies when the event dispatches", b"data: a\nid: 3\n\n", [E("a", last_event_id="3")]),
     ("unknown fields are ignored", b"foo: bar\ndata: x\nDATA: y\n\n", [E("x")]),
@@ -129,8 +137,15 @@ def test_the_contract_stream() -> None:
 
 lines = st.lists(
     st.one_of(
-        st.sampled_from(["", ":", ": keepalive", "data", "data:", "event: x", "id: 4", "id", "retry: 12", "retry: x"]),
-        st.builds(lambda v: "data: " + v, st.text(alphabet=st.characters(blacklist_characters="\r\n", blacklist_categories=("Cs",)), max_size=12)),
+        st.sampled_from(
+            ["", ":", ": keepalive", "data", "data:", "event: x", "id: 4", "id", "retry: 12", "retry: x"]
+        ),
+        st.builds(
+            lambda v: "data: " + v,
+            st.text(
+                alphabet=st.characters(blacklist_characters="\r\n", blacklist_categories=("Cs",)), max_size=12
+            ),
+        ),
         st.builds(lambda v: "id:" + v, st.text(alphabet="ab\0 1", max_size=4)),
     ),
     max_size=25,

@@ -69,8 +69,12 @@ def real_run(root: str, started: datetime, results: Iterable[tuple[str, str]], m
     for story_id, result in results:
         moment += timedelta(minutes=minutes)
         run.add_iteration(story_id, titles[story_id], moment, minutes * 60000, result)
-        append_progress(root, progress_entry(moment.strftime("%Y-%m-%d %H:%M:%S"), story_id,
-                                             titles[story_id], result, ["did it"]))
+        append_progress(
+            root,
+            progress_entry(
+                moment.strftime("%Y-%m-%d %H:%M:%S"), story_id, titles[story_id], result, ["did it"]
+            ),
+        )
         run.write_metrics(moment)
     return run
 
@@ -134,8 +138,11 @@ def test_any_one_fresh_file_is_activity(root: str) -> None:
     write_prd(root, stories(done=1))
     age_files(root, NOW - timedelta(hours=1))
     assert status(root)["is_running"] is False
-    for path in (os.path.join(root, "progress.txt"), os.path.join(root, "prd.json"),
-                 os.path.join(run.directory, "metrics.json")):
+    for path in (
+        os.path.join(root, "progress.txt"),
+        os.path.join(root, "prd.json"),
+        os.path.join(run.directory, "metrics.json"),
+    ):
         set_mtime(path, NOW - timedelta(seconds=10))
         assert status(root)["is_running"] is True
         set_mtime(path, NOW - timedelta(hours=1))
@@ -217,9 +224,16 @@ def test_no_prd(root: str) -> None:
 def test_empty_directory(root: str) -> None:
     s = status(root)
     assert s == {
-        "is_running": False, "run_id": None, "current_story": None, "progress_pct": 0.0,
-        "completed_stories": 0, "total_stories": 0, "elapsed_time": 0, "estimated_remaining": None,
-        "cost_so_far": 0.0, "last_update": s["last_update"],
+        "is_running": False,
+        "run_id": None,
+        "current_story": None,
+        "progress_pct": 0.0,
+        "completed_stories": 0,
+        "total_stories": 0,
+        "elapsed_time": 0,
+        "estimated_remaining": None,
+        "cost_so_far": 0.0,
+        "last_update": s["last_update"],
     }
     assert ISO_Z.match(s["last_update"])
 
@@ -343,9 +357,23 @@ def test_zero_of_zero_is_zero_progress(root: str) -> None:
 def test_cost_comes_from_the_summary_when_there_is_one(root: str) -> None:
     # A flat run whose summary's total differs from the sum of its iterations.
     run_id = "20260124_113000"
-    write_flat_run(root, run_id, [{"story_id": "US-001", "status": "success", "elapsed_ms": 1000,
-                                   "tokens_in": 1, "tokens_out": 1, "cost": 0.25,
-                                   "agents_used": []}], elapsed_s=90, last_update="2026-01-24T11:31:30Z")
+    write_flat_run(
+        root,
+        run_id,
+        [
+            {
+                "story_id": "US-001",
+                "status": "success",
+                "elapsed_ms": 1000,
+                "tokens_in": 1,
+                "tokens_out": 1,
+                "cost": 0.25,
+                "agents_used": [],
+            }
+        ],
+        elapsed_s=90,
+        last_update="2026-01-24T11:31:30Z",
+    )
     summary_path = os.path.join(root, ".claude-loop", "runs", run_id, "summary.json")
     with open(summary_path) as f:
         summary = json.load(f)
@@ -367,7 +395,9 @@ def test_last_update_is_the_newest_activity_in_utc_with_z(root: str) -> None:
     run = real_run(root, NOW - timedelta(minutes=20), [("US-001", "complete")])
     write_prd(root, stories(done=1))
     age_files(root, NOW - timedelta(hours=3))
-    set_mtime(os.path.join(run.directory, "metrics.json"), datetime(2026, 1, 24, 9, 15, 42, 700000, tzinfo=UTC))
+    set_mtime(
+        os.path.join(run.directory, "metrics.json"), datetime(2026, 1, 24, 9, 15, 42, 700000, tzinfo=UTC)
+    )
     s = status(root)
     assert s["last_update"] == "2026-01-24T09:15:42Z"
     assert ISO_Z.match(s["last_update"])
@@ -388,9 +418,23 @@ def test_sample_project_status_is_consistent(tmp_path: Any) -> None:
 
 def test_absurd_durations_on_disk_never_break_the_status(root: str) -> None:
     run_id = "20260124_113000"
-    write_flat_run(root, run_id, [{"story_id": "US-001", "status": "success", "elapsed_ms": 1000,
-                                   "tokens_in": 1, "tokens_out": 1, "cost": 0.25, "agents_used": []}],
-                   elapsed_s=1e308, last_update="2026-01-24T11:31:30Z")
+    write_flat_run(
+        root,
+        run_id,
+        [
+            {
+                "story_id": "US-001",
+                "status": "success",
+                "elapsed_ms": 1000,
+                "tokens_in": 1,
+                "tokens_out": 1,
+                "cost": 0.25,
+                "agents_used": [],
+            }
+        ],
+        elapsed_s=1e308,
+        last_update="2026-01-24T11:31:30Z",
+    )
     write_prd(root, stories(done=1))
     s = status(root)
     json.dumps(s, allow_nan=False)

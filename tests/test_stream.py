@@ -88,7 +88,14 @@ async def test_stream_starts_with_retry_connected_then_the_current_status(
     status = await stream.next()
     assert status.type == "status_update" and status.id is not None
     answer = (await daemon.get("/api/status")).json()
-    for field in ("is_running", "run_id", "progress_pct", "completed_stories", "total_stories", "cost_so_far"):
+    for field in (
+        "is_running",
+        "run_id",
+        "progress_pct",
+        "completed_stories",
+        "total_stories",
+        "cost_so_far",
+    ):
         assert status.data["data"][field] == answer[field]
     assert status.data["data"]["is_running"] is True
     assert b"event:" not in b"".join(m.raw for m in stream.messages)

@@ -68,7 +68,9 @@ def test_memory_stays_bounded_under_failures_from_many_addresses() -> None:
 
 
 @given(st.lists(st.tuples(st.sampled_from("abc"), st.floats(0, 5)), max_size=200))
-def test_retry_after_is_always_a_small_positive_integer_when_throttled(steps: list[tuple[str, float]]) -> None:
+def test_retry_after_is_always_a_small_positive_integer_when_throttled(
+    steps: list[tuple[str, float]],
+) -> None:
     clock = Clock()
     throttle = FailureThrottle(clock, burst=4, leak_per_second=0.25)
     for address, pause in steps:
@@ -100,7 +102,9 @@ async def test_a_flood_of_wrong_tokens_gets_429_json_with_retry_after(sample_dae
 
 
 @pytest_twisted.ensureDeferred
-async def test_valid_clients_are_served_while_their_address_is_throttled(sample_daemon: RunningDaemon) -> None:
+async def test_valid_clients_are_served_while_their_address_is_throttled(
+    sample_daemon: RunningDaemon,
+) -> None:
     # Every test client is 127.0.0.1: the flooder and the valid client share the address.
     await _flood(sample_daemon, sample_daemon.dashboard.api.throttle.burst + 5)
     for path in ("/api/status", "/api/stories", "/api/runs", "/metrics"):
@@ -111,7 +115,9 @@ async def test_valid_clients_are_served_while_their_address_is_throttled(sample_
 
 
 @pytest_twisted.ensureDeferred
-async def test_throttling_ends_once_the_failures_decay_and_is_logged_once(sample_daemon: RunningDaemon) -> None:
+async def test_throttling_ends_once_the_failures_decay_and_is_logged_once(
+    sample_daemon: RunningDaemon,
+) -> None:
     from twisted.logger import globalLogPublisher
 
     events: list[dict[str, Any]] = []

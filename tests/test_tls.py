@@ -107,7 +107,9 @@ async def test_a_client_that_does_not_trust_the_certificate_is_refused(
     other = os.path.join(str(tmp_path), "other")
     os.makedirs(other)
     _, _, other_pem = self_signed(other)
-    daemon = await daemon_factory(sample_root, listen=f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}")
+    daemon = await daemon_factory(
+        sample_root, listen=f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}"
+    )
     port = int(daemon.url.rsplit(":", 1)[1])
     with pytest.raises(Exception) as failed:
         await https_client(other_pem).get(f"https://127.0.0.1:{port}/api/health")

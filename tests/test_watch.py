@@ -45,7 +45,14 @@ from tests.support import RunningDaemon
 
 
 def test_durations_money_and_bar() -> None:
-    assert [duration(s) for s in (None, 0, 59.9, 61, 3600, 7325)] == ["-", "0s", "59s", "1m01s", "1h00m00s", "2h02m05s"]
+    assert [duration(s) for s in (None, 0, 59.9, 61, 3600, 7325)] == [
+        "-",
+        "0s",
+        "59s",
+        "1m01s",
+        "1h00m00s",
+        "2h02m05s",
+    ]
     assert (money(0.177), money(2.5), money(1234.5)) == ("$0.177", "$2.50", "$1,234.50")
     assert progress_bar(0, 10) == "[..........]"
     assert progress_bar(60, 10) == "[######....]"
@@ -54,7 +61,9 @@ def test_durations_money_and_bar() -> None:
 
 
 def test_log_headline_takes_the_story_and_its_outcome() -> None:
-    entry = LogEntry("2026-01-13 14:40:00", ("**Story**: US-201 - Skills", "**Status**: Complete", "", "- did it"))
+    entry = LogEntry(
+        "2026-01-13 14:40:00", ("**Story**: US-201 - Skills", "**Status**: Complete", "", "- did it")
+    )
     assert log_headline(entry) == "2026-01-13 14:40:00  US-201 - Skills [Complete]"
     free = LogEntry("2026-01-13 14:41:00", ("", "- Fixed the flaky test", "more"))
     assert log_headline(free) == "2026-01-13 14:41:00  Fixed the flaky test"
@@ -90,7 +99,9 @@ def test_a_stopped_loop_does_not_tick() -> None:
 def test_the_screen_says_reconnecting_and_recovers() -> None:
     view = apply(View("http://d"), status_event(), now=0.0)
     view = apply(view, Disconnected("connection refused", attempts=1, retry_in=3.0), now=1.0)
-    assert render_screen(view, 1.0, 120)[0] == "loopdash watch  http://d  reconnecting... (connection refused)"
+    assert (
+        render_screen(view, 1.0, 120)[0] == "loopdash watch  http://d  reconnecting... (connection refused)"
+    )
     view = apply(view, Reconnected(1, 3.0, "b-2"), now=4.0)
     view = apply(view, Connected(server_version=None, api_version=None), now=4.0)
     assert render_screen(view, 4.0, 120)[0].endswith("  running")
@@ -114,7 +125,10 @@ def test_one_line_per_event() -> None:
     run = RunRow("20260113_200000", "20260113_200000", 0.5, 4, 3, 1, 1350.0)
     assert describe(story_updated := StoryUpdated(story=story)) == "story US-3 completed: Run summary"
     assert story_updated.id is None
-    assert describe(IterationAdded(run_id="r1", iteration=iteration)) == "iteration US-3 success in 1m30s, $0.050 (run r1)"
+    assert (
+        describe(IterationAdded(run_id="r1", iteration=iteration))
+        == "iteration US-3 success in 1m30s, $0.050 (run r1)"
+    )
     assert describe(RunFinished(run=run)) == (
         "run 20260113_200000 finished: 4 iterations (3 ok, 1 failed), $0.500, 22m30s"
     )
@@ -242,7 +256,9 @@ async def test_pipe_mode_prints_a_line_per_event_and_rides_out_a_daemon_restart(
     at = await child.wait_for(rb"Z story " + first.encode() + rb" completed: [^\n]+\n", at)
 
     await daemon.stop()
-    at = await child.wait_for(rb"disconnected: the server ended the stream; reconnecting in \d+\.\d s\.\.\.\n", at)
+    at = await child.wait_for(
+        rb"disconnected: the server ended the stream; reconnecting in \d+\.\d s\.\.\.\n", at
+    )
     await daemon_factory(loop.root, poll_interval=0.05, listen=f"tcp:{port}:interface=127.0.0.1")
     at = await child.wait_for(rb"reconnected \(resuming after [0-9a-f]+-\d+\)\n", at)
     at = await child.wait_for(rb"gap: [^\n]+\n[^\n]*status running 12\.5% \(1/8 stories\)", at)
@@ -268,7 +284,9 @@ async def test_following_survives_a_token_rotation(daemon_factory: Any, tmp_path
     write_token(daemon.dashboard.config.token_path)  # what `loopdash generate-token` does
     for subscriber in list(daemon.dashboard.hub.subscribers):
         subscriber.end()  # the stream drops; reconnecting with the old token gets 403
-    at = await child.wait_for(rb"disconnected: the token was refused; using the new one from the token file", at)
+    at = await child.wait_for(
+        rb"disconnected: the token was refused; using the new one from the token file", at
+    )
     at = await child.wait_for(rb"Z connected ", at)
     story = loop.pass_story(0)
     await child.wait_for(rb"Z story " + story.encode() + rb" completed", at)
@@ -287,7 +305,9 @@ async def test_following_with_a_wrong_token_exits_1(sample_daemon: RunningDaemon
 
 
 @pytest_twisted.ensureDeferred
-async def test_tty_mode_redraws_in_place_and_exits_cleanly_on_ctrl_c(daemon_factory: Any, tmp_path: Any) -> None:
+async def test_tty_mode_redraws_in_place_and_exits_cleanly_on_ctrl_c(
+    daemon_factory: Any, tmp_path: Any
+) -> None:
     loop = LiveLoop.create(os.path.join(str(tmp_path), "live"))
     loop.append_log(0)
     daemon = await daemon_factory(loop.root, poll_interval=0.05)
@@ -313,7 +333,6 @@ async def test_tty_mode_redraws_in_place_and_exits_cleanly_on_ctrl_c(daemon_fact
     assert b"Traceback" not in child.output and b"Unhandled" not in child.output
 
 
-
 # -- a daemon started by `loopdash start` (sync tests: everything runs in subprocesses) ---------
 
 LOOPDASH = [sys.executable, "-m", "loopdash.cli"]
@@ -328,7 +347,13 @@ def started_root(tmp_path_factory: Any) -> Iterator[str]:
     create_sample_project(root)
     runs = os.path.join(root, ".claude-loop", "runs")
     newest = sorted(os.listdir(runs))[-1]
-    totals = {"elapsed_time_s": 720, "total_cost": 0.177, "total_iterations": 2, "success_count": 2, "failure_count": 0}
+    totals = {
+        "elapsed_time_s": 720,
+        "total_cost": 0.177,
+        "total_iterations": 2,
+        "success_count": 2,
+        "failure_count": 0,
+    }
     with open(os.path.join(runs, newest, "summary.json"), "w") as f:
         json.dump(totals, f)
     with socket.socket() as s:
@@ -341,7 +366,9 @@ def started_root(tmp_path_factory: Any) -> Iterator[str]:
     try:
         yield root
     finally:
-        stopped = subprocess.run([*LOOPDASH, "stop", "--root", root, "--timeout", "5"], capture_output=True, timeout=30)
+        stopped = subprocess.run(
+            [*LOOPDASH, "stop", "--root", root, "--timeout", "5"], capture_output=True, timeout=30
+        )
         assert stopped.returncode == 0, stopped.stderr
 
 
@@ -379,7 +406,9 @@ def test_readme_example_runs_against_the_started_daemon(started_root: str, which
     with open(script, "w") as f:
         f.write(readme_examples()[which])
     # Run from the project directory, as the examples say; they stop once the run is over.
-    ran = subprocess.run([sys.executable, script], cwd=started_root, capture_output=True, text=True, timeout=30)
+    ran = subprocess.run(
+        [sys.executable, script], cwd=started_root, capture_output=True, text=True, timeout=30
+    )
     assert ran.returncode == 0, ran.stderr
     assert "75.0%" in ran.stdout, ran.stdout
     if which == 1:

@@ -117,9 +117,7 @@ async def test_deleting_the_current_run_directory_restarts_inotify(
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_root_replaced_by_a_rename_is_watched_again(
-    daemon_factory: DaemonFactory, root: str
-) -> None:
+async def test_a_root_replaced_by_a_rename_is_watched_again(daemon_factory: DaemonFactory, root: str) -> None:
     from twisted.internet import reactor
 
     daemon = await daemon_factory(root, **INOTIFY_ONLY)
@@ -192,8 +190,9 @@ class SlowFirstLookProject(Project):
 def test_the_keepalive_falls_on_a_safety_poll_so_an_idle_daemon_wakes_once_for_both(root: str) -> None:
     clock = Clock()
     hub = StreamHub(clock, keepalive=30.0)
-    watcher = Watcher(SlowFirstLookProject(root, clock), hub, clock, stale_after=600.0, interval=10.0,
-                      use_inotify=False)
+    watcher = Watcher(
+        SlowFirstLookProject(root, clock), hub, clock, stale_after=600.0, interval=10.0, use_inotify=False
+    )
     watcher.startService()
     try:
         loop, keepalive = watcher._loop, hub._timer

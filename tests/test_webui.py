@@ -59,11 +59,17 @@ def test_the_page_has_no_inline_script_or_style() -> None:
 
 
 @pytest_twisted.ensureDeferred
-async def test_every_asset_is_served_with_its_type_and_cached_for_a_year(sample_daemon: RunningDaemon) -> None:
+async def test_every_asset_is_served_with_its_type_and_cached_for_a_year(
+    sample_daemon: RunningDaemon,
+) -> None:
     index = (await sample_daemon.get("/", authenticated=False)).body
     paths = asset_paths(index)
     assert any(p.endswith(".css") for p in paths) and any(p.endswith(".svg") for p in paths)
-    types = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml"}
+    types = {
+        ".js": "text/javascript; charset=utf-8",
+        ".css": "text/css; charset=utf-8",
+        ".svg": "image/svg+xml",
+    }
     for path in paths:
         answer = await sample_daemon.get(path, authenticated=False)
         assert answer.code == 200, path

@@ -23,7 +23,9 @@ def _count(value: str) -> int:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_root_argument(parser)
     parser.add_argument("-n", "--lines", type=_count, default=20, help="how many lines to show (default: 20)")
-    parser.add_argument("-f", "--follow", action="store_true", help="keep printing new lines until interrupted")
+    parser.add_argument(
+        "-f", "--follow", action="store_true", help="keep printing new lines until interrupted"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -120,9 +120,7 @@ def write_prd(root: str, stories: Iterable[dict[str, Any]], project: str = "clau
     write_in_place(os.path.join(root, "prd.json"), json.dumps(document, indent=2) + "\n")
 
 
-def progress_entry(
-    when: str, story_id: str, title: str, status: str, bullets: Sequence[str]
-) -> str:
+def progress_entry(when: str, story_id: str, title: str, status: str, bullets: Sequence[str]) -> str:
     lines = [
         f"### Iteration: {when}",
         f"**Story**: {story_id} - {title}",
@@ -303,35 +301,71 @@ def create_sample_project(root: str, now: datetime | None = None) -> None:
         root,
         run_id_for(old_start),
         [
-            {"story_id": "US-001", "status": "success", "elapsed_ms": 180000, "tokens_in": 5000,
-             "tokens_out": 2000, "cost": 0.045, "agents_used": ["backend-architect"]},
-            {"story_id": "US-002", "status": "failure", "elapsed_ms": 240000, "tokens_in": 9000,
-             "tokens_out": 3000, "cost": 0.072, "agents_used": "backend-architect, test-engineer"},
+            {
+                "story_id": "US-001",
+                "status": "success",
+                "elapsed_ms": 180000,
+                "tokens_in": 5000,
+                "tokens_out": 2000,
+                "cost": 0.045,
+                "agents_used": ["backend-architect"],
+            },
+            {
+                "story_id": "US-002",
+                "status": "failure",
+                "elapsed_ms": 240000,
+                "tokens_in": 9000,
+                "tokens_out": 3000,
+                "cost": 0.072,
+                "agents_used": "backend-architect, test-engineer",
+            },
         ],
         elapsed_s=600,
         last_update=iso(old_start + timedelta(minutes=10)),
     )
     stories[0].update(passes=True, notes="Implemented in commit 6d02b70")
-    append_progress(root, progress_entry(
-        (old_start + timedelta(minutes=3)).strftime("%Y-%m-%d %I:%M %p"), "US-001",
-        stories[0]["title"], "Complete", ["Added `log_provider_usage_jsonl()`", "Tests in tests/test_usage.py"]))
+    append_progress(
+        root,
+        progress_entry(
+            (old_start + timedelta(minutes=3)).strftime("%Y-%m-%d %I:%M %p"),
+            "US-001",
+            stories[0]["title"],
+            "Complete",
+            ["Added `log_provider_usage_jsonl()`", "Tests in tests/test_usage.py"],
+        ),
+    )
 
     # 2. A finished run in the real shape, with a summary.
     run = RealRun(root, now - timedelta(days=1))
     run.start()
     moment = run.started_at
-    for index, (story_index, status) in enumerate([(1, "complete"), (2, "complete"), (3, "failed"), (3, "complete")]):
+    for index, (story_index, status) in enumerate(
+        [(1, "complete"), (2, "complete"), (3, "failed"), (3, "complete")]
+    ):
         moment += timedelta(minutes=4 + index)
         story = stories[story_index]
-        run.add_iteration(story["id"], story["title"], moment, (4 + index) * 60000, status,
-                          tokens_in=8000 + 1500 * index, tokens_out=2000 + 400 * index,
-                          agents=AGENTS[: 1 + index % 3])
+        run.add_iteration(
+            story["id"],
+            story["title"],
+            moment,
+            (4 + index) * 60000,
+            status,
+            tokens_in=8000 + 1500 * index,
+            tokens_out=2000 + 400 * index,
+            agents=AGENTS[: 1 + index % 3],
+        )
         if status == "complete":
             story.update(passes=True, notes=f"Implemented in commit {1000 + index:x}a7c")
-        append_progress(root, progress_entry(
-            moment.strftime("%Y-%m-%d %H:%M:%S"), story["id"], story["title"],
-            "Complete" if status == "complete" else "Failed",
-            [f"Worked on {story['title'].lower()}", "Ran the test suite"]))
+        append_progress(
+            root,
+            progress_entry(
+                moment.strftime("%Y-%m-%d %H:%M:%S"),
+                story["id"],
+                story["title"],
+                "Complete" if status == "complete" else "Failed",
+                [f"Worked on {story['title'].lower()}", "Ran the test suite"],
+            ),
+        )
         run.write_metrics(moment)
     run.write_summary(moment + timedelta(seconds=30))
 
@@ -342,11 +376,26 @@ def create_sample_project(root: str, now: datetime | None = None) -> None:
     for index, story_index in enumerate((5, 6)):
         moment += timedelta(minutes=6)
         story = stories[story_index]
-        current.add_iteration(story["id"], story["title"], moment, 6 * 60000, "complete",
-                              tokens_in=12000, tokens_out=3500, model="opus" if index else "sonnet")
+        current.add_iteration(
+            story["id"],
+            story["title"],
+            moment,
+            6 * 60000,
+            "complete",
+            tokens_in=12000,
+            tokens_out=3500,
+            model="opus" if index else "sonnet",
+        )
         story.update(passes=True, notes="Implemented; see progress.txt")
-        append_progress(root, progress_entry(
-            moment.strftime("%Y-%m-%d %H:%M:%S"), story["id"], story["title"], "Complete",
-            ["Implemented the change", "Added tests"]))
+        append_progress(
+            root,
+            progress_entry(
+                moment.strftime("%Y-%m-%d %H:%M:%S"),
+                story["id"],
+                story["title"],
+                "Complete",
+                ["Implemented the change", "Added tests"],
+            ),
+        )
         current.write_metrics(moment)
     write_prd(root, stories)

@@ -49,7 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_root_argument(parser)
     parser.add_argument("--port", type=_port, default=8080, help="TCP port to listen on (default: 8080)")
     parser.add_argument(
-        "--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1; 0.0.0.0 for every one)"
+        "--host",
+        default="127.0.0.1",
+        help="interface to listen on (default: 127.0.0.1; 0.0.0.0 for every one)",
     )
     parser.add_argument(
         "--timeout",
@@ -70,7 +72,11 @@ def twistd_program() -> list[str]:
     beside = os.path.join(os.path.dirname(sys.executable), "twistd")
     if os.access(beside, os.X_OK):
         return [sys.executable, beside]
-    return [sys.executable, "-c", "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()"]
+    return [
+        sys.executable,
+        "-c",
+        "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()",
+    ]
 
 
 def twistd_command(files: DaemonFiles, host: str, port: int, log_format: str) -> list[str]:

@@ -56,7 +56,9 @@ def gather(files: DaemonFiles) -> tuple[int, dict[str, Any]]:
         return EXIT_DEAD_WITH_PIDFILE, report
     if found.state != RUNNING:
         return EXIT_NOT_RUNNING, report
-    report["uptime_s"] = None if found.started_at is None else max(0.0, round(time.time() - found.started_at, 1))
+    report["uptime_s"] = (
+        None if found.started_at is None else max(0.0, round(time.time() - found.started_at, 1))
+    )
     if found.url is None:
         report["reason"] = "started without `loopdash start`: URL unknown"
         return EXIT_RUNNING, report

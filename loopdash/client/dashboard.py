@@ -386,7 +386,9 @@ class DashboardClient:
         # One path segment whatever the id holds ("/" included).
         return RunDetail.from_json(await self._get(f"/api/runs/{quote(run_id, safe='')}"))
 
-    async def iter_logs(self, page_size: int = PAGE_SIZE, run_id: str | None = None) -> AsyncIterator[LogEntry]:
+    async def iter_logs(
+        self, page_size: int = PAGE_SIZE, run_id: str | None = None
+    ) -> AsyncIterator[LogEntry]:
         """Every log entry, oldest first, fetched a page at a time."""
         offset = 0
         while True:

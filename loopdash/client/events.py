@@ -103,7 +103,14 @@ class Gap:
 
 
 ServerEvent = (
-    Connected | StatusUpdate | StoryUpdated | IterationAdded | LogAppended | RunStarted | RunFinished | UnknownEvent
+    Connected
+    | StatusUpdate
+    | StoryUpdated
+    | IterationAdded
+    | LogAppended
+    | RunStarted
+    | RunFinished
+    | UnknownEvent
 )
 StreamItem = ServerEvent | Reconnected | Gap
 
@@ -122,7 +129,9 @@ def decode_event(data: str, event_id: str | None) -> ServerEvent:
     common: dict[str, Any] = {"id": event_id or None, "timestamp": timestamp, "gap": gap, "extra": f.extra()}
     if kind == "connected":
         d = Fields(payload if payload is not None else {}, "connected.data")
-        return Connected(server_version=d.opt_text("server_version"), api_version=d.opt_text("api_version"), **common)
+        return Connected(
+            server_version=d.opt_text("server_version"), api_version=d.opt_text("api_version"), **common
+        )
     if kind == "status_update":
         return StatusUpdate(status=ExecutionStatus.from_json(payload), **common)
     if kind == "story_updated":

@@ -346,7 +346,9 @@ class Metrics:
             success_count=f.integer("success_count"),
             failure_count=f.integer("failure_count"),
             last_update=f.opt_text("last_update"),
-            iterations=tuple(Iteration.from_json(i) for i in _list(f.raw("iterations"), "metrics.iterations")),
+            iterations=tuple(
+                Iteration.from_json(i) for i in _list(f.raw("iterations"), "metrics.iterations")
+            ),
             run_id=f.opt_text("run_id"),
             extra=f.extra(),
         )
@@ -436,7 +438,9 @@ class RunMetricsDetail:
     @classmethod
     def from_json(cls, value: object) -> RunMetricsDetail:
         f = Fields(value, "run.metrics")
-        iterations = tuple(Iteration.from_json(i) for i in _list(f.raw("iterations"), "run.metrics.iterations"))
+        iterations = tuple(
+            Iteration.from_json(i) for i in _list(f.raw("iterations"), "run.metrics.iterations")
+        )
         return cls(iterations, f.extra())
 
 

@@ -76,7 +76,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--timeout", type=float, default=10.0, help="seconds to wait for an answer (default 10)"
     )
     parser.add_argument(
-        "--logs", type=int, default=DEFAULT_HEADLINES, metavar="N",
+        "--logs",
+        type=int,
+        default=DEFAULT_HEADLINES,
+        metavar="N",
         help=f"log headlines on the terminal view (default {DEFAULT_HEADLINES})",
     )
 
@@ -115,9 +118,9 @@ def log_headline(entry: LogEntry) -> str:
         text = line.replace("**", "").strip()
         lowered = text.lower()
         if lowered.startswith("story:") and story is None:
-            story = text[len("story:"):].strip()
+            story = text[len("story:") :].strip()
         elif lowered.startswith("status:") and outcome is None:
-            outcome = text[len("status:"):].strip()
+            outcome = text[len("status:") :].strip()
         elif text and not first:
             first = text.lstrip("-# ").strip()
     head = story or first or "(empty entry)"
@@ -146,7 +149,7 @@ class View:
 
 def with_logs(view: View, entries: Mapping[int, LogEntry]) -> View:
     merged = {**view.logs, **entries}
-    keep = sorted(merged)[-view.headlines:] if view.headlines > 0 else []
+    keep = sorted(merged)[-view.headlines :] if view.headlines > 0 else []
     return replace(view, logs={i: merged[i] for i in keep})
 
 
@@ -328,7 +331,9 @@ class Watch:
                     if token is None or token == self.client.token:
                         raise
                     self.client.token = token
-                    self.show(Disconnected("the token was refused; using the new one from the token file", 1, 0.0))
+                    self.show(
+                        Disconnected("the token was refused; using the new one from the token file", 1, 0.0)
+                    )
         finally:
             if ticker is not None and ticker.running:
                 ticker.stop()

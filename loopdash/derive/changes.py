@@ -104,8 +104,10 @@ def diff(old: Observation, new: Observation) -> list[Change]:
     if first_new is not None:
         changes.append(LogAppended(first_new))
 
-    if new.current_run is not None and new.current_finished and not (
-        old.current_run == new.current_run and old.current_finished
+    if (
+        new.current_run is not None
+        and new.current_finished
+        and not (old.current_run == new.current_run and old.current_finished)
     ):
         changes.append(RunFinished(new.current_run))
 

@@ -189,7 +189,9 @@ def execution_status(snapshot: ProjectSnapshot, now: float, stale_after: float) 
     last_iteration = iterations[-1] if iterations else None
 
     if running:
-        elapsed = max(now - started, 0.0) if started is not None else (metrics.elapsed_time_s if metrics else 0.0)
+        elapsed = (
+            max(now - started, 0.0) if started is not None else (metrics.elapsed_time_s if metrics else 0.0)
+        )
     elif summary is not None:
         elapsed = summary.elapsed_time_s
     else:

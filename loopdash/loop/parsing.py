@@ -188,9 +188,7 @@ def _parse_story(raw: object) -> Story | None:
         title=text(raw.get("title")) or "",
         description=text(raw.get("description")) or "",
         priority=priority,
-        priority_raw=(
-            int(priority) if priority is not None and isinstance(priority_raw, int) else priority
-        ),
+        priority_raw=(int(priority) if priority is not None and isinstance(priority_raw, int) else priority),
         passes=raw.get("passes") is True,
         notes=text(raw.get("notes")) or "",
         complexity=text(complexity) if complexity is not None else None,
@@ -291,9 +289,7 @@ def parse_metrics(data: bytes) -> RunMetrics:
     success_count = integer(obj.get("success_count"))
     failure_count = integer(obj.get("failure_count"))
     return RunMetrics(
-        elapsed_time_s=(
-            elapsed_s if elapsed_s is not None else sum(i.elapsed_ms for i in iterations) / 1000
-        ),
+        elapsed_time_s=(elapsed_s if elapsed_s is not None else sum(i.elapsed_ms for i in iterations) / 1000),
         total_cost=total_cost if total_cost is not None else _cost_sum(iterations),
         total_iterations=len(iterations) if total_iterations is None else total_iterations,
         success_count=successes if success_count is None else success_count,
@@ -310,9 +306,7 @@ def parse_metrics(data: bytes) -> RunMetrics:
 
 def parse_summary(data: bytes) -> RunSummary:
     obj = load_json_object(data)
-    blocks = _blocks(
-        obj, ("stories", "tokens", "cost", "duration", "model_usage", "cache", "parallel")
-    )
+    blocks = _blocks(obj, ("stories", "tokens", "cost", "duration", "model_usage", "cache", "parallel"))
     if isinstance(obj.get("stories"), dict) or isinstance(obj.get("cost"), dict):
         stories = mapping(obj.get("stories"))
         cost = mapping(obj.get("cost"))
@@ -351,7 +345,7 @@ def parse_log_entry(block: str) -> LogEntry:
     """
     lines = [line.rstrip("\r") for line in block.split("\n")]
     header = lines[0] if lines else ""
-    timestamp = header[len(LOG_HEADER):].strip() if header.startswith(LOG_HEADER) else ""
+    timestamp = header[len(LOG_HEADER) :].strip() if header.startswith(LOG_HEADER) else ""
     body = lines[1:]
     while body and (not body[-1].strip() or body[-1].strip() == "---"):
         body.pop()

@@ -93,9 +93,7 @@ class ProgressLog:
 
     @property
     def state(self) -> LogState:
-        return LogState(
-            self._inode, self._size, self._total, self._mtime, not self._incomplete
-        )
+        return LogState(self._inode, self._size, self._total, self._mtime, not self._incomplete)
 
     def refresh(self, budget: int | None = None) -> LogState:
         """Bring the index up to date with the file; cheap when nothing changed.
@@ -170,8 +168,9 @@ class ProgressLog:
                     break  # an unfinished last line: wait for the rest of it
                 # A single line longer than a chunk: note a header, move on.
                 starts_with_header = at_start and chunk.startswith(LOG_HEADER_BYTES)
-                self._add_block(pos, len(chunk), at_start, int(starts_with_header),
-                                pos if starts_with_header else -1)
+                self._add_block(
+                    pos, len(chunk), at_start, int(starts_with_header), pos if starts_with_header else -1
+                )
                 pos += len(chunk)
                 at_start = False
                 continue

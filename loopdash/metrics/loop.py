@@ -135,10 +135,20 @@ class LoopCollector:
                 "Completed stories over all stories (0 to 1).",
                 completed / total if total else 0.0,
             ),
-            gauge("loopdash_loop_running", "1 while the current run is live, else 0.", 1 if status["is_running"] else 0),
+            gauge(
+                "loopdash_loop_running",
+                "1 while the current run is live, else 0.",
+                1 if status["is_running"] else 0,
+            ),
             gauge("loopdash_loop_runs", "Run directories under .claude-loop/runs.", len(snapshot.run_ids)),
-            gauge("loopdash_loop_cost_usd", "Cost of the current run so far, in US dollars.", status["cost_so_far"]),
-            gauge("loopdash_loop_elapsed_seconds", "Elapsed time of the current run.", status["elapsed_time"]),
+            gauge(
+                "loopdash_loop_cost_usd",
+                "Cost of the current run so far, in US dollars.",
+                status["cost_so_far"],
+            ),
+            gauge(
+                "loopdash_loop_elapsed_seconds", "Elapsed time of the current run.", status["elapsed_time"]
+            ),
         ]
         if status["estimated_remaining"] is not None:
             out.append(
@@ -157,7 +167,9 @@ class LoopCollector:
         out.append(tokens)
 
         by_outcome = GaugeMetricFamily(
-            "loopdash_loop_iterations", "Iterations of the current run, by outcome.", labels=(*LABELS, "outcome")
+            "loopdash_loop_iterations",
+            "Iterations of the current run, by outcome.",
+            labels=(*LABELS, "outcome"),
         )
         for name, count in figures.outcomes.items():
             by_outcome.add_metric([*labels, name], count)

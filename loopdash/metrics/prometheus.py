@@ -68,9 +68,7 @@ class PrometheusMeter:
             registry=registry,
         )
         self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
-        self.streams_open = Gauge(
-            "loopdash_sse_streams_open", "Event streams open now.", registry=registry
-        )
+        self.streams_open = Gauge("loopdash_sse_streams_open", "Event streams open now.", registry=registry)
         self.events = Counter(
             "loopdash_sse_events_published",
             "Stream events published, by type.",

@@ -42,7 +42,5 @@ def bearer_token(header_values: list[bytes] | None) -> str:
 
 def check_token(presented: str, expected: str | None) -> None:
     """Raise Denied(403) unless ``presented`` is the token, compared in constant time."""
-    if expected is None or not hmac.compare_digest(
-        presented.encode("utf-8"), expected.encode("utf-8")
-    ):
+    if expected is None or not hmac.compare_digest(presented.encode("utf-8"), expected.encode("utf-8")):
         raise Denied(403, INVALID_TOKEN)

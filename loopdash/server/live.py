@@ -243,7 +243,9 @@ class LiveProject:
         second = int(self.clock.seconds())
 
         def page() -> object:
-            rows = [run_row_json(self.project.run_row(r)) for r in history_page(snapshot.run_ids, offset, limit)]
+            rows = [
+                run_row_json(self.project.run_row(r)) for r in history_page(snapshot.run_ids, offset, limit)
+            ]
             return page_json("runs", rows, len(snapshot.run_ids), limit, offset)
 
         return self._body(("history", offset, limit), (self.version, second), page)
@@ -292,9 +294,7 @@ class LiveProject:
         metrics = reading.value
         if metrics is None:
             return None
-        return self._body(
-            ("metrics", run_id), (reading.identity,), lambda: metrics_payload(metrics, run_id)
-        )
+        return self._body(("metrics", run_id), (reading.identity,), lambda: metrics_payload(metrics, run_id))
 
     def has_run(self, run_id: str) -> bool:
         """Whether ``run_id`` names a run, from the shared run list: no stat per request."""

@@ -20,7 +20,11 @@ RUN_ID_REGEX = r"^[0-9]{8}_[0-9]{6}$"
 #: ISO-8601 UTC to the second with a ``Z``, as the contract writes times.
 TIMESTAMP_REGEX = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$"
 TIMESTAMP: JSONSchema = {"type": "string", "format": "date-time", "pattern": TIMESTAMP_REGEX}
-NULLABLE_TIMESTAMP: JSONSchema = {"type": ["string", "null"], "format": "date-time", "pattern": TIMESTAMP_REGEX}
+NULLABLE_TIMESTAMP: JSONSchema = {
+    "type": ["string", "null"],
+    "format": "date-time",
+    "pattern": TIMESTAMP_REGEX,
+}
 COUNT: JSONSchema = {"type": "integer", "minimum": 0}
 STRINGS: JSONSchema = {"type": "array", "items": {"type": "string"}}
 
@@ -127,7 +131,11 @@ SCHEMAS: dict[str, JSONSchema] = {
     },
     "Metrics": _closed(
         {
-            "run_id": {"type": "string", "pattern": RUN_ID_REGEX, "description": "An addition: the run these are."},
+            "run_id": {
+                "type": "string",
+                "pattern": RUN_ID_REGEX,
+                "description": "An addition: the run these are.",
+            },
             **RUN_ROW_TOTALS,
             "last_update": NULLABLE_TIMESTAMP,
             "iterations": {"type": "array", "items": _ref("Iteration")},
@@ -213,7 +221,11 @@ def _page(items_key: str, item: JSONSchema, max_limit: int) -> JSONSchema:
         {
             items_key: {"type": "array", "items": item, "maxItems": max_limit},
             "total": COUNT,
-            "limit": {**COUNT, "maximum": max_limit, "description": "The limit applied (requests above the maximum are capped)."},
+            "limit": {
+                **COUNT,
+                "maximum": max_limit,
+                "description": "The limit applied (requests above the maximum are capped).",
+            },
             "offset": COUNT,
         }
     )
@@ -227,7 +239,9 @@ def _query(name: str, schema: JSONSchema, description: str) -> JSONSchema:
 
 
 RUN_ID_QUERY = _query(
-    "run_id", {"type": "string", "pattern": RUN_ID_REGEX}, "A run id (YYYYMMDD_HHMMSS); an unknown run is 404."
+    "run_id",
+    {"type": "string", "pattern": RUN_ID_REGEX},
+    "A run id (YYYYMMDD_HHMMSS); an unknown run is 404.",
 )
 
 
@@ -290,7 +304,14 @@ def _responses(ok: JSONSchema, *errors: str, authenticated: bool = True) -> JSON
     return out
 
 
-def _get(operation_id: str, summary: str, ok: JSONSchema, *errors: str, parameters: list[JSONSchema] | None = None, public: bool = False) -> JSONSchema:
+def _get(
+    operation_id: str,
+    summary: str,
+    ok: JSONSchema,
+    *errors: str,
+    parameters: list[JSONSchema] | None = None,
+    public: bool = False,
+) -> JSONSchema:
     operation: JSONSchema = {
         "operationId": operation_id,
         "summary": summary,
@@ -311,7 +332,9 @@ def build_openapi(max_log_page: int, max_history_page: int, server_version: str)
     schemas["StreamEvent"] = _stream_event_schema()
     paths: JSONSchema = {
         "/api/health": {
-            "get": _get("health", "Liveness (no authentication).", _json(_ref("Health"), "Alive."), public=True)
+            "get": _get(
+                "health", "Liveness (no authentication).", _json(_ref("Health"), "Alive."), public=True
+            )
         },
         "/api/openapi.json": {
             "get": _get(
@@ -322,7 +345,11 @@ def build_openapi(max_log_page: int, max_history_page: int, server_version: str)
             )
         },
         "/api/status": {
-            "get": _get("status", "The execution status, derived from the loop's files.", _json(_ref("ExecutionStatus"), "The status."))
+            "get": _get(
+                "status",
+                "The execution status, derived from the loop's files.",
+                _json(_ref("ExecutionStatus"), "The status."),
+            )
         },
         "/api/stories": {
             "get": _get(
@@ -361,7 +388,9 @@ def build_openapi(max_log_page: int, max_history_page: int, server_version: str)
                 parameters=[_limit(20, max_history_page), OFFSET],
             )
         },
-        "/api/runs": {"get": _get("runs", "Every run row, newest first.", _json(_ref("RunList"), "The runs."))},
+        "/api/runs": {
+            "get": _get("runs", "Every run row, newest first.", _json(_ref("RunList"), "The runs."))
+        },
         "/api/runs/{run_id}": {
             "get": _get(
                 "run",
@@ -369,7 +398,12 @@ def build_openapi(max_log_page: int, max_history_page: int, server_version: str)
                 _json(_ref("RunDetail"), "The run."),
                 "NotFound",
                 parameters=[
-                    {"name": "run_id", "in": "path", "required": True, "schema": {"type": "string", "pattern": RUN_ID_REGEX}}
+                    {
+                        "name": "run_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "pattern": RUN_ID_REGEX},
+                    }
                 ],
             )
         },
@@ -383,7 +417,12 @@ def build_openapi(max_log_page: int, max_history_page: int, server_version: str)
                 ),
                 "security": [{"bearerAuth": []}, {"streamTicket": []}],
                 "parameters": [
-                    {"name": "Last-Event-ID", "in": "header", "required": False, "schema": {"type": "string"}},
+                    {
+                        "name": "Last-Event-ID",
+                        "in": "header",
+                        "required": False,
+                        "schema": {"type": "string"},
+                    },
                     _query("last_event_id", {"type": "string"}, "Last-Event-ID for a fresh EventSource."),
                 ],
                 "responses": {

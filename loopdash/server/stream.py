@@ -51,9 +51,7 @@ class EventId:
         return cls(boot, int(seq))
 
 
-def encode_event(
-    event_id: str, kind: str, data: object, timestamp: str | None, gap: bool = False
-) -> bytes:
+def encode_event(event_id: str, kind: str, data: object, timestamp: str | None, gap: bool = False) -> bytes:
     """One SSE message: an ``id:`` line and one ``data:`` line of JSON, no ``event:`` line."""
     body: dict[str, Any] = {"type": kind}
     if data is not None:
@@ -292,4 +290,3 @@ class StreamHub:
             subscriber.closed = True
             self.log.info("Stream closed ({count} open)", count=len(self.subscribers))
         subscriber.closed = True
-

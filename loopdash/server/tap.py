@@ -40,8 +40,10 @@ class Options(usage.Options):
             "listen",
             None,
             None,
-            ("Twisted endpoint string to listen on instead of --host/--port, e.g. "
-            "tcp:8080:interface=0.0.0.0 or ssl:8443:privateKey=key.pem:certKey=cert.pem."),
+            (
+                "Twisted endpoint string to listen on instead of --host/--port, e.g. "
+                "tcp:8080:interface=0.0.0.0 or ssl:8443:privateKey=key.pem:certKey=cert.pem."
+            ),
         ],
         [
             "token-file",
@@ -60,8 +62,10 @@ class Options(usage.Options):
             "poll-interval",
             None,
             None,
-            ("Seconds between polls of the loop's files (default: 1, or 10 while inotify "
-            "is watching every directory that matters, since it reports changes at once)."),
+            (
+                "Seconds between polls of the loop's files (default: 1, or 10 while inotify "
+                "is watching every directory that matters, since it reports changes at once)."
+            ),
             _positive("--poll-interval"),
         ],
         [
@@ -88,8 +92,10 @@ class Options(usage.Options):
             "auth-failures",
             None,
             30,
-            ("Failed authentications allowed from one address before it gets 429 "
-            "(they are forgiven at one per second; valid tokens are always served)."),
+            (
+                "Failed authentications allowed from one address before it gets 429 "
+                "(they are forgiven at one per second; valid tokens are always served)."
+            ),
             int,
         ],
     ]

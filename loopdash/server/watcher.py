@@ -124,9 +124,7 @@ class Watcher(Service):
         self.poll()  # the first observation, which also sets the watches and so the period
         loop = LoopingCall(self.poll)
         loop.clock = self.clock
-        loop.start(self.period(), now=False).addErrback(
-            lambda f: self.log.failure("The watcher stopped", f)
-        )
+        loop.start(self.period(), now=False).addErrback(lambda f: self.log.failure("The watcher stopped", f))
         self._loop = loop
         # Started in the same instant as the poll, the keepalive (every 30 s) falls
         # on every third safety poll (every 10 s): one wake-up for both.
@@ -290,7 +288,9 @@ class Watcher(Service):
             # first metrics.json) have sent no event: look once more.
             self._wake()
         # The root must be watched: nothing else would tell us it came back.
-        return all(path in self._watched for path in wanted if path == self.project.root or os.path.isdir(path))
+        return all(
+            path in self._watched for path in wanted if path == self.project.root or os.path.isdir(path)
+        )
 
     def _a_watch_is_stale(self) -> bool:
         for path, identity in self._watched.items():
