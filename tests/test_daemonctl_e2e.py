@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 
 from loopdash.cli.sample import create_sample_project
+from loopdash.local import procinfo
 from loopdash.local.daemon import DaemonFiles, find_running, read_pidfile, wait_until
 from loopdash.local.procinfo import is_alive
 from tests.processes import free_port
@@ -139,6 +140,50 @@ def test_start_status_health_second_start_stop_status(project: Project) -> None:
     again = project.loopdash("stop")
     assert again.returncode == 0
     assert "not running" in again.stdout
+
+
+def get_with_headers(url: str, headers: dict[str, str]) -> tuple[int, dict[str, str]]:
+    request = urllib.request.Request(url, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=10.0) as response:
+            return response.status, dict(response.headers)
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers)
+
+
+def test_start_passes_the_daemons_own_options_through_to_twistd(project: Project) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    started = project.loopdash(
+        "start",
+        "--listen",
+        f"tcp:{port}:interface=127.0.0.1",
+        "--stale-after",
+        "7.5",
+        "--metrics-public",
+        "--cors-origin",
+        "https://ci.example.org",
+    )
+    assert started.returncode == 0, started.stderr
+    assert f"at {url}" in started.stdout
+
+    argv = procinfo.command_line(project.pid())
+    assert argv[argv.index("--stale-after") + 1] == "7.5"
+    assert get(f"{url}/metrics")[0] == 200  # --metrics-public: no token needed
+    code, headers = get_with_headers(f"{url}/api/health", {"Origin": "https://ci.example.org"})
+    assert code == 200
+    assert headers["Access-Control-Allow-Origin"] == "https://ci.example.org"
+    code, headers = get_with_headers(f"{url}/api/health", {"Origin": "https://elsewhere.example"})
+    assert "Access-Control-Allow-Origin" not in headers
+    status = project.loopdash("status")
+    assert url in status.stdout
+
+
+def test_start_refuses_a_bad_daemon_option_as_usage_with_exit_2(project: Project) -> None:
+    refused = project.loopdash("start", "--stale-after", "-1")
+    assert refused.returncode == 2
+    assert "argument --stale-after: must be a positive number of seconds, not '-1'" in refused.stderr
+    assert not os.path.exists(project.files.pidfile)
 
 
 def test_status_json_gives_pid_url_uptime_and_version(project: Project) -> None:

@@ -73,7 +73,7 @@ def test_this_process_is_alive_with_its_command_line_and_start_time() -> None:
 
 
 def test_the_start_command_is_recognised_as_a_dashboard_and_other_programs_are_not() -> None:
-    argv = twistd_command(DaemonFiles("/p"), "127.0.0.1", 8080, "text")
+    argv = twistd_command(DaemonFiles("/p"), {"host": "127.0.0.1", "port": 8080, "log-format": "text"})
     assert procinfo.is_dashboard_command(argv)
     assert procinfo.is_dashboard_command(["/usr/bin/twistd", "-n", "loopdash", "--port", "1"])
     assert not procinfo.is_dashboard_command(["sleep", "30"])

@@ -13,6 +13,9 @@ import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from loopdash.cli.common import add_root_argument, error, positive_seconds
 from loopdash.cli.logtail import last_lines
@@ -22,6 +25,7 @@ from loopdash.local.daemon import (
     RUNNING,
     DaemonFiles,
     connect_url,
+    endpoint_address,
     fetch_health,
     inspect,
     read_pidfile,
@@ -29,6 +33,8 @@ from loopdash.local.daemon import (
     stop_daemon,
     write_state,
 )
+from loopdash.server.options import DAEMON_OPTIONS, FLAG, REPEAT, VALUE, DaemonOption, daemon_option
+from loopdash.server.options import command_line as daemon_command_line
 
 #: twistd returns once the port is bound (about 0.3 s); allow for a loaded machine.
 LAUNCH_TIMEOUT = 30.0
@@ -38,33 +44,82 @@ FAILURE_LOG_LINES = 20
 FAILED_START_STOP_TIMEOUT = 5.0
 
 
-def _port(value: str) -> int:
-    port = int(value)
-    if not 1 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"{value} is not a TCP port (1-65535)")
-    return port
+def _argparse_type(option: DaemonOption) -> Callable[[str], Any]:
+    """The option's converter, as argparse wants it (ArgumentTypeError carries the reason)."""
+
+    def convert(text: str) -> Any:
+        try:
+            return option.parse(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    return convert
+
+
+#: Daemon options ``start`` declares itself: --root is every subcommand's.
+OWN_OPTIONS = frozenset({"root"})
+
+
+def add_daemon_arguments(parser: argparse.ArgumentParser) -> None:
+    """One argument per row of the daemon's option table, each passed through to twistd.
+
+    Defaults stay None (a flag False, a repeatable option unset), so only what
+    the user typed reaches the daemon; the help states the daemon's default.
+    """
+    group = parser.add_argument_group("dashboard options (passed to `twistd loopdash`)")
+    for option in DAEMON_OPTIONS:
+        if option.name in OWN_OPTIONS:
+            continue
+        names = [option.flag] + ([f"-{option.short}"] if option.short else [])
+        text = option.help
+        if option.default is not None and option.kind == VALUE:
+            text = f"{text} (default: {option.default})"
+        text = text.replace("%", "%%")
+        if option.kind == FLAG:
+            group.add_argument(*names, dest=option.dest, action="store_true", help=text)
+        elif option.kind == REPEAT:
+            group.add_argument(
+                *names,
+                dest=option.dest,
+                action="append",
+                type=_argparse_type(option),
+                metavar=option.metavar,
+                help=text,
+            )
+        else:
+            group.add_argument(
+                *names, dest=option.dest, type=_argparse_type(option), metavar=option.metavar, help=text
+            )
+
+
+def daemon_choices(args: argparse.Namespace) -> dict[str, Any]:
+    """The daemon options the user gave ``start``, by option name (None: not given)."""
+    given: dict[str, Any] = {}
+    for option in DAEMON_OPTIONS:
+        if option.name in OWN_OPTIONS:
+            continue
+        value = getattr(args, option.dest, None)
+        if option.is_path and value is not None:
+            value = os.path.abspath(value)  # twistd runs in the project directory, not here
+        given[option.name] = value
+    return given
+
+
+def chosen(args: argparse.Namespace, name: str) -> Any:
+    """The value of daemon option ``name``: as given, else the daemon's default."""
+    value = getattr(args, daemon_option(name).dest, None)
+    return daemon_option(name).default if value is None else value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_root_argument(parser)
-    parser.add_argument("--port", type=_port, default=8080, help="TCP port to listen on (default: 8080)")
-    parser.add_argument(
-        "--host",
-        default="127.0.0.1",
-        help="interface to listen on (default: 127.0.0.1; 0.0.0.0 for every one)",
-    )
     parser.add_argument(
         "--timeout",
         type=positive_seconds,
         default=10.0,
         help="seconds to wait for /api/health to answer (default: 10)",
     )
-    parser.add_argument(
-        "--log-format",
-        choices=("text", "json"),
-        default="text",
-        help="daemon log format: text, or JSON lines for log shippers (default: text)",
-    )
+    add_daemon_arguments(parser)
 
 
 def twistd_program() -> list[str]:
@@ -79,7 +134,8 @@ def twistd_program() -> list[str]:
     ]
 
 
-def twistd_command(files: DaemonFiles, host: str, port: int, log_format: str) -> list[str]:
+def twistd_command(files: DaemonFiles, given: dict[str, Any]) -> list[str]:
+    """twistd daemonising ``loopdash`` for ``files.root`` with the daemon options in ``given``."""
     return [
         *twistd_program(),
         "--pidfile",
@@ -89,12 +145,7 @@ def twistd_command(files: DaemonFiles, host: str, port: int, log_format: str) ->
         "loopdash",
         "--root",
         files.root,
-        "--host",
-        host,
-        "--port",
-        str(port),
-        "--log-format",
-        log_format,
+        *daemon_command_line(given),
     ]
 
 
@@ -139,7 +190,34 @@ def _show_log(lines: list[str]) -> None:
             print(f"  {line}", file=sys.stderr)
 
 
-def _launch_failed(files: DaemonFiles, host: str, port: int, output: str, log_offset: int) -> int:
+@dataclass(frozen=True)
+class Address:
+    """Where the daemon will listen, as ``start`` must know it to check /api/health."""
+
+    url: str
+    host: str
+    port: int
+    listen: str | None  # the --listen endpoint, when given
+
+
+def address(args: argparse.Namespace) -> Address | str:
+    """The address ``start`` will check, or why it cannot know it (a usage refusal)."""
+    listen = chosen(args, "listen")
+    if listen is not None:
+        where = endpoint_address(listen)
+        if where is None:
+            return (
+                f"--listen {listen!r}: `loopdash start` checks the dashboard over tcp:, tcp6: or ssl: "
+                "with a port number; serve other endpoints with `twistd -n loopdash --listen ...`"
+            )
+        return Address(where.url, where.host, where.port, listen)
+    host, port = chosen(args, "host"), chosen(args, "port")
+    if port == 0:
+        return "--port 0 (any free port) is for `twistd loopdash`; `loopdash start` needs a known port"
+    return Address(connect_url(host, port), host, port, None)
+
+
+def _launch_failed(files: DaemonFiles, where: Address, output: str, log_offset: int) -> int:
     new_log = log_since(files.logfile, log_offset)
     # twistd removes its pidfile when the start fails; a leftover one is never ours to keep,
     # unless a concurrent start won the race and its dashboard now runs.
@@ -147,8 +225,14 @@ def _launch_failed(files: DaemonFiles, host: str, port: int, output: str, log_of
         remove_quietly(files.pidfile)
         remove_quietly(files.statefile)
     if is_port_in_use(output + new_log):
-        other = port + 1 if port < 65535 else 8080
-        error(f"port {port} on {host} is already in use; choose another with --port (e.g. --port {other})")
+        if where.listen is not None:
+            error(f"the address of --listen {where.listen!r} is already in use; choose another port")
+            return 1
+        other = where.port + 1 if where.port < 65535 else 8080
+        error(
+            f"port {where.port} on {where.host} is already in use; "
+            f"choose another with --port (e.g. --port {other})"
+        )
         return 1
     first_line = output.strip().splitlines()[0] if output.strip() else "no message"
     error(f"twistd could not start the dashboard: {first_line} (log: {files.logfile})")
@@ -160,6 +244,10 @@ def run(args: argparse.Namespace) -> int:
     files = DaemonFiles.for_root(args.root)
     if not os.path.isdir(files.root):
         error(f"--root {args.root}: not a directory")
+        return 2
+    where = address(args)
+    if isinstance(where, str):
+        error(where)
         return 2
     found = inspect(files)
     if found.state == RUNNING:
@@ -173,7 +261,7 @@ def run(args: argparse.Namespace) -> int:
     os.makedirs(files.directory, mode=0o700, exist_ok=True)
     log_offset = os.path.getsize(files.logfile) if os.path.exists(files.logfile) else 0
 
-    command = twistd_command(files, args.host, args.port, args.log_format)
+    command = twistd_command(files, daemon_choices(args))
     try:
         launched = subprocess.run(
             command,
@@ -185,10 +273,10 @@ def run(args: argparse.Namespace) -> int:
         )
     except subprocess.TimeoutExpired:
         message = f"twistd did not return within {LAUNCH_TIMEOUT:g} s"
-        return _launch_failed(files, args.host, args.port, message, log_offset)
+        return _launch_failed(files, where, message, log_offset)
     output = launched.stdout.decode("utf-8", errors="replace")
     if launched.returncode != 0:
-        return _launch_failed(files, args.host, args.port, output, log_offset)
+        return _launch_failed(files, where, output, log_offset)
     try:
         pid = read_pidfile(files.pidfile)
     except (OSError, ValueError):
@@ -198,10 +286,16 @@ def run(args: argparse.Namespace) -> int:
         _show_log(last_lines(files.logfile, FAILURE_LOG_LINES))
         return 1
 
-    url = connect_url(args.host, args.port)
+    url = where.url
     write_state(
         files,
-        {"pid": pid, "url": url, "host": args.host, "port": args.port, "log_format": args.log_format},
+        {
+            "pid": pid,
+            "url": url,
+            "host": where.host,
+            "port": where.port,
+            "log_format": chosen(args, "log-format"),
+        },
     )
     problem = wait_for_health(url, pid, args.timeout)
     if problem is not None:
@@ -212,7 +306,7 @@ def run(args: argparse.Namespace) -> int:
         remove_quietly(files.statefile)
         return 1
 
-    token_file = files.token_file
+    token_file = daemon_choices(args)["token-file"] or files.token_file
     print(f"loopdash dashboard running (pid {pid}) at {url}")
     token = _read_token(token_file)
     if token:

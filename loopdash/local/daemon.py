@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
+import ssl
 import time
 import urllib.request
 from collections.abc import Callable
@@ -154,7 +156,7 @@ def find_running(root: str) -> RunningDashboard | None:
     return RunningDashboard(found.pid, found.url)
 
 
-def connect_url(host: str, port: int) -> str:
+def connect_url(host: str, port: int, scheme: str = "http") -> str:
     """The base URL a local client uses for a daemon listening on ``host:port``."""
     if host in ("", "0.0.0.0"):
         host = "127.0.0.1"
@@ -162,12 +164,42 @@ def connect_url(host: str, port: int) -> str:
         host = "::1"
     if ":" in host:
         host = f"[{host}]"
-    return f"http://{host}:{port}"
+    return f"{scheme}://{host}:{port}"
+
+
+class EndpointAddress(NamedTuple):
+    url: str
+    host: str
+    port: int
+
+
+def endpoint_address(description: str) -> EndpointAddress | None:
+    """Where a client reaches a Twisted server endpoint string, or None when it cannot say.
+
+    Understands ``tcp:``, ``tcp6:`` and ``ssl:`` with a port number other than 0
+    (positional or ``port=``) and an optional ``interface=``; ``\\:`` escapes a
+    colon, as in Twisted's own syntax. ``ssl:`` gives an ``https://`` URL.
+    """
+    fields = [field.replace("\\:", ":") for field in re.split(r"(?<!\\):", description)]
+    kind = fields[0].strip().lower()
+    if kind not in ("tcp", "tcp6", "ssl"):
+        return None
+    positional = [field for field in fields[1:] if "=" not in field]
+    keywords = dict(field.split("=", 1) for field in fields[1:] if "=" in field)
+    port_text = keywords.get("port", positional[0] if positional else "")
+    if not port_text.isdigit() or not 0 < int(port_text) <= 65535:
+        return None
+    host = keywords.get("interface", "::" if kind == "tcp6" else "0.0.0.0")
+    port = int(port_text)
+    return EndpointAddress(connect_url(host, port, "https" if kind == "ssl" else "http"), host, port)
 
 
 def fetch_health(url: str, timeout: float) -> dict[str, Any]:
     """GET ``/api/health``; raises OSError (or ValueError for a non-JSON answer)."""
-    with urllib.request.urlopen(f"{url}/api/health", timeout=timeout) as response:
+    # Over TLS this checks that our own local daemon answers, not who it is: the
+    # certificate is often self-signed, and the token never travels here.
+    context = ssl._create_unverified_context() if url.startswith("https:") else None
+    with urllib.request.urlopen(f"{url}/api/health", timeout=timeout, context=context) as response:
         value = json.loads(response.read(65536))
     if not isinstance(value, dict):
         raise ValueError("/api/health did not answer a JSON object")

@@ -3,28 +3,49 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 from twisted.application.service import IService
 from twisted.python import usage
 
-from loopdash.derive.status import DEFAULT_STALE_AFTER
 from loopdash.local.token import default_token_path, token_file_problem
-from loopdash.server.logformat import LOG_FORMATS, DaemonLogging, twistd_log_target, twistd_writes_a_file
+from loopdash.server.logformat import DaemonLogging, twistd_log_target, twistd_writes_a_file
+from loopdash.server.options import DAEMON_OPTIONS, FLAG, REPEAT, VALUE, DaemonOption
 from loopdash.server.service import DashboardConfig, build_dashboard, tcp_endpoint
 
 
-def _positive(kind: str) -> Any:
-    def convert(value: str) -> float:
-        number = float(value)
-        if not number > 0:
-            raise ValueError(f"{kind} must be a positive number of seconds")
-        return number
+def _coerce(option: DaemonOption) -> Callable[[str], Any] | None:
+    """The option's converter, refusing with a UsageError that names the option.
 
-    return convert
+    A UsageError, not the ValueError twistd would wrap in "Parameter type enforcement failed".
+    """
+    if option.convert is None:
+        return None
+
+    def coerce(text: str) -> Any:
+        try:
+            return option.parse(text)
+        except ValueError as e:
+            raise usage.UsageError(f"{option.flag} {e}") from None
+
+    return coerce
+
+
+def _appender(option: DaemonOption) -> Callable[[usage.Options, str], None]:
+    """The ``opt_`` handler of a repeatable option: each use adds one value."""
+    coerce = _coerce(option)
+
+    def handler(self: usage.Options, text: str) -> None:
+        self[option.name].append(text if coerce is None else coerce(text))
+
+    handler.__doc__ = option.help
+    return handler
 
 
 class Options(usage.Options):
+    """``twistd loopdash`` options, built from :data:`loopdash.server.options.DAEMON_OPTIONS`."""
+
     synopsis = "[options]"
     longdesc = (
         "Serve the dashboard API of a claude-loop project directory: REST, live "
@@ -33,99 +54,21 @@ class Options(usage.Options):
     )
 
     optParameters = [
-        ["port", "p", 8080, "TCP port to listen on.", int],
-        ["host", None, "127.0.0.1", "Interface to listen on (0.0.0.0 for every interface)."],
-        ["root", "r", ".", "Project directory holding prd.json, progress.txt and .claude-loop/."],
-        [
-            "listen",
-            None,
-            None,
-            (
-                "Twisted endpoint string to listen on instead of --host/--port, e.g. "
-                "tcp:8080:interface=0.0.0.0 or ssl:8443:privateKey=key.pem:certKey=cert.pem."
-            ),
-        ],
-        [
-            "token-file",
-            None,
-            None,
-            "API token file (default: <root>/.claude-loop/dashboard/auth_token.txt).",
-        ],
-        [
-            "stale-after",
-            None,
-            DEFAULT_STALE_AFTER,
-            "Seconds without activity after which a run without summary.json counts as stopped.",
-            _positive("--stale-after"),
-        ],
-        [
-            "poll-interval",
-            None,
-            None,
-            (
-                "Seconds between polls of the loop's files (default: 1, or 10 while inotify "
-                "is watching every directory that matters, since it reports changes at once)."
-            ),
-            _positive("--poll-interval"),
-        ],
-        [
-            "log-format",
-            None,
-            "text",
-            "Log format: text, or json (one JSON object per line, for log shippers).",
-        ],
-        [
-            "keepalive",
-            None,
-            30.0,
-            "Seconds between keepalive comments on open event streams.",
-            _positive("--keepalive"),
-        ],
-        [
-            "idle-timeout",
-            None,
-            60.0,
-            "Seconds a connection may stay idle between requests before it is closed.",
-            _positive("--idle-timeout"),
-        ],
-        [
-            "auth-failures",
-            None,
-            30,
-            (
-                "Failed authentications allowed from one address before it gets 429 "
-                "(they are forgiven at one per second; valid tokens are always served)."
-            ),
-            int,
-        ],
+        [option.name, option.short, option.default, option.help, _coerce(option)]
+        for option in DAEMON_OPTIONS
+        if option.kind == VALUE
     ]
-
-    optFlags = [
-        ["no-inotify", None, "Poll only: do not use inotify to notice file changes at once."],
-        [
-            "metrics-public",
-            None,
-            "Serve /metrics without the bearer token, for a Prometheus scraper on this host.",
-        ],
-    ]
+    optFlags = [[option.name, option.short, option.help] for option in DAEMON_OPTIONS if option.kind == FLAG]
 
     def __init__(self) -> None:
         usage.Options.__init__(self)
-        self["cors-origin"] = []
-
-    def opt_cors_origin(self, origin: str) -> None:
-        """Origin allowed to read answers from a browser (repeatable; default: any, '*')."""
-        self["cors-origin"].append(origin)
+        for option in DAEMON_OPTIONS:
+            if option.kind == REPEAT:
+                self[option.name] = []
 
     def postOptions(self) -> None:
         if not os.path.isdir(self["root"]):
             raise usage.UsageError(f"--root {self['root']!r} is not a directory")
-        if self["log-format"] not in LOG_FORMATS:
-            raise usage.UsageError(f"--log-format must be one of {', '.join(LOG_FORMATS)}")
-        if not 0 <= self["port"] <= 65535:
-            raise usage.UsageError(f"--port {self['port']} is not a TCP port")
-        if self["auth-failures"] < 1:
-            raise usage.UsageError("--auth-failures must be at least 1")
         problem = token_file_problem(self["token-file"] or default_token_path(os.path.abspath(self["root"])))
         if problem is not None:
             raise usage.UsageError(problem)
@@ -145,6 +88,11 @@ class Options(usage.Options):
             idle_timeout=self["idle-timeout"],
             auth_failure_burst=self["auth-failures"],
         )
+
+
+for _option in DAEMON_OPTIONS:
+    if _option.kind == REPEAT:
+        setattr(Options, f"opt_{_option.dest}", _appender(_option))
 
 
 def makeService(options: Options) -> IService:

@@ -1,0 +1,256 @@
+"""The daemon's options, declared once: ``twistd loopdash`` and ``loopdash start`` are built from here.
+
+:data:`DAEMON_OPTIONS` is a table of :class:`DaemonOption`. The twistd plugin
+(:mod:`loopdash.server.tap`) turns it into ``optParameters``, ``optFlags`` and
+one ``opt_`` handler per repeatable option; ``loopdash start``
+(:mod:`loopdash.cli.start`) turns it into argparse arguments and passes every
+option the user gave through to the twistd command line. Adding an option to
+the daemon is one row here, plus reading it in ``tap.Options.config``.
+
+Converters raise ValueError with a short reason ("must be a positive number
+of seconds, not 'x'"); each parser names the option in front of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from loopdash.derive.status import DEFAULT_STALE_AFTER
+from loopdash.server.logformat import LOG_FORMATS
+
+VALUE = "value"
+FLAG = "flag"
+#: A value option that may be given several times; its value is the list of them.
+REPEAT = "repeat"
+
+Converter = Callable[[str], Any]
+
+
+@dataclass(frozen=True)
+class DaemonOption:
+    """One option of the daemon.
+
+    ``name`` is the long name without dashes (``stale-after``); ``kind`` is
+    :data:`VALUE`, :data:`FLAG` or :data:`REPEAT`; ``convert`` turns the text
+    into the value (raising ValueError with the reason it is not valid);
+    ``default`` is the value when the option is not given (False for a flag,
+    the empty list for a repeatable option).
+    """
+
+    name: str
+    help: str
+    kind: str = VALUE
+    default: Any = None
+    convert: Converter | None = None
+    short: str | None = None
+    metavar: str | None = None
+    #: A valid value, for the tests that check every option reaches the daemon (not for flags).
+    example: str | None = None
+    #: A file path: ``loopdash start`` makes it absolute, since twistd runs in the project directory.
+    is_path: bool = False
+
+    @property
+    def flag(self) -> str:
+        """The option as typed: ``--stale-after``."""
+        return f"--{self.name}"
+
+    @property
+    def dest(self) -> str:
+        """The option as a Python identifier: ``stale_after``."""
+        return self.name.replace("-", "_")
+
+    def parse(self, text: str) -> Any:
+        """The value of ``text``; ValueError with a one-line reason when it is not valid."""
+        return text if self.convert is None else self.convert(text)
+
+
+def positive_seconds() -> Converter:
+    """A converter to a positive number of seconds."""
+
+    def convert(text: str) -> float:
+        try:
+            number = float(text)
+        except ValueError:
+            number = float("nan")
+        if not number > 0 or number == float("inf"):
+            raise ValueError(f"must be a positive number of seconds, not {text!r}")
+        return number
+
+    convert.__name__ = "seconds"
+    return convert
+
+
+def integer_between(low: int, high: int | None = None) -> Converter:
+    """A converter to an integer in ``[low, high]`` (no upper bound when ``high`` is None)."""
+
+    def convert(text: str) -> int:
+        try:
+            number = int(text)
+        except ValueError:
+            number = None
+        if number is None or number < low or (high is not None and number > high):
+            bound = f"from {low} to {high}" if high is not None else f"at least {low}"
+            raise ValueError(f"must be a whole number {bound}, not {text!r}")
+        return number
+
+    convert.__name__ = "integer"
+    return convert
+
+
+def one_of(choices: Sequence[str]) -> Converter:
+    """A converter accepting only ``choices``."""
+
+    def convert(text: str) -> str:
+        if text not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}, not {text!r}")
+        return text
+
+    convert.__name__ = "choice"
+    return convert
+
+
+DAEMON_OPTIONS: tuple[DaemonOption, ...] = (
+    DaemonOption(
+        "port",
+        "TCP port to listen on.",
+        default=8080,
+        convert=integer_between(0, 65535),
+        short="p",
+        metavar="PORT",
+        example="8181",
+    ),
+    DaemonOption(
+        "host",
+        "Interface to listen on (0.0.0.0 for every interface).",
+        default="127.0.0.1",
+        metavar="ADDRESS",
+        example="::1",
+    ),
+    DaemonOption(
+        "root",
+        "Project directory holding prd.json, progress.txt and .claude-loop/.",
+        default=".",
+        short="r",
+        metavar="DIRECTORY",
+        example="/srv/project",
+    ),
+    DaemonOption(
+        "listen",
+        (
+            "Twisted endpoint string to listen on instead of --host/--port, e.g. "
+            "tcp:8080:interface=0.0.0.0 or ssl:8443:privateKey=key.pem:certKey=cert.pem."
+        ),
+        metavar="ENDPOINT",
+        example="tcp:8282:interface=127.0.0.1",
+    ),
+    DaemonOption(
+        "token-file",
+        "API token file (default: <root>/.claude-loop/dashboard/auth_token.txt).",
+        metavar="PATH",
+        example="/etc/loopdash/token",
+        is_path=True,
+    ),
+    DaemonOption(
+        "stale-after",
+        "Seconds without activity after which a run without summary.json counts as stopped.",
+        default=DEFAULT_STALE_AFTER,
+        convert=positive_seconds(),
+        metavar="SECONDS",
+        example="7.5",
+    ),
+    DaemonOption(
+        "poll-interval",
+        (
+            "Seconds between polls of the loop's files (default: 1, or 10 while inotify "
+            "is watching every directory that matters, since it reports changes at once)."
+        ),
+        convert=positive_seconds(),
+        metavar="SECONDS",
+        example="0.25",
+    ),
+    DaemonOption(
+        "log-format",
+        "Log format: text, or json (one JSON object per line, for log shippers).",
+        default="text",
+        convert=one_of(LOG_FORMATS),
+        metavar="FORMAT",
+        example="json",
+    ),
+    DaemonOption(
+        "keepalive",
+        "Seconds between keepalive comments on open event streams.",
+        default=30.0,
+        convert=positive_seconds(),
+        metavar="SECONDS",
+        example="12",
+    ),
+    DaemonOption(
+        "idle-timeout",
+        "Seconds a connection may stay idle between requests before it is closed.",
+        default=60.0,
+        convert=positive_seconds(),
+        metavar="SECONDS",
+        example="90",
+    ),
+    DaemonOption(
+        "auth-failures",
+        (
+            "Failed authentications allowed from one address before it gets 429 "
+            "(they are forgiven at one per second; valid tokens are always served)."
+        ),
+        default=30,
+        convert=integer_between(1),
+        metavar="COUNT",
+        example="5",
+    ),
+    DaemonOption(
+        "cors-origin",
+        "Origin allowed to read answers from a browser (repeatable; default: any, '*').",
+        kind=REPEAT,
+        metavar="ORIGIN",
+        example="https://ci.example.org",
+    ),
+    DaemonOption("no-inotify", "Poll only: do not use inotify to notice file changes at once.", kind=FLAG),
+    DaemonOption(
+        "metrics-public",
+        "Serve /metrics without the bearer token, for a Prometheus scraper on this host.",
+        kind=FLAG,
+    ),
+)
+
+
+def daemon_option(name: str) -> DaemonOption:
+    """The row of :data:`DAEMON_OPTIONS` named ``name`` (KeyError when there is none)."""
+    for option in DAEMON_OPTIONS:
+        if option.name == name:
+            return option
+    raise KeyError(name)
+
+
+def command_line(given: dict[str, Any], options: Sequence[DaemonOption] = DAEMON_OPTIONS) -> list[str]:
+    """The daemon's arguments for the options in ``given`` (name -> value), in table order.
+
+    A value of None (or False for a flag, an empty list for a repeatable
+    option) means "not given" and adds nothing, so the daemon's own default
+    applies. Values are passed as text, never through a shell.
+    """
+    arguments: list[str] = []
+    for option in options:
+        value = given.get(option.name)
+        if value is None or value is False:
+            continue
+        if option.kind == FLAG:
+            arguments.append(option.flag)
+        elif option.kind == REPEAT:
+            for item in value:
+                arguments += [option.flag, str(item)]
+        else:
+            arguments += [option.flag, _text(value)]
+    return arguments
+
+
+def _text(value: Any) -> str:
+    # repr keeps every digit of a float ("0.1", not a rounded "%g").
+    return repr(value) if isinstance(value, float) else str(value)
