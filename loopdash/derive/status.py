@@ -53,6 +53,10 @@ def story_json(story: Story) -> JSONObject:
         "dependencies": list(story.dependencies),
         # Beyond the contract's Story: what a dashboard's detail view shows.
         "acceptanceCriteria": list(story.acceptance_criteria),
+        # ``status`` keeps the contract's two words; ``state`` also says
+        # in_progress or blocked when the plan's own status word does.
+        "state": story.state,
+        "priorityLabel": story.priority_label,
     }
 
 
@@ -69,7 +73,9 @@ def stories_payload(prd: Prd | None) -> JSONObject:
 
 def next_story(prd: Prd) -> Story | None:
     """The story a running loop works on: first by priority (then file order)
-    that does not pass and whose dependencies all pass.
+    that does not pass and whose dependencies all pass. A story the plan itself
+    marks in progress comes first; numeric priorities before priority words
+    (``critical`` ... ``low``, ordered by rank), then stories with neither.
 
     A dependency that names no story in the plan does not block: a typo in
     prd.json should not make the dashboard claim the loop is idle.
@@ -78,7 +84,14 @@ def next_story(prd: Prd) -> Story | None:
     known = {s.id for s in prd.stories}
     ordered = sorted(
         enumerate(prd.stories),
-        key=lambda pair: (pair[1].priority is None, pair[1].priority or 0.0, pair[0]),
+        key=lambda pair: (
+            pair[1].state != "in_progress",
+            pair[1].priority is None,
+            pair[1].priority or 0.0,
+            pair[1].rank is None,
+            pair[1].rank or 0.0,
+            pair[0],
+        ),
     )
     for _, story in ordered:
         if story.passes:

@@ -31,6 +31,14 @@ class Story:
     acceptance_criteria: tuple[str, ...] = ()
     #: The raw ``priority`` value, so the API returns it as written (1, not 1.0).
     priority_raw: int | float | None = None
+    #: Where the item stands: ``completed``, ``pending``, ``in_progress`` or
+    #: ``blocked`` (the last two only when the plan's ``status`` word says so).
+    state: str = "pending"
+    #: The order used to pick the next story: ``priority`` when a number, a
+    #: priority word mapped to one (``critical`` 0 ... ``low`` 3), else None.
+    rank: float | None = None
+    #: A priority written as a word (``high``), as written; None for numbers.
+    priority_label: str | None = None
 
 
 @dataclass(frozen=True)
@@ -102,7 +110,21 @@ class RunSummary:
 
 @dataclass(frozen=True)
 class LogEntry:
-    """One ``### Iteration:`` block of ``progress.txt``."""
+    """One entry of a progress log (a ``### Iteration:`` block in claude-loop's format)."""
 
     timestamp: str
     lines: tuple[str, ...]
+    #: What the header line says beyond the timestamp, for formats that carry it
+    #: (``None`` for claude-loop's own, whose answer stays as the contract shows it).
+    details: EntryDetails | None = None
+
+
+@dataclass(frozen=True)
+class EntryDetails:
+    """The parts of an entry's header line: the story ids, a title, a status word, the time."""
+
+    story_ids: tuple[str, ...] = ()
+    title: str | None = None
+    status: str | None = None
+    #: The timestamp normalised to ISO-8601 (UTC with ``Z`` when it has an offset), or None.
+    time: str | None = None

@@ -163,37 +163,271 @@ def normalise_status(value: object) -> str:
 # -- prd.json ----------------------------------------------------------------
 
 
+#: Keys that hold a plan's item list, in the order they are tried (the shapes of
+#: shared/realdata: claude-loop and snarktank ``userStories``, ``user_stories``,
+#: ``stories``, ``tasks``, Anthropic-harness ``features``, ``items``, and
+#: ``phases`` for plans without per-item status, ``epics`` holding stories).
+ITEM_LIST_KEYS = ("userStories", "user_stories", "stories", "tasks", "features", "items", "phases", "epics")
+#: Envelopes a plan may sit in (``{"artifact_type": ..., "data": {...}}``).
+_ENVELOPE_KEYS = ("data", "prd", "plan")
+#: How deep the item list may sit (envelope, then epics or features holding stories).
+_MAX_PLAN_DEPTH = 3
+
+#: Done-ness as a ``status`` word (lower-cased, ``-`` and spaces read as ``_``).
+DONE_WORDS = frozenset(
+    {
+        "done",
+        "complete",
+        "completed",
+        "passed",
+        "pass",
+        "passing",
+        "finished",
+        "success",
+        "succeeded",
+        "closed",
+        "resolved",
+        "merged",
+        "shipped",
+        "verified",
+    }
+)
+IN_PROGRESS_WORDS = frozenset(
+    {
+        "in_progress",
+        "inprogress",
+        "active",
+        "started",
+        "doing",
+        "wip",
+        "running",
+        "working",
+        "current",
+        "partial",
+        "review",
+        "in_review",
+    }
+)
+BLOCKED_WORDS = frozenset({"blocked", "failed", "failing", "failure", "stuck", "error"})
+#: Priority words mapped to an order, lower first (``p0`` ... ``p4`` read as their number).
+PRIORITY_WORDS = {
+    "critical": 0,
+    "urgent": 0,
+    "highest": 0,
+    "blocker": 0,
+    "high": 1,
+    "important": 1,
+    "medium": 2,
+    "normal": 2,
+    "moderate": 2,
+    "mid": 2,
+    "low": 3,
+    "minor": 3,
+    "lowest": 4,
+    "trivial": 4,
+    "optional": 4,
+    "nice_to_have": 4,
+}
+_TRUE_FLAGS = ("passes", "done", "complete", "completed")
+
+
 def parse_prd(data: bytes) -> Prd:
-    obj = load_json_object(data)
-    raw_stories = obj.get("userStories")
+    """A plan file in any shape seen in the wild, as stories in file order.
+
+    The item list is the first of :data:`ITEM_LIST_KEYS` that holds objects, at
+    the top, inside an envelope (``data``) or under epics or features that hold
+    their own stories; a top-level array is the list itself. Items of a list in
+    which no item has an id are given ``#1``, ``#2``... by position; in a list
+    of ids, an item without one is a fragment and skipped. A plan with no list
+    has no stories (not an error); bytes that are not JSON raise ParseError.
+    """
+    value = load_json_value(data)
+    items = _plan_items(value, 0)
+    project = None
+    if isinstance(value, dict):
+        for key in ("project", "projectName", "project_name", "name", "title"):
+            project = text(value.get(key))
+            if project:
+                break
+        if project is None:
+            project = text(mapping(value.get("data")).get("project_name"))
+    positional = not any(isinstance(raw, dict) and _item_id(raw) for raw in items)
     stories = []
-    for raw in raw_stories if isinstance(raw_stories, list) else ():
-        story = _parse_story(raw)
+    for position, raw in enumerate(items, start=1):
+        story = _parse_story(raw, f"#{position}" if positional else None)
         if story is not None:
             stories.append(story)
-    return Prd(project=text(obj.get("project")), stories=tuple(stories))
+    return Prd(project=project, stories=tuple(stories))
 
 
-def _parse_story(raw: object) -> Story | None:
+def load_json_value(data: bytes) -> object:
+    """Decode JSON (an object or an array; a UTF-8 BOM is allowed), raising ParseError otherwise."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    if data.lstrip().startswith(b"["):
+        try:
+            value: object = json.loads(
+                data.decode("utf-8"), parse_constant=_reject_constant, parse_float=_finite_float
+            )
+        except UnicodeDecodeError as e:
+            raise ParseError(f"not UTF-8: {e.reason} at byte {e.start}") from None
+        except json.JSONDecodeError as e:
+            raise ParseError(f"invalid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+        except ValueError as e:
+            raise ParseError(f"invalid JSON: {e}") from None
+        except RecursionError:
+            raise ParseError("JSON nested too deeply") from None
+        return value
+    return load_json_object(data)
+
+
+def _object_list(value: object) -> list[dict[str, Any]] | None:
+    if isinstance(value, list) and any(isinstance(v, dict) for v in value):
+        return [v for v in value if isinstance(v, dict)]
+    return None
+
+
+def _plan_items(value: object, depth: int) -> list[dict[str, Any]]:
+    if depth > _MAX_PLAN_DEPTH:
+        return []
+    items = _object_list(value)
+    if items is None and isinstance(value, dict):
+        for key in ITEM_LIST_KEYS:
+            items = _object_list(value.get(key))
+            if items is not None:
+                break
+        else:
+            for key in _ENVELOPE_KEYS:
+                if isinstance(value.get(key), dict):
+                    return _plan_items(value[key], depth + 1)
+            return []
+    if items is None:
+        return []
+    # Epics or features that hold their own stories: the stories are the items.
+    nested: list[dict[str, Any]] = []
+    for item in items:
+        for key in ITEM_LIST_KEYS:
+            children = _object_list(item.get(key))
+            if children is not None:
+                nested.extend(_plan_items(children, depth + 1))
+                break
+    return nested or items
+
+
+def _item_id(raw: Mapping[str, Any]) -> str | None:
+    value = raw.get("id")
+    if isinstance(value, bool):
+        return None
+    return text(value) or None
+
+
+def _word(value: object) -> str | None:
+    if not isinstance(value, str):
+        return None
+    return value.strip().lower().replace("-", "_").replace(" ", "_") or None
+
+
+def _flag(value: object) -> bool | None:
+    """A done flag: a boolean, or the strings ``"true"``/``"false"``."""
+    if isinstance(value, bool):
+        return value
+    word = _word(value)
+    if word in ("true", "false"):
+        return word == "true"
+    return None
+
+
+def _state(raw: Mapping[str, Any]) -> str:
+    """``completed``, ``in_progress``, ``blocked`` or ``pending``, from flags and ``status``."""
+    flags = [f for f in (_flag(raw.get(key)) for key in _TRUE_FLAGS) if f is not None]
+    if any(flags):
+        return "completed"
+    word = _word(raw.get("status")) or _word(raw.get("state"))
+    if word in DONE_WORDS:
+        # A status word that says done, unless a flag of the same item says not.
+        return "pending" if flags else "completed"
+    if word in IN_PROGRESS_WORDS:
+        return "in_progress"
+    if word in BLOCKED_WORDS:
+        return "blocked"
+    return "pending"
+
+
+def _title(raw: Mapping[str, Any]) -> str:
+    for key in ("title", "name", "summary"):
+        value = text(raw.get(key))
+        if value:
+            return value
+    description = text(raw.get("description")) or text(raw.get("goal")) or ""
+    first = description.strip().split("\n", 1)[0].strip()
+    return first[:200]
+
+
+def _criteria(raw: Mapping[str, Any]) -> tuple[str, ...]:
+    for key in ("acceptanceCriteria", "acceptance_criteria", "acceptance", "criteria"):
+        value = raw.get(key)
+        if isinstance(value, list):
+            out = []
+            for item in value:
+                if isinstance(item, dict):
+                    said = (
+                        text(item.get("text")) or text(item.get("description")) or text(item.get("criterion"))
+                    )
+                    if said is not None:
+                        out.append(said)
+                elif (said := text(item)) is not None:
+                    out.append(said)
+            return tuple(out)
+        if isinstance(value, str):
+            return (value,)
+    return ()
+
+
+def _dependencies(raw: Mapping[str, Any]) -> tuple[str, ...]:
+    for key in ("dependencies", "dependsOn", "depends_on", "blockedBy", "blocked_by"):
+        if key in raw:
+            return string_list(raw.get(key))
+    blocking = raw.get("blocking")
+    # ``blocking`` as a list names the items this one waits on; as a boolean it is a flag, not a list.
+    return string_list(blocking) if isinstance(blocking, (list, str)) else ()
+
+
+def _parse_story(raw: object, positional_id: str | None = None) -> Story | None:
     if not isinstance(raw, dict):
         return None
-    story_id = text(raw.get("id"))
+    story_id = positional_id or _item_id(raw)
     if not story_id:
         return None
     priority_raw = raw.get("priority")
     priority = number(priority_raw)
+    label = None
+    rank = priority
+    if priority is None and isinstance(priority_raw, str):
+        label = priority_raw
+        word = _word(priority_raw) or ""
+        if word in PRIORITY_WORDS:
+            rank = float(PRIORITY_WORDS[word])
+        elif len(word) == 2 and word[0] == "p" and word[1].isdigit():
+            rank = float(word[1])
     complexity = raw.get("estimatedComplexity")
+    if complexity is None:
+        complexity = raw.get("complexity")
+    notes = raw.get("notes")
+    state = _state(raw)
     return Story(
         id=story_id,
-        title=text(raw.get("title")) or "",
-        description=text(raw.get("description")) or "",
+        title=_title(raw),
+        description=text(raw.get("description")) or text(raw.get("goal")) or "",
         priority=priority,
         priority_raw=(int(priority) if priority is not None and isinstance(priority_raw, int) else priority),
-        passes=raw.get("passes") is True,
-        notes=text(raw.get("notes")) or "",
+        passes=state == "completed",
+        notes="\n".join(string_list_strict(notes)) if isinstance(notes, list) else (text(notes) or ""),
         complexity=text(complexity) if complexity is not None else None,
-        dependencies=string_list(raw.get("dependencies")),
-        acceptance_criteria=string_list_strict(raw.get("acceptanceCriteria")),
+        dependencies=_dependencies(raw),
+        acceptance_criteria=_criteria(raw),
+        state=state,
+        rank=rank,
+        priority_label=label,
     )
 
 

@@ -99,6 +99,14 @@ SCHEMAS: dict[str, JSONSchema] = {
             },
             "dependencies": STRINGS,
             "acceptanceCriteria": {**STRINGS, "description": "An addition, from prd.json."},
+            "state": {
+                "enum": ["completed", "pending", "in_progress", "blocked"],
+                "description": "An addition: status, or in_progress/blocked when the plan's status word says so.",
+            },
+            "priorityLabel": {
+                "type": ["string", "null"],
+                "description": "An addition: a priority written as a word (high), as written; null for numbers.",
+            },
         }
     ),
     "StoryList": _closed(
