@@ -1,9 +1,9 @@
 """The package layout is the architecture: imports run one way, down the layers.
 
-``loop`` (reading files) is at the bottom; ``derive`` and ``local`` sit on it;
+``contract`` (the API's shapes) and ``loop`` (reading files) are at the bottom; ``derive`` and ``local`` sit on it;
 ``metrics`` above them; ``server`` and ``client`` side by side above that; ``cli``
 on top. A module may import its own package and any package of a lower rank,
-never one of its own rank or above. ``loop``, ``derive`` and ``local`` are plain
+never one of its own rank or above. ``contract``, ``loop``, ``derive`` and ``local`` are plain
 Python: they never import Twisted, Klein or treq. Checked over the source with
 ``ast``, imports inside functions included.
 """
@@ -18,8 +18,8 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "loopdash"
 
-RANK = {"loop": 0, "derive": 1, "local": 1, "metrics": 2, "server": 3, "client": 3, "cli": 4}
-NO_REACTOR = {"loop", "derive", "local"}
+RANK = {"contract": 0, "loop": 0, "derive": 1, "local": 1, "metrics": 2, "server": 3, "client": 3, "cli": 4}
+NO_REACTOR = {"contract", "loop", "derive", "local"}
 REACTOR_LIBRARIES = {"twisted", "klein", "treq"}
 #: Deprecated aliases of the flat 0.1 layout: each re-exports one module.
 ALIASES = {"client_models", "client_events", "daemonctl"}

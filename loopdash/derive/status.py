@@ -10,8 +10,25 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
 
+from msgspec import UNSET
+
+from loopdash.contract.codec import plain_object
+from loopdash.contract.shapes import (
+    CurrentStoryAnswer,
+    ExecutionStatusAnswer,
+    HistoryPageAnswer,
+    IterationAnswer,
+    LogEntryAnswer,
+    LogPageAnswer,
+    MetricsAnswer,
+    RunDetailAnswer,
+    RunMetricsDetailAnswer,
+    RunRowAnswer,
+    RunTotalsAnswer,
+    StoryAnswer,
+    StoryListAnswer,
+)
 from loopdash.loop.models import Iteration, JSONObject, LogEntry, Prd, RunMetrics, Story
 from loopdash.loop.project import ProjectSnapshot, RunRow, run_id_start
 
@@ -21,8 +38,11 @@ DEFAULT_STALE_AFTER = 600.0
 
 def iso_utc(moment: float | datetime | None) -> str | None:
     """ISO-8601 UTC with a ``Z``, to the second, as the contract writes times."""
-    if moment is None:
-        return None
+    return None if moment is None else iso_utc_at(moment)
+
+
+def iso_utc_at(moment: float | datetime) -> str:
+    """:func:`iso_utc` of a moment that is known."""
     if isinstance(moment, datetime):
         dt = moment.astimezone(UTC)
     else:
@@ -41,34 +61,42 @@ def _round_money(value: float) -> float:
 # -- stories -------------------------------------------------------------------
 
 
-def story_json(story: Story) -> JSONObject:
-    return {
-        "id": story.id,
-        "title": story.title,
-        "description": story.description,
-        "priority": story.priority_raw,
-        "status": "completed" if story.passes else "pending",
-        "notes": story.notes,
-        "estimatedComplexity": story.complexity,
-        "dependencies": list(story.dependencies),
+def story_value(story: Story) -> StoryAnswer:
+    return StoryAnswer(
+        id=story.id,
+        title=story.title,
+        description=story.description,
+        priority=story.priority_raw,
+        status="completed" if story.passes else "pending",
+        notes=story.notes,
+        estimated_complexity=story.complexity,
+        dependencies=story.dependencies,
         # Beyond the contract's Story: what a dashboard's detail view shows.
-        "acceptanceCriteria": list(story.acceptance_criteria),
+        acceptance_criteria=story.acceptance_criteria,
         # ``status`` keeps the contract's two words; ``state`` also says
         # in_progress or blocked when the plan's own status word does.
-        "state": story.state,
-        "priorityLabel": story.priority_label,
-    }
+        state=story.state,
+        priority_label=story.priority_label,
+    )
+
+
+def story_json(story: Story) -> JSONObject:
+    return plain_object(story_value(story))
+
+
+def stories_value(prd: Prd | None) -> StoryListAnswer:
+    stories = prd.stories if prd is not None else ()
+    completed = sum(1 for s in stories if s.passes)
+    return StoryListAnswer(
+        stories=tuple(story_value(s) for s in stories),
+        total=len(stories),
+        completed=completed,
+        pending=len(stories) - completed,
+    )
 
 
 def stories_payload(prd: Prd | None) -> JSONObject:
-    stories = prd.stories if prd is not None else ()
-    completed = sum(1 for s in stories if s.passes)
-    return {
-        "stories": [story_json(s) for s in stories],
-        "total": len(stories),
-        "completed": completed,
-        "pending": len(stories) - completed,
-    }
+    return plain_object(stories_value(prd))
 
 
 def next_story(prd: Prd) -> Story | None:
@@ -102,69 +130,100 @@ def next_story(prd: Prd) -> Story | None:
 
 
 # -- metrics -------------------------------------------------------------------
+#
+# A run's iterations carry the loop's own fields in ``extra``: values holding them
+# leave through plain() (``*_json``), which puts those fields beside the contract's.
+
+
+def iteration_value(iteration: Iteration) -> IterationAnswer:
+    return IterationAnswer(
+        story_id=iteration.story_id,
+        status=iteration.status,
+        elapsed_ms=iteration.elapsed_ms,
+        tokens_in=iteration.tokens_in,
+        tokens_out=iteration.tokens_out,
+        cost=iteration.cost,
+        agents_used=iteration.agents_used,
+        extra=iteration.extra,
+    )
 
 
 def iteration_json(iteration: Iteration) -> JSONObject:
-    # Extras first so that the contract's fields always win a name clash.
-    out: JSONObject = dict(iteration.extra)
-    out.update(
-        {
-            "story_id": iteration.story_id,
-            "status": iteration.status,
-            "elapsed_ms": iteration.elapsed_ms,
-            "tokens_in": iteration.tokens_in,
-            "tokens_out": iteration.tokens_out,
-            "cost": iteration.cost,
-            "agents_used": list(iteration.agents_used),
-        }
-    )
-    return out
+    return plain_object(iteration_value(iteration))
 
 
 def metrics_payload(metrics: RunMetrics, run_id: str) -> JSONObject:
-    return {
-        "run_id": run_id,
-        "elapsed_time_s": metrics.elapsed_time_s,
-        "total_cost": _round_money(metrics.total_cost),
-        "total_iterations": metrics.total_iterations,
-        "success_count": metrics.success_count,
-        "failure_count": metrics.failure_count,
-        "last_update": iso_utc(metrics.last_update),
-        "iterations": [iteration_json(i) for i in metrics.iterations],
-    }
+    value = MetricsAnswer(
+        run_id=run_id,
+        elapsed_time_s=metrics.elapsed_time_s,
+        total_cost=_round_money(metrics.total_cost),
+        total_iterations=metrics.total_iterations,
+        success_count=metrics.success_count,
+        failure_count=metrics.failure_count,
+        last_update=iso_utc(metrics.last_update),
+        iterations=tuple(iteration_value(i) for i in metrics.iterations),
+    )
+    return plain_object(value)
+
+
+def run_row_value(row: RunRow) -> RunRowAnswer:
+    return RunRowAnswer(
+        run_id=row.run_id,
+        timestamp=row.run_id,
+        total_cost=_round_money(row.total_cost),
+        total_iterations=row.total_iterations,
+        success_count=row.success_count,
+        failure_count=row.failure_count,
+        elapsed_time_s=row.elapsed_time_s,
+    )
 
 
 def run_row_json(row: RunRow) -> JSONObject:
-    return {
-        "run_id": row.run_id,
-        "timestamp": row.run_id,
-        "total_cost": _round_money(row.total_cost),
-        "total_iterations": row.total_iterations,
-        "success_count": row.success_count,
-        "failure_count": row.failure_count,
-        "elapsed_time_s": row.elapsed_time_s,
-    }
+    return plain_object(run_row_value(row))
 
 
 def run_detail_json(row: RunRow, metrics: RunMetrics | None) -> JSONObject:
-    summary = run_row_json(row)
-    del summary["run_id"], summary["timestamp"]
-    detail: JSONObject = {"iterations": []}
+    detail = RunMetricsDetailAnswer(iterations=())
     if metrics is not None:
-        detail = dict(metrics.blocks)
-        detail.pop("totals", None)
-        detail.pop("pricing", None)
-        detail["iterations"] = [iteration_json(i) for i in metrics.iterations]
-        detail["last_update"] = iso_utc(metrics.last_update)
-    return {"run_id": row.run_id, "timestamp": row.run_id, "summary": summary, "metrics": detail}
+        blocks = {k: v for k, v in metrics.blocks.items() if k not in ("totals", "pricing")}
+        detail = RunMetricsDetailAnswer(
+            iterations=tuple(iteration_value(i) for i in metrics.iterations),
+            last_update=iso_utc(metrics.last_update),
+            extra=blocks,
+        )
+    value = RunDetailAnswer(
+        run_id=row.run_id,
+        timestamp=row.run_id,
+        summary=RunTotalsAnswer(
+            total_cost=_round_money(row.total_cost),
+            total_iterations=row.total_iterations,
+            success_count=row.success_count,
+            failure_count=row.failure_count,
+            elapsed_time_s=row.elapsed_time_s,
+        ),
+        metrics=detail,
+    )
+    return plain_object(value)
+
+
+def log_entry_value(entry: LogEntry) -> LogEntryAnswer:
+    return LogEntryAnswer(timestamp=entry.timestamp, lines=entry.lines)
 
 
 def log_entry_json(entry: LogEntry) -> JSONObject:
-    return {"timestamp": entry.timestamp, "lines": list(entry.lines)}
+    return plain_object(log_entry_value(entry))
 
 
-def page_json(key: str, items: Sequence[Any], total: int, limit: int, offset: int) -> JSONObject:
-    return {key: list(items), "total": total, "limit": limit, "offset": offset}
+def log_page_value(entries: Sequence[LogEntry], total: int, limit: int, offset: int) -> LogPageAnswer:
+    return LogPageAnswer(
+        logs=tuple(log_entry_value(e) for e in entries), total=total, limit=limit, offset=offset
+    )
+
+
+def history_page_value(rows: Sequence[RunRow], total: int, limit: int, offset: int) -> HistoryPageAnswer:
+    return HistoryPageAnswer(
+        runs=tuple(run_row_value(r) for r in rows), total=total, limit=limit, offset=offset
+    )
 
 
 # -- execution status ------------------------------------------------------------
@@ -188,6 +247,12 @@ def is_running(snapshot: ProjectSnapshot, now: float, stale_after: float) -> boo
 
 
 def execution_status(snapshot: ProjectSnapshot, now: float, stale_after: float) -> JSONObject:
+    """The status as JSON builtins (what the stream sends and the diff compares)."""
+    return plain_object(status_value(snapshot, now, stale_after))
+
+
+def status_value(snapshot: ProjectSnapshot, now: float, stale_after: float) -> ExecutionStatusAnswer:
+    """``GET /api/status``: the rules of loop-data.md over one snapshot."""
     prd = snapshot.prd.value
     metrics = snapshot.metrics.value
     summary = snapshot.summary.value
@@ -210,26 +275,25 @@ def execution_status(snapshot: ProjectSnapshot, now: float, stale_after: float) 
     else:
         elapsed = metrics.elapsed_time_s if metrics else 0.0
 
-    current_story: JSONObject | None = None
+    current_story: CurrentStoryAnswer | None = None
     if running and prd is not None:
         story = next_story(prd)
         if story is not None:
             since = _last_iteration_end(last_iteration, metrics) or started
-            current_story = {
-                "id": story.id,
-                "status": "in_progress",
-                "elapsed_ms": int(max(now - since, 0.0) * 1000) if since is not None else 0,
-                "title": story.title,
-            }
+            current_story = CurrentStoryAnswer(
+                id=story.id,
+                status="in_progress",
+                elapsed_ms=int(max(now - since, 0.0) * 1000) if since is not None else 0,
+                story_title=story.title,
+            )
     elif not running and last_iteration is not None and last_iteration.story_id is not None:
-        current_story = {
-            "id": last_iteration.story_id,
-            "status": last_iteration.status,
-            "elapsed_ms": last_iteration.elapsed_ms,
-        }
         title = _story_title(prd, last_iteration)
-        if title is not None:
-            current_story["title"] = title
+        current_story = CurrentStoryAnswer(
+            id=last_iteration.story_id,
+            status=last_iteration.status,
+            elapsed_ms=last_iteration.elapsed_ms,
+            story_title=UNSET if title is None else title,
+        )
 
     # Stories completed in this run: distinct stories with a successful iteration.
     done_here = len({i.story_id for i in iterations if i.succeeded and i.story_id})
@@ -247,18 +311,18 @@ def execution_status(snapshot: ProjectSnapshot, now: float, stale_after: float) 
         cost = metrics.total_cost if metrics else 0.0
 
     last = snapshot.activity if snapshot.activity is not None else snapshot.root_mtime
-    return {
-        "is_running": running,
-        "run_id": snapshot.current_run,
-        "current_story": current_story,
-        "progress_pct": progress,
-        "completed_stories": completed,
-        "total_stories": total,
-        "elapsed_time": int(round(elapsed)),
-        "estimated_remaining": estimated,
-        "cost_so_far": _round_money(cost),
-        "last_update": iso_utc(last if last is not None else now),
-    }
+    return ExecutionStatusAnswer(
+        is_running=running,
+        run_id=snapshot.current_run,
+        current_story=current_story,
+        progress_pct=progress,
+        completed_stories=completed,
+        total_stories=total,
+        elapsed_time=int(round(elapsed)),
+        estimated_remaining=estimated,
+        cost_so_far=_round_money(cost),
+        last_update=iso_utc_at(last if last is not None else now),
+    )
 
 
 def _last_iteration_end(last: Iteration | None, metrics: RunMetrics | None) -> float | None:

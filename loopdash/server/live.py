@@ -22,12 +22,13 @@ from twisted.internet.defer import Deferred, succeed
 
 from loopdash.derive.status import (
     execution_status,
-    log_entry_json,
+    history_page_value,
+    log_page_value,
     metrics_payload,
-    page_json,
     run_detail_json,
-    run_row_json,
-    stories_payload,
+    run_row_value,
+    status_value,
+    stories_value,
 )
 from loopdash.loop.project import Project, ProjectSnapshot, RunRow, is_run_id
 from loopdash.server.encoding import encode_json
@@ -218,12 +219,12 @@ class LiveProject:
         return self._body(
             ("status",),
             (self.version, second),
-            lambda: execution_status(snapshot, self.clock.seconds(), self.stale_after),
+            lambda: status_value(snapshot, self.clock.seconds(), self.stale_after),
         )
 
     def stories_body(self) -> bytes:
         prd = self.snapshot().prd
-        return self._body(("stories",), (prd.identity,), lambda: stories_payload(prd.value))
+        return self._body(("stories",), (prd.identity,), lambda: stories_value(prd.value))
 
     def logs_body(self, offset: int, limit: int) -> bytes:
         """A page of log entries; call after :meth:`log_ready` has fired."""
@@ -232,7 +233,7 @@ class LiveProject:
 
         def page() -> object:
             entries = log.entries(offset, offset + limit)
-            return page_json("logs", [log_entry_json(e) for e in entries], state.total, limit, offset)
+            return log_page_value(entries, state.total, limit, offset)
 
         return self._body(("logs", offset, limit), (state.inode, state.size, state.total), page)
 
@@ -243,10 +244,8 @@ class LiveProject:
         second = int(self.clock.seconds())
 
         def page() -> object:
-            rows = [
-                run_row_json(self.project.run_row(r)) for r in history_page(snapshot.run_ids, offset, limit)
-            ]
-            return page_json("runs", rows, len(snapshot.run_ids), limit, offset)
+            rows = [self.project.run_row(r) for r in history_page(snapshot.run_ids, offset, limit)]
+            return history_page_value(rows, len(snapshot.run_ids), limit, offset)
 
         return self._body(("history", offset, limit), (self.version, second), page)
 
@@ -279,7 +278,7 @@ class LiveProject:
             return cached.encoded
         row = self.project.run_row(run_id)
         if cached is None or cached.row != row:
-            cached = KeptRow(row, encode_json(run_row_json(row)), 0.0)
+            cached = KeptRow(row, encode_json(run_row_value(row)), 0.0)
             self._row_json[run_id] = cached
         offset = (zlib.crc32(run_id.encode("ascii", "replace")) % 1000) / 1000 * ROW_RECHECK
         cached.check_after = now + ROW_RECHECK - offset if cached.check_after == 0.0 else now + ROW_RECHECK

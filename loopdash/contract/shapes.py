@@ -1,0 +1,321 @@
+"""Each answer of the API, defined once, as msgspec Structs.
+
+Two classes per data model of dashboard-api.md:
+
+- ``Story``, ``ExecutionStatus``, ...: the contract's fields, which a client
+  reads (``loopdash.client`` returns these). Whatever else a server sent is kept
+  in ``extra``, so a newer server's additions are not lost; unknown fields are
+  never an error.
+- ``StoryAnswer``, ``ExecutionStatusAnswer``, ...: what loopdash's server
+  answers: the contract plus the fields loopdash adds, closed
+  (``forbid_unknown_fields``, so the schema says ``additionalProperties:
+  false`` and a field added here without the document is impossible). The
+  OpenAPI document's schemas are generated from these, named without the
+  ``Answer``.
+
+Bounds (counts are never negative, run ids and times have one spelling) are
+``Meta`` constraints: in the schema, and checked when a client decodes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, Self
+
+from msgspec import UNSET, Meta, Struct, UnsetType, field
+
+from loopdash.contract.codec import decode, plain_object
+
+RUN_ID_REGEX = r"^[0-9]{8}_[0-9]{6}$"
+#: ISO-8601 UTC to the second with a ``Z``, as the contract writes times.
+TIMESTAMP_REGEX = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$"
+
+Count = Annotated[int, Meta(ge=0)]
+RunId = Annotated[str, Meta(pattern=RUN_ID_REGEX)]
+Timestamp = Annotated[str, Meta(pattern=TIMESTAMP_REGEX, extra_json_schema={"format": "date-time"})]
+Strings = tuple[str, ...]
+
+
+class Shape(Struct, frozen=True, omit_defaults=True, kw_only=True):
+    """A value of the API; ``extra`` holds the fields its class does not name."""
+
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, value: object) -> Self:
+        """``value`` (decoded JSON), validated; raises ``ContractError`` when it breaks the contract."""
+        return decode(value, cls)
+
+    def to_json(self) -> dict[str, Any]:
+        """The value as the server's JSON, ``extra`` included."""
+        return plain_object(self)
+
+
+class Answer(Shape, frozen=True, forbid_unknown_fields=True):
+    """What the server answers: no field beyond the class's."""
+
+
+# -- health ---------------------------------------------------------------------------
+
+
+class Health(Shape, frozen=True):
+    """``GET /api/health``."""
+
+    status: Literal["ok"]
+    timestamp: Timestamp
+    version: Annotated[str, Meta(description="The API contract's version.")]
+
+
+class HealthAnswer(Health, Answer, frozen=True):
+    server_version: Annotated[str, Meta(description="loopdash's own version (an addition).")]
+
+
+# -- status ---------------------------------------------------------------------------
+
+
+class CurrentStory(Shape, frozen=True):
+    """``ExecutionStatus.current_story``."""
+
+    id: str
+    status: str
+    elapsed_ms: Count
+
+    @property
+    def title(self) -> str | None:
+        """The story's title, which loopdash sends beyond the contract."""
+        title = self.extra.get("title")
+        return title if isinstance(title, str) else None
+
+
+class CurrentStoryAnswer(CurrentStory, Answer, frozen=True):
+    story_title: (
+        Annotated[str, Meta(description="An addition: the story's title, when known.")] | UnsetType
+    ) = field(default=UNSET, name="title")
+
+
+class ExecutionStatus(Shape, frozen=True):
+    """``GET /api/status``: where the loop is now."""
+
+    is_running: bool
+    run_id: RunId | None
+    current_story: CurrentStory | None
+    progress_pct: Annotated[float, Meta(ge=0, le=100)]
+    completed_stories: Count
+    total_stories: Count
+    #: Seconds.
+    elapsed_time: int
+    #: Seconds, or None while there is nothing to estimate from.
+    estimated_remaining: int | None
+    cost_so_far: float
+    last_update: Timestamp
+
+
+class ExecutionStatusAnswer(ExecutionStatus, Answer, frozen=True):
+    current_story: CurrentStoryAnswer | None
+
+
+# -- stories ---------------------------------------------------------------------------
+
+
+class Story(Shape, frozen=True, kw_only=False):
+    """One story of ``GET /api/stories``."""
+
+    id: Annotated[str, Meta(min_length=1)]
+    title: str
+    description: str
+    priority: float | None
+    #: ``completed`` or ``pending``.
+    status: Literal["completed", "pending"]
+    notes: str
+    estimated_complexity: Annotated[
+        str | None,
+        Meta(description="As written in prd.json (the contract names simple, medium, complex)."),
+    ] = field(name="estimatedComplexity")
+    dependencies: Strings
+
+
+class StoryAnswer(Story, Answer, frozen=True):
+    acceptance_criteria: Annotated[Strings, Meta(description="An addition, from prd.json.")] = field(
+        name="acceptanceCriteria"
+    )
+    state: Annotated[
+        str,
+        Meta(
+            description="An addition: status, or in_progress/blocked when the plan's status word says so.",
+            extra_json_schema={"enum": ["completed", "pending", "in_progress", "blocked"]},
+        ),
+    ]
+    priority_label: Annotated[
+        str | None,
+        Meta(description="An addition: a priority written as a word (high), as written; null for numbers."),
+    ] = field(name="priorityLabel")
+
+
+class Stories(Shape, frozen=True):
+    """``GET /api/stories``."""
+
+    stories: tuple[Story, ...]
+    total: Count
+    completed: Count
+    pending: Count
+
+
+class StoryListAnswer(Stories, Answer, frozen=True):
+    stories: tuple[StoryAnswer, ...]
+
+
+# -- logs -------------------------------------------------------------------------------
+
+
+class LogEntry(Shape, frozen=True):
+    """One iteration block of ``progress.txt``, as ``GET /api/logs`` lists it."""
+
+    timestamp: str
+    lines: Strings
+
+
+class LogEntryAnswer(LogEntry, Answer, frozen=True):
+    pass
+
+
+class LogPage(Shape, frozen=True):
+    """One page of ``GET /api/logs``."""
+
+    logs: tuple[LogEntry, ...]
+    total: Count
+    limit: Annotated[
+        int, Meta(ge=0, description="The limit applied (requests above the maximum are capped).")
+    ]
+    offset: Count
+
+
+class LogPageAnswer(LogPage, Answer, frozen=True):
+    logs: tuple[LogEntryAnswer, ...]
+
+
+# -- runs -------------------------------------------------------------------------------
+
+
+class Iteration(Shape, frozen=True):
+    """One iteration of a run (``Metrics.iterations[]``)."""
+
+    story_id: str | None
+    status: Annotated[
+        str, Meta(description="success or failure; another word the loop wrote is passed through.")
+    ]
+    elapsed_ms: Count
+    tokens_in: Count
+    tokens_out: Count
+    cost: float
+    agents_used: Strings
+
+
+class IterationAnswer(Iteration, frozen=True):
+    """The contract's fields; a real loop's extra fields (story_title, model, ...) pass through."""
+
+
+class Metrics(Shape, frozen=True):
+    """``GET /api/metrics``: one run's totals and iterations."""
+
+    elapsed_time_s: float
+    total_cost: float
+    total_iterations: int
+    success_count: int
+    failure_count: int
+    last_update: Timestamp | None
+    iterations: tuple[Iteration, ...]
+    #: The run these metrics belong to (loopdash sends it beyond the contract).
+    run_id: str | None = None
+
+
+class MetricsAnswer(Metrics, Answer, frozen=True):
+    iterations: tuple[IterationAnswer, ...]
+    run_id: Annotated[str, Meta(pattern=RUN_ID_REGEX, description="An addition: the run these are.")]
+
+
+class RunTotals(Shape, frozen=True):
+    """``RunDetail.summary``: a run's totals."""
+
+    elapsed_time_s: float
+    total_cost: float
+    total_iterations: int
+    success_count: int
+    failure_count: int
+
+
+class RunTotalsAnswer(RunTotals, Answer, frozen=True):
+    pass
+
+
+class RunRow(Shape, frozen=True):
+    """A run as one row of ``GET /api/history`` and ``GET /api/runs``."""
+
+    run_id: RunId
+    timestamp: RunId
+    total_cost: float
+    total_iterations: int
+    success_count: int
+    failure_count: int
+    elapsed_time_s: float
+
+
+class RunRowAnswer(RunRow, Answer, frozen=True):
+    pass
+
+
+class HistoryPage(Shape, frozen=True):
+    """One page of ``GET /api/history``, newest run first."""
+
+    runs: tuple[RunRow, ...]
+    total: Count
+    limit: Annotated[
+        int, Meta(ge=0, description="The limit applied (requests above the maximum are capped).")
+    ]
+    offset: Count
+
+
+class HistoryPageAnswer(HistoryPage, Answer, frozen=True):
+    runs: tuple[RunRowAnswer, ...]
+
+
+class RunMetricsDetail(Shape, frozen=True):
+    """``RunDetail.metrics``: the iterations, plus blocks such as ``cache`` and ``parallel`` in ``extra``."""
+
+    iterations: tuple[Iteration, ...]
+
+
+class RunMetricsDetailAnswer(RunMetricsDetail, frozen=True):
+    """iterations, last_update, and metrics.json's own blocks (cache, parallel, model_usage, ...)."""
+
+    iterations: tuple[IterationAnswer, ...]
+    last_update: Timestamp | None | UnsetType = UNSET
+
+
+class RunDetail(Shape, frozen=True):
+    """``GET /api/runs/<run_id>``."""
+
+    run_id: RunId
+    timestamp: RunId
+    summary: RunTotals
+    metrics: RunMetricsDetail
+
+
+class RunDetailAnswer(RunDetail, Answer, frozen=True):
+    summary: RunTotalsAnswer
+    metrics: RunMetricsDetailAnswer
+
+
+# -- the server's own ------------------------------------------------------------------
+
+
+class ErrorAnswer(Answer, frozen=True):
+    """Every answer other than 200 (and the stream's)."""
+
+    error: Annotated[str, Meta(min_length=1)]
+
+
+class StreamTicketAnswer(Answer, frozen=True):
+    """``POST /api/stream/ticket``: a single-use credential for EventSource."""
+
+    ticket: Annotated[str, Meta(min_length=16)]
+    expires_in: Annotated[int, Meta(ge=1)]
