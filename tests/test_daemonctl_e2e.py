@@ -479,7 +479,7 @@ def test_status_is_4_when_the_daemon_runs_but_does_not_answer(project: Project) 
 
 
 def test_foreground_twistd_as_under_systemd_ends_open_streams_on_sigterm(project: Project) -> None:
-    """The README's systemd unit: ``twistd -n --pidfile=`` writes no pidfile and exits 143 on SIGTERM."""
+    """The systemd unit of docs/commands.md: ``twistd -n --pidfile=`` writes no pidfile and exits 143 on SIGTERM."""
     port = free_port()
     twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
     daemon = subprocess.Popen(

@@ -386,25 +386,27 @@ def test_without_url_it_finds_the_daemon_loopdash_start_runs(started_root: str, 
     assert json.loads(watched.stdout)["total_stories"] == 8
 
 
-def readme_examples() -> list[str]:
-    readme = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
-    with open(readme, encoding="utf-8") as f:
+def documented_examples() -> list[str]:
+    """The Python examples of docs/client.md, the client's page."""
+    page = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "client.md")
+    with open(page, encoding="utf-8") as f:
         text = f.read()
-    section = text.split("## Client library and terminal view", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"```python\n(.*?)```", section, re.S)
+    return re.findall(r"```python\n(.*?)```", text, re.S)
 
 
-def test_the_readme_has_the_twisted_and_the_asyncio_example() -> None:
-    examples = readme_examples()
+def test_the_client_page_has_the_twisted_and_the_asyncio_example() -> None:
+    examples = documented_examples()
     assert len(examples) == 2
     assert "react(" in examples[0] and "asyncioreactor.install" in examples[1]
 
 
 @pytest.mark.parametrize("which", [0, 1], ids=["twisted", "asyncio"])
-def test_readme_example_runs_against_the_started_daemon(started_root: str, which: int, tmp_path: Any) -> None:
+def test_documented_example_runs_against_the_started_daemon(
+    started_root: str, which: int, tmp_path: Any
+) -> None:
     script = os.path.join(str(tmp_path), "example.py")
     with open(script, "w") as f:
-        f.write(readme_examples()[which])
+        f.write(documented_examples()[which])
     # Run from the project directory, as the examples say; they stop once the run is over.
     ran = subprocess.run(
         [sys.executable, script], cwd=started_root, capture_output=True, text=True, timeout=30

@@ -1,8 +1,8 @@
 """From readings to the API's shapes: pure functions, no I/O, no reactor.
 
 The execution status is an inference over the loop's files; the rules are
-those of ``loop-data.md`` ("Deriving the execution status") and are repeated
-in the README.
+those of the loop-data spec ("Deriving the execution status"), written down
+for users in docs/status.md.
 """
 
 from __future__ import annotations
