@@ -83,29 +83,35 @@ async def still_serving(daemon: RunningDaemon) -> None:
 
 
 @pytest.mark.parametrize(
-    "case",
+    ("case", "expected"),
     [
-        pytest.param(request(b"/api/status?q=" + b"a" * 20_000), id="20 KB request line"),
-        pytest.param(request(b"/api/status", b"X-Big: " + b"b" * 20_000), id="20 KB header"),
+        pytest.param(request(b"/api/status?q=" + b"a" * 20_000), 414, id="20 KB request line"),
+        pytest.param(request(b"/api/status", b"X-Big: " + b"b" * 20_000), 431, id="20 KB header"),
+        pytest.param(
+            request(b"/api/status", *[b"X-H%d: v" % n for n in range(2_000)]), 431, id="2,000 headers"
+        ),
+        pytest.param(
+            request(b"/api/status", *[b"X-Pad-%d: %s" % (n, b"p" * 100) for n in range(200)]),
+            431,
+            id="200 headers of 100 bytes",
+        ),
     ],
 )
 @pytest_twisted.ensureDeferred
-async def test_a_line_over_16_kb_is_cut_off_without_an_answer(
-    sample_daemon: RunningDaemon, case: bytes
+async def test_an_oversize_head_is_answered_414_or_431_json_then_closed(
+    sample_daemon: RunningDaemon, case: bytes, expected: int
 ) -> None:
-    # Twisted's line limit (HTTPChannel.MAX_LENGTH): the server reads no further and hangs up.
-    assert await exchange(sample_daemon, case) == b""
+    # Twisted alone would hang up without a word (line limit) or answer a bare 400 (head limits).
+    answer = await exchange(sample_daemon, case)
+    assert status_of(answer) == expected
+    assert b"\r\nConnection: close\r\n" in answer
+    assert "error" in json.loads(body_of(answer))
     await still_serving(sample_daemon)
 
 
 @pytest.mark.parametrize(
     "case",
     [
-        pytest.param(request(b"/api/status", *[b"X-H%d: v" % n for n in range(2_000)]), id="2,000 headers"),
-        pytest.param(
-            request(b"/api/status", *[b"X-Pad-%d: %s" % (n, b"p" * 100) for n in range(200)]),
-            id="200 headers of 100 bytes",
-        ),
         pytest.param(
             b"GET /api/status HTTP/1.1\r\nHost: x\r\nNo colon here\r\n\r\n", id="header without colon"
         ),
@@ -117,11 +123,12 @@ async def test_a_line_over_16_kb_is_cut_off_without_an_answer(
     ],
 )
 @pytest_twisted.ensureDeferred
-async def test_malformed_or_oversized_requests_are_400_and_disconnected(
+async def test_malformed_requests_are_400_json_and_disconnected(
     sample_daemon: RunningDaemon, case: bytes
 ) -> None:
     answer = await exchange(sample_daemon, case)
     assert status_of(answer) == 400
+    assert json.loads(body_of(answer)) == {"error": "Bad request"}
     assert b"Traceback" not in answer
     await still_serving(sample_daemon)
 

@@ -21,13 +21,14 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 from twisted.web.server import Request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+from werkzeug.routing import RequestRedirect
 
 from loopdash import API_VERSION, __version__
 from loopdash.derive.status import iso_utc
 from loopdash.local.token import TokenFile
 from loopdash.loop.project import Project
 from loopdash.metrics.meter import NULL_METER, Meter
-from loopdash.server.auth import Denied, bearer_token, check_token
+from loopdash.server.auth import INVALID_TOKEN, Denied, bearer_token, check_token
 from loopdash.server.encoding import encode_json
 from loopdash.server.live import LiveProject
 from loopdash.server.openapi import build_openapi
@@ -141,6 +142,11 @@ class DashboardAPI:
     """The REST routes over one project."""
 
     app = Klein()
+    # Before any route is added (each Rule takes the Map's setting when added):
+    # werkzeug would merge `//` and answer 308 with a URL built from the
+    # request's Host. A path that is not exactly a route is 404, never a redirect.
+    app.url_map.merge_slashes = False
+    app.url_map.strict_slashes = True  # no rule ends in "/", so this redirects nothing
     log = Logger()
 
     def __init__(
@@ -182,11 +188,32 @@ class DashboardAPI:
         check_token(presented, self.tokens.current())
 
     def authenticate_stream(self, request: IRequest) -> None:
-        """The bearer token, or (for EventSource, which cannot send headers) a stream ticket."""
-        ticket = query_text(request, "ticket")
-        if ticket is None or request.requestHeaders.hasHeader(b"authorization"):
+        """The bearer token; or, for EventSource (which cannot send headers), a query credential.
+
+        The Authorization header wins when present. Otherwise ``?token=`` (what
+        existing pages send; compared in constant time, throttled on failure
+        like the header) or ``?ticket=`` (single use; a HEAD checks it without
+        using it up, since a HEAD opens no stream).
+        """
+        if request.requestHeaders.hasHeader(b"authorization"):
             self.authenticate(request)
-        elif not self.tickets.redeem(ticket):
+            return
+        tokens = request.args.get(b"token") if request.args else None
+        if tokens:
+            if len(tokens) != 1:
+                raise Denied(401, "Send one token")
+            try:
+                presented = tokens[0].decode("ascii")
+            except UnicodeDecodeError:
+                raise Denied(403, INVALID_TOKEN) from None
+            check_token(presented, self.tokens.current())
+            return
+        ticket = query_text(request, "ticket")
+        if ticket is None:
+            self.authenticate(request)
+            return
+        valid = self.tickets.valid(ticket) if request.method == b"HEAD" else self.tickets.redeem(ticket)
+        if not valid:
             raise Denied(403, "Invalid or expired stream ticket")
 
     def current_status(self) -> dict[str, Any]:
@@ -321,7 +348,9 @@ class DashboardAPI:
         error = failure.value
         assert isinstance(error, HTTPException)
         code = error.code or 500
-        if isinstance(error, NotFound):
+        if isinstance(error, NotFound | RequestRedirect):
+            # A redirect would carry a URL built from the request's Host: none leaves.
+            code = 404
             message = "Not found"
         elif isinstance(error, MethodNotAllowed):
             allowed = sorted(set(error.valid_methods or ()) | {"OPTIONS"})
@@ -329,9 +358,6 @@ class DashboardAPI:
             message = "Method not allowed"
         else:
             message = error.description or error.name
-            location = error.get_response().headers.get("Location")
-            if location:
-                request.setHeader(b"Location", location.encode())
         return json_body(request, {"error": message}, code)
 
     @app.handle_errors(Exception)

@@ -1,8 +1,9 @@
-"""The resource in front of everything: CORS, security headers, preflight.
+"""The resource in front of everything: the Host check, CORS, security headers, preflight.
 
 One place for headers that every response carries, so no route can forget
-them. It wraps the Klein resource as a leaf, which leaves Klein's own path
-handling untouched.
+them, and for the Host allow-list (421 before any route runs, see
+:mod:`loopdash.server.hosts`). It wraps the Klein resource as a leaf, which
+leaves Klein's own path handling untouched.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from twisted.web.resource import IResource, Resource
 
 from loopdash.metrics.meter import NULL_METER, OTHER_ROUTE, Meter, method_label
 from loopdash.server.encoding import encode_json
+from loopdash.server.hosts import BadHost, HostPolicy, host_name
 
 ALLOWED_METHODS = b"GET, HEAD, POST, OPTIONS"
 #: What the web pages accept.
@@ -29,6 +31,12 @@ ALLOWED_HEADERS = b"Authorization, Content-Type, Last-Event-ID, Cache-Control"
 
 #: Served by the API even when a pages resource takes every other non-/api/ path.
 METRICS_PATH = b"/metrics"
+
+
+#: The methods of the server as a whole, for ``OPTIONS *``.
+SERVER_METHODS = ALLOWED_METHODS
+#: When no policy is given: the loopback names only.
+LOOPBACK_ONLY = HostPolicy.build("tcp:0:interface=127.0.0.1")
 
 
 def no_route(method: bytes, path: bytes) -> str:
@@ -96,6 +104,7 @@ class FrontResource(Resource):
         timer: Callable[[], float] = time.perf_counter,
         methods_for: MethodsFor | None = None,
         page_route_of: Callable[[bytes], str | None] = lambda path: None,
+        hosts: HostPolicy = LOOPBACK_ONLY,
     ) -> None:
         Resource.__init__(self)
         self._api = api
@@ -106,14 +115,22 @@ class FrontResource(Resource):
         self._timer = timer
         self._methods_for = methods_for
         self._page_route_of = page_route_of
+        self._hosts = hosts
 
     def render(self, request: IRequest) -> bytes | int:
         if isinstance(request, Request):  # always, from a Site; not from a test's stand-in
             self._measure(request)
-        self._cors.apply(request)
         request.setHeader(b"X-Content-Type-Options", b"nosniff")
         request.setHeader(b"Referrer-Policy", b"no-referrer")
         request.setHeader(b"Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        refused = self._check_host(request)
+        if refused is not None:
+            return refused
+        if request.path == b"*":
+            return self._star(request)
+        if request.path != METRICS_PATH:
+            # A scraper is no browser: /metrics is never readable cross-origin.
+            self._cors.apply(request)
         target = self._api
         is_page = self._is_page(request.path)
         if is_page:
@@ -130,6 +147,48 @@ class FrontResource(Resource):
                 return self._options(request, methods)
         result: bytes | int = target.render(request)
         return result
+
+    def _check_host(self, request: IRequest) -> bytes | None:
+        """The 400/421 answer for a Host this daemon does not answer to; None to go on.
+
+        HTTP/1.1 needs exactly one Host (RFC 9112 §3.2); an HTTP/1.0 request
+        without one is served (no browser sends one, so no rebinding page can).
+        """
+        values = request.requestHeaders.getRawHeaders(b"host")
+        if not values:
+            if getattr(request, "clientproto", None) == b"HTTP/1.0":
+                return None
+            return self._error(request, 400, "Missing Host header")
+        if len(values) > 1:
+            return self._error(request, 400, "More than one Host header")
+        try:
+            name = host_name(values[0])
+        except BadHost:
+            return self._error(request, 400, "Invalid Host header")
+        if self._hosts.allows(name):
+            return None
+        return self._error(
+            request,
+            421,
+            f"This daemon does not answer to the host {name[:100]!r}; "
+            "if it is yours, start the daemon with --allowed-host for it",
+        )
+
+    @staticmethod
+    def _error(request: IRequest, status: int, message: str) -> bytes:
+        # Twisted knows no reason phrase for 421 (RFC 9110 §15.5.20).
+        request.setResponseCode(status, b"Misdirected Request" if status == 421 else None)
+        request.setHeader(b"Content-Type", b"application/json; charset=utf-8")
+        request.setHeader(b"Cache-Control", b"no-store")
+        return encode_json({"error": message})
+
+    def _star(self, request: IRequest) -> bytes:
+        """``OPTIONS *`` (RFC 9110 §9.3.7): the server's methods; any other method on ``*`` is 405."""
+        request.setHeader(b"Allow", SERVER_METHODS if request.method == b"OPTIONS" else b"OPTIONS")
+        if request.method == b"OPTIONS":
+            request.setResponseCode(204)
+            return b""
+        return self._error(request, 405, "Method not allowed")
 
     def _is_page(self, path: bytes) -> bool:
         return self._pages is not None and not (path.startswith(b"/api/") or path == METRICS_PATH)

@@ -296,6 +296,33 @@ ERRORS: dict[str, JSONSchema] = {
         {"Retry-After": {"schema": {"type": "string", "pattern": "^[0-9]+$"}, "required": True}},
     ),
     "InternalError": _error("A bug (logged with its traceback); never caused by the loop's files."),
+    "MisdirectedRequest": _error(
+        "The Host header (or an absolute-form target's authority) names a host this daemon does not "
+        "answer to (DNS rebinding protection; see --allowed-host). Checked before any route."
+    ),
+    "BadRequestHead": _error("A malformed request head: no Host on HTTP/1.1, two Hosts, an invalid Host."),
+    "RequestTimeout": _error(
+        "The request's head (and body) did not arrive within the request deadline; the connection is closed."
+    ),
+    "UriTooLong": _error("The request line is over 16 KB; the connection is closed."),
+    "RequestHeaderFieldsTooLarge": _error(
+        "A header line over 16 KB, a head over 16 KB, or over 500 header lines; the connection is closed."
+    ),
+    "ServiceUnavailable": _error(
+        "The daemon holds its maximum of open connections (event streams included); the connection is closed.",
+        {"Retry-After": {"schema": {"type": "string", "pattern": "^[0-9]+$"}, "required": True}},
+    ),
+    "PayloadTooLarge": _error("A request body over 64 KB; answered before any 100 Continue, then closed."),
+}
+
+#: Answers of the edge, before any route runs: every operation can get them.
+EDGE_RESPONSES = {
+    "400": "BadRequestHead",
+    "408": "RequestTimeout",
+    "414": "UriTooLong",
+    "421": "MisdirectedRequest",
+    "431": "RequestHeaderFieldsTooLarge",
+    "503": "ServiceUnavailable",
 }
 
 
@@ -423,7 +450,7 @@ def build_openapi(max_log_page: int, max_history_page: int, server_version: str)
                     "Messages are `id: <boot>-<seq>` plus one `data:` line holding a StreamEvent; "
                     "`: keepalive` comments keep the connection alive. Resume with Last-Event-ID."
                 ),
-                "security": [{"bearerAuth": []}, {"streamTicket": []}],
+                "security": [{"bearerAuth": []}, {"streamTicket": []}, {"streamToken": []}],
                 "parameters": [
                     {
                         "name": "Last-Event-ID",
@@ -474,6 +501,15 @@ def build_openapi(max_log_page: int, max_history_page: int, server_version: str)
             }
         },
     }
+    for operations in paths.values():
+        for operation in operations.values():
+            responses = operation["responses"]
+            for code, name in EDGE_RESPONSES.items():
+                # A route's own 400 (a malformed query value) keeps its description.
+                responses.setdefault(code, {"$ref": f"#/components/responses/{name}"})
+    paths["/api/stream/ticket"]["post"]["responses"]["413"] = {
+        "$ref": "#/components/responses/PayloadTooLarge"
+    }
     return {
         "openapi": "3.1.0",
         "info": {
@@ -498,6 +534,16 @@ def build_openapi(max_log_page: int, max_history_page: int, server_version: str)
                     "in": "query",
                     "name": "ticket",
                     "description": "From POST /api/stream/ticket; accepted once, within its lifetime.",
+                },
+                "streamToken": {
+                    "type": "apiKey",
+                    "in": "query",
+                    "name": "token",
+                    "description": (
+                        "The API token itself, on /api/stream only, for pages that open "
+                        "EventSource('/api/stream?token=...'). A ticket is safer: a URL ends up in "
+                        "histories and proxies' logs, and a ticket is worth one stream for 30 s."
+                    ),
                 },
             },
         },

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from loopdash.derive.status import DEFAULT_STALE_AFTER
+from loopdash.server.limits import DEFAULT_MAX_CONNECTIONS, DEFAULT_REQUEST_DEADLINE
 from loopdash.server.logformat import LOG_FORMATS
 
 VALUE = "value"
@@ -211,6 +212,34 @@ DAEMON_OPTIONS: tuple[DaemonOption, ...] = (
         kind=REPEAT,
         metavar="ORIGIN",
         example="https://ci.example.org",
+    ),
+    DaemonOption(
+        "allowed-host",
+        (
+            "Host name (or address) the daemon answers to besides localhost, 127.0.0.1, [::1], "
+            "the listen address and, when listening beyond loopback, this machine's name and any "
+            "IP address; other Hosts get 421 (repeatable; '*' answers any Host: only behind a "
+            "proxy that checks it)."
+        ),
+        kind=REPEAT,
+        metavar="NAME",
+        example="dash.example.org",
+    ),
+    DaemonOption(
+        "max-connections",
+        "Open connections (event streams included) past which new ones are answered 503.",
+        default=DEFAULT_MAX_CONNECTIONS,
+        convert=integer_between(1),
+        metavar="COUNT",
+        example="300",
+    ),
+    DaemonOption(
+        "request-deadline",
+        "Seconds a request's head (and body) may take to arrive once begun; slower ones get 408.",
+        default=DEFAULT_REQUEST_DEADLINE,
+        convert=positive_seconds(),
+        metavar="SECONDS",
+        example="5",
     ),
     DaemonOption("no-inotify", "Poll only: do not use inotify to notice file changes at once.", kind=FLAG),
     DaemonOption(

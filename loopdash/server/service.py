@@ -37,7 +37,8 @@ from loopdash.server.accesslog import AccessLogSite
 from loopdash.server.api import DashboardAPI
 from loopdash.server.exposure import exposure_warning
 from loopdash.server.front import CorsPolicy, FrontResource
-from loopdash.server.limits import BoundedRequest
+from loopdash.server.hosts import HostPolicy
+from loopdash.server.limits import DEFAULT_MAX_CONNECTIONS, DEFAULT_REQUEST_DEADLINE, BoundedRequest
 from loopdash.server.live import LiveProject
 from loopdash.server.stream import StreamHub, TicketBook
 from loopdash.server.throttle import FailureThrottle
@@ -69,6 +70,12 @@ class DashboardConfig:
     idle_timeout: float = 60.0
     #: Failed authentications one address may make before it gets 429s.
     auth_failure_burst: int = 30
+    #: Host names answered besides the defaults (see loopdash.server.hosts); "*" for any.
+    allowed_hosts: Sequence[str] = ()
+    #: Open connections (event streams included) past which new ones get 503.
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    #: Seconds a request's head and body may take to arrive, from its first byte.
+    request_deadline: float = DEFAULT_REQUEST_DEADLINE
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -192,8 +199,11 @@ def build_dashboard(config: DashboardConfig, reactor: Any) -> Dashboard:
         route_of=RouteLabels(api.app.url_map),
         methods_for=api.allowed_methods,
         page_route_of=pages.webui.route_label,
+        hosts=HostPolicy.build(config.listen, config.allowed_hosts),
     )
-    site = AccessLogSite(front, reactor)
+    site = AccessLogSite(
+        front, reactor, max_connections=config.max_connections, request_deadline=config.request_deadline
+    )
     site.timeOut = config.idle_timeout
     site.requestFactory = BoundedRequest
     warning = exposure_warning(config.listen)

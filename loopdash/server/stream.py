@@ -155,6 +155,11 @@ class TicketBook:
         self._expiry[ticket] = now + self.lifetime
         return ticket
 
+    def valid(self, ticket: str) -> bool:
+        """Whether ``ticket`` would be accepted now, without using it up (for HEAD)."""
+        expires = self._expiry.get(ticket)
+        return expires is not None and expires > self.clock.seconds()
+
     def redeem(self, ticket: str) -> bool:
         expires = self._expiry.pop(ticket, None)
         return expires is not None and expires > self.clock.seconds()

@@ -87,6 +87,9 @@ class Options(usage.Options):
             metrics_public=bool(self["metrics-public"]),
             idle_timeout=self["idle-timeout"],
             auth_failure_burst=self["auth-failures"],
+            allowed_hosts=tuple(self["allowed-host"]),
+            max_connections=self["max-connections"],
+            request_deadline=self["request-deadline"],
         )
 
 
