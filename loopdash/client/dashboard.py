@@ -49,6 +49,7 @@ from loopdash.client.models import (
     RunDetail,
     RunRow,
     Stories,
+    decode,
     runs_from_json,
 )
 from loopdash.client.sse import SSEParser
@@ -361,30 +362,30 @@ class DashboardClient:
     # -- REST ----------------------------------------------------------------------
 
     async def health(self) -> Health:
-        return Health.from_json(await self._get("/api/health", authenticated=False))
+        return decode(Health, await self._get("/api/health", authenticated=False))
 
     async def status(self) -> ExecutionStatus:
-        return ExecutionStatus.from_json(await self._get("/api/status"))
+        return decode(ExecutionStatus, await self._get("/api/status"))
 
     async def stories(self, run_id: str | None = None) -> Stories:
-        return Stories.from_json(await self._get("/api/stories", {"run_id": run_id}))
+        return decode(Stories, await self._get("/api/stories", {"run_id": run_id}))
 
     async def logs(self, limit: int = 100, offset: int = 0, run_id: str | None = None) -> LogPage:
         params = {"limit": limit, "offset": offset, "run_id": run_id}
-        return LogPage.from_json(await self._get("/api/logs", params))
+        return decode(LogPage, await self._get("/api/logs", params))
 
     async def metrics(self, run_id: str | None = None) -> Metrics:
-        return Metrics.from_json(await self._get("/api/metrics", {"run_id": run_id}))
+        return decode(Metrics, await self._get("/api/metrics", {"run_id": run_id}))
 
     async def history(self, limit: int = 20, offset: int = 0) -> HistoryPage:
-        return HistoryPage.from_json(await self._get("/api/history", {"limit": limit, "offset": offset}))
+        return decode(HistoryPage, await self._get("/api/history", {"limit": limit, "offset": offset}))
 
     async def runs(self) -> tuple[RunRow, ...]:
         return runs_from_json(await self._get("/api/runs"))
 
     async def run(self, run_id: str) -> RunDetail:
         # One path segment whatever the id holds ("/" included).
-        return RunDetail.from_json(await self._get(f"/api/runs/{quote(run_id, safe='')}"))
+        return decode(RunDetail, await self._get(f"/api/runs/{quote(run_id, safe='')}"))
 
     async def iter_logs(
         self, page_size: int = PAGE_SIZE, run_id: str | None = None

@@ -16,13 +16,14 @@ from typing import Any
 
 from loopdash.client.models import (
     ExecutionStatus,
-    Fields,
     Iteration,
     LogEntry,
     MalformedResponse,
     RunRow,
     Story,
+    decode,
 )
+from loopdash.contract.shapes import ConnectedData, StreamMessage
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -121,33 +122,40 @@ def decode_event(data: str, event_id: str | None) -> ServerEvent:
         value = json.loads(data)
     except ValueError as e:
         raise MalformedResponse(f"stream event is not JSON: {e}") from None
-    f = Fields(value, "event")
-    kind = f.text("type")
-    timestamp = f.opt_text("timestamp")
-    gap = f.opt_raw("gap") is True
-    payload = f.opt_raw("data")
-    common: dict[str, Any] = {"id": event_id or None, "timestamp": timestamp, "gap": gap, "extra": f.extra()}
+    message = decode(StreamMessage, value, "event")
+    kind, payload = message.type, message.data
+    common: dict[str, Any] = {
+        "id": event_id or None,
+        "timestamp": message.timestamp,
+        "gap": message.gap,
+        "extra": message.extra,
+    }
     if kind == "connected":
-        d = Fields(payload if payload is not None else {}, "connected.data")
-        return Connected(
-            server_version=d.opt_text("server_version"), api_version=d.opt_text("api_version"), **common
-        )
+        hello = decode(ConnectedData, payload if payload is not None else {}, "connected.data")
+        return Connected(server_version=hello.server_version, api_version=hello.api_version, **common)
     if kind == "status_update":
-        return StatusUpdate(status=ExecutionStatus.from_json(payload), **common)
+        return StatusUpdate(status=decode(ExecutionStatus, payload, "status_update.data"), **common)
     if kind == "story_updated":
-        return StoryUpdated(story=Story.from_json(payload), **common)
+        return StoryUpdated(story=decode(Story, payload, "story_updated.data"), **common)
     if kind == "iteration_added":
-        d = Fields(payload, "iteration_added.data")
-        run_id = d.opt_text("run_id")
-        rest = {k: v for k, v in d.obj.items() if k != "run_id"}
-        return IterationAdded(run_id=run_id, iteration=Iteration.from_json(rest), **common)
+        run_id, rest = _split(payload, "run_id", str | None, "iteration_added.data")
+        return IterationAdded(
+            run_id=run_id, iteration=decode(Iteration, rest, "iteration_added.data"), **common
+        )
     if kind == "log_appended":
-        d = Fields(payload, "log_appended.data")
-        index = d.integer("index")
-        rest = {k: v for k, v in d.obj.items() if k != "index"}
-        return LogAppended(index=index, entry=LogEntry.from_json(rest), **common)
+        index, rest = _split(payload, "index", int, "log_appended.data")
+        return LogAppended(index=index, entry=decode(LogEntry, rest, "log_appended.data"), **common)
     if kind == "run_started":
-        return RunStarted(run=RunRow.from_json(payload), **common)
+        return RunStarted(run=decode(RunRow, payload, "run_started.data"), **common)
     if kind == "run_finished":
-        return RunFinished(run=RunRow.from_json(payload), **common)
+        return RunFinished(run=decode(RunRow, payload, "run_finished.data"), **common)
     return UnknownEvent(type=kind, data=payload, **common)
+
+
+def _split(payload: object, key: str, kind: Any, what: str) -> tuple[Any, dict[str, Any]]:
+    """``payload[key]`` as ``kind``, and the rest of the object: an event that adds a field to a model."""
+    if not isinstance(payload, dict):
+        raise MalformedResponse(f"{what}: expected a JSON object, got {type(payload).__name__}")
+    rest = dict(payload)
+    value = rest.pop(key, None)
+    return decode(kind, value, f"{what}.{key}"), rest

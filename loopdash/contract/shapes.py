@@ -305,6 +305,26 @@ class RunDetailAnswer(RunDetail, Answer, frozen=True):
     metrics: RunMetricsDetailAnswer
 
 
+# -- the stream ---------------------------------------------------------------------------
+
+
+class StreamMessage(Shape, frozen=True):
+    """The JSON of one ``data:`` line of ``GET /api/stream``, as a client reads it."""
+
+    type: str
+    data: Any = None
+    timestamp: str | None = None
+    #: The server could not replay what the client missed: this event restarts the picture.
+    gap: bool = False
+
+
+class ConnectedData(Shape, frozen=True):
+    """The data of the ``connected`` event, which opens every stream."""
+
+    server_version: str | None = None
+    api_version: str | None = None
+
+
 # -- the server's own ------------------------------------------------------------------
 
 
