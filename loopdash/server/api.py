@@ -31,6 +31,7 @@ from loopdash.metrics.meter import NULL_METER, Meter
 from loopdash.server.auth import INVALID_TOKEN, Denied, bearer_token, check_token
 from loopdash.server.encoding import encode_json
 from loopdash.server.live import LiveProject
+from loopdash.server.notify import NotificationCenter
 from loopdash.server.openapi import build_openapi
 from loopdash.server.stream import StreamHub, TicketBook
 from loopdash.server.throttle import FailureThrottle
@@ -38,6 +39,7 @@ from loopdash.server.throttle import FailureThrottle
 #: Largest page a client may ask for; larger limits are capped, not refused.
 MAX_LOG_PAGE = 1000
 MAX_HISTORY_PAGE = 1000
+MAX_NOTIFICATION_PAGE = 500
 
 JSON_CONTENT_TYPE = b"application/json; charset=utf-8"
 
@@ -161,7 +163,9 @@ class DashboardAPI:
         meter: Meter = NULL_METER,
         metrics_public: bool = False,
         throttle: FailureThrottle | None = None,
+        notifications: NotificationCenter | None = None,
     ) -> None:
+        self.notifications = notifications
         self.project = project
         self.throttle = throttle if throttle is not None else FailureThrottle(clock)
         #: Shared snapshots and encoded answers: requests cost what changed.
@@ -307,6 +311,26 @@ class DashboardAPI:
     def run(self, request: IRequest, run_id: str) -> object:
         self._known_run(run_id)
         return self.live.run_body(run_id)
+
+    @api_route(app, "/api/notifications")
+    def notification_list(self, request: IRequest) -> object:
+        limit = query_int(request, "limit", 50, MAX_NOTIFICATION_PAGE)
+        offset = query_int(request, "offset", 0, 2**62)
+        center = self.notifications
+        if center is None:
+            items: list[dict[str, Any]] = []
+            total = 0
+            settings: dict[str, Any] = {"kinds": [], "budget_usd": None, "stall_after": None}
+        else:
+            items, total = center.history.page(offset, limit)
+            settings = center.settings()
+        return {
+            "notifications": items,
+            "total": total,
+            "limit": limit,
+            "offset": offset,
+            "settings": settings,
+        }
 
     @api_route(app, "/metrics", auth="metrics", raw=True)
     def prometheus_metrics(self, request: IRequest) -> object:

@@ -20,7 +20,9 @@ from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 from twisted.web.server import Site
 
+from loopdash.derive.notify import DEFAULT_FAILURE_STREAK, DEFAULT_KINDS, DEFAULT_STALL_AFTER, RuleConfig
 from loopdash.derive.status import DEFAULT_STALE_AFTER
+from loopdash.local.daemon import connect_url
 from loopdash.local.token import (
     TokenFile,
     UnsafeTokenFile,
@@ -35,11 +37,12 @@ from loopdash.metrics.meter import Meter, RouteLabels, file_kind
 from loopdash.metrics.prometheus import PrometheusMeter
 from loopdash.server.accesslog import AccessLogSite
 from loopdash.server.api import DashboardAPI
-from loopdash.server.exposure import exposure_warning
+from loopdash.server.exposure import endpoint_fields, exposure_warning
 from loopdash.server.front import CorsPolicy, FrontResource
 from loopdash.server.hosts import HostPolicy
 from loopdash.server.limits import DEFAULT_MAX_CONNECTIONS, DEFAULT_REQUEST_DEADLINE, BoundedRequest
 from loopdash.server.live import LiveProject
+from loopdash.server.notify import AppriseSender, NotificationCenter, NotificationLog, Sender
 from loopdash.server.stream import StreamHub, TicketBook
 from loopdash.server.throttle import FailureThrottle
 from loopdash.server.watcher import WATCHED_POLL_INTERVAL, Watcher
@@ -76,6 +79,20 @@ class DashboardConfig:
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     #: Seconds a request's head and body may take to arrive, from its first byte.
     request_deadline: float = DEFAULT_REQUEST_DEADLINE
+    #: Apprise URLs to notify (``--notify``); secrets belong in ``notify_configs``.
+    notify_urls: Sequence[str] = ()
+    #: Apprise configuration files, private to the user (``--notify-config``).
+    notify_configs: Sequence[str] = ()
+    #: Notification kinds that fire (see loopdash.derive.notify.KINDS).
+    notify_kinds: frozenset[str] = DEFAULT_KINDS
+    #: The run's budget in USD (``--budget``); None: no budget.
+    budget_usd: float | None = None
+    #: Failed iterations in a row that make a failure streak.
+    failure_streak: int = DEFAULT_FAILURE_STREAK
+    #: Seconds of quiet after which a running loop counts as stalled.
+    stall_after: float = DEFAULT_STALL_AFTER
+    #: The page's address, put in every notification; None: derived from ``listen``.
+    public_url: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -86,6 +103,26 @@ class DashboardConfig:
 def tcp_endpoint(port: int, host: str) -> str:
     """A Twisted endpoint string for ``host:port`` (IPv6 colons escaped)."""
     return f"tcp:{port}:interface={host.replace(':', chr(92) + ':')}"
+
+
+def page_link(config: DashboardConfig) -> str | None:
+    """The page's address for notifications: ``--public-url``, else the TCP endpoint's, else None."""
+    if config.public_url:
+        return config.public_url
+    kind, positional, named = endpoint_fields(config.listen)
+    if kind not in ("tcp", "tcp6", "ssl") or not positional or not positional[0].isdigit():
+        return None
+    port = int(positional[0])
+    if port == 0:
+        return None
+    url = connect_url(named.get("interface", "127.0.0.1").replace("\\:", ":"), port)
+    if kind == "ssl":
+        url = "https" + url.removeprefix("http")
+    return url + "/"
+
+
+def notifications_path(config: DashboardConfig) -> str:
+    return os.path.join(os.path.abspath(config.root), ".claude-loop", "dashboard", "notifications.jsonl")
 
 
 def report_bad_file(path: str, reason: str) -> None:
@@ -163,6 +200,7 @@ class Dashboard:
     hub: StreamHub
     watcher: Watcher
     meter: PrometheusMeter
+    notifications: NotificationCenter
 
 
 def build_dashboard(config: DashboardConfig, reactor: Any) -> Dashboard:
@@ -178,6 +216,21 @@ def build_dashboard(config: DashboardConfig, reactor: Any) -> Dashboard:
     meter.count_streams(lambda: len(hub.subscribers))
     live = LiveProject(project, reactor, config.stale_after)
     meter.register(LoopCollector(live, reactor, config.stale_after))
+    senders: list[Sender] = []
+    apprise_sender: AppriseSender | None = None
+    if config.notify_urls or config.notify_configs:
+        apprise_sender = AppriseSender(reactor, config.notify_urls, config.notify_configs)
+        senders.append(apprise_sender)
+    notifications = NotificationCenter(
+        RuleConfig(config.notify_kinds, config.failure_streak, config.budget_usd),
+        NotificationLog(notifications_path(config)),
+        hub,
+        reactor,
+        senders,
+        project_name=lambda: prd.project if (prd := live.snapshot().prd.value) is not None else None,
+        link=page_link(config),
+        stall_after=config.stall_after,
+    )
     api = DashboardAPI(
         project,
         TokenFile(config.token_path, on_unsafe=refuse_unsafe_token_file),
@@ -189,6 +242,7 @@ def build_dashboard(config: DashboardConfig, reactor: Any) -> Dashboard:
         meter=meter,
         metrics_public=config.metrics_public,
         throttle=FailureThrottle(reactor, burst=config.auth_failure_burst),
+        notifications=notifications,
     )
     pages = web_pages()
     front = FrontResource(
@@ -223,8 +277,11 @@ def build_dashboard(config: DashboardConfig, reactor: Any) -> Dashboard:
         meter=meter,
         watched_interval=config.watched_poll_interval,
     )
+    watcher.observers.append(notifications.observe)
     service.addService(watcher)
+    if apprise_sender is not None:
+        service.addService(apprise_sender)
     endpoint = serverFromString(reactor, config.listen)
     web = ListeningService(endpoint, site)
     service.addService(web)
-    return Dashboard(config, project, api, site, service, web, hub, watcher, meter)
+    return Dashboard(config, project, api, site, service, web, hub, watcher, meter, notifications)

@@ -116,6 +116,9 @@ class Watcher(Service):
         self._wake_pending: Any = None
         #: Called after each poll with the changes published (for metrics and tests).
         self.on_poll: Callable[[list[Change]], None] = lambda changes: None
+        #: Told of every observation, the first (the baseline) included, after its
+        #: changes are published: the notification rules run here.
+        self.observers: list[Callable[[Observation], object]] = []
 
     def startService(self) -> None:
         Service.startService(self)
@@ -195,10 +198,21 @@ class Watcher(Service):
             changes = [] if previous is None else diff(previous, self.last)
         self.watching_all = self._keep_watching()
         if previous is None:
+            self._tell_observers()
             return  # the first observation is the baseline, not a change
         for change in changes:
             self._publish(change)
         self.on_poll(changes)
+        self._tell_observers()
+
+    def _tell_observers(self) -> None:
+        if self.last is None:
+            return
+        for observer in self.observers:
+            try:
+                observer(self.last)
+            except Exception:
+                self.log.failure("An observer of the watcher failed")
 
     def _check_root(self) -> None:
         missing = not os.path.isdir(self.project.root)

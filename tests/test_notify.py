@@ -1,0 +1,287 @@
+"""Notifications through a real daemon: the stream, the history, Apprise delivery.
+
+The rules themselves are tested in test_notify_rules.py; here the daemon runs
+in-process on port 0, a webhook stands in for a notification service (a real
+Apprise ``json://`` URL pointing at 127.0.0.1), and a fake clock drives the
+rules where time is the point.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import pytest_twisted
+from twisted.internet import defer
+from twisted.internet.task import Clock
+from twisted.web import resource, server
+
+from loopdash.cli.sample import SAMPLE_STORIES, RealRun, write_prd
+from loopdash.derive.notify import KINDS, RuleConfig
+from loopdash.loop.project import Project
+from loopdash.server.notify import AppriseSender, NotificationCenter, NotificationLog, redact_url
+from loopdash.server.watcher import observe
+from tests.support import open_stream, settle, start_daemon
+
+
+class Webhook(resource.Resource):
+    """A notification service on 127.0.0.1: records what Apprise posts to it."""
+
+    isLeaf = True
+
+    def __init__(self, delay: float = 0.0, code: int = 200) -> None:
+        super().__init__()
+        self.received: list[dict[str, Any]] = []
+        self.arrived: defer.Deferred[None] = defer.Deferred()
+        self.delay = delay
+        self.code = code
+
+    def render_POST(self, request: Any) -> Any:
+        self.received.append(json.loads(request.content.read()))
+        if not self.arrived.called:
+            self.arrived.callback(None)
+        request.setResponseCode(self.code)
+        if self.delay:
+            from twisted.internet import reactor
+
+            reactor.callLater(self.delay, lambda: request.channel and request.finish())
+            return server.NOT_DONE_YET
+        return b"{}"
+
+
+def listen(hook: Webhook) -> Any:
+    from twisted.internet import reactor
+
+    return reactor.listenTCP(0, server.Site(hook), interface="127.0.0.1")
+
+
+def project_with_run(root: str, started: datetime) -> RealRun:
+    write_prd(root, SAMPLE_STORIES[:3])
+    run = RealRun(root, started)
+    run.start()
+    run.add_iteration("US-001", "A story", started + timedelta(minutes=1), 60000)
+    run.write_metrics(started + timedelta(minutes=1))
+    return run
+
+
+# -- the center on a fake clock --------------------------------------------------
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.published: list[tuple[str, Any]] = []
+        self.sent: list[dict[str, Any]] = []
+
+    def publish(self, kind: str, data: object) -> None:
+        self.published.append((kind, data))
+
+    def send(self, notification: dict[str, Any]) -> None:
+        self.sent.append(notification)
+
+
+def test_a_stall_on_the_fake_clock_fires_once_clears_on_activity_and_fires_again(tmp_path: Any) -> None:
+    root = str(tmp_path)
+    started = datetime.now(UTC).replace(microsecond=0)
+    run = project_with_run(root, started)
+    os.utime(
+        os.path.join(run.directory, "metrics.json"), (started.timestamp() + 60, started.timestamp() + 60)
+    )
+    clock = Clock()
+    clock.advance(started.timestamp() + 61)
+    recorder = Recorder()
+    center = NotificationCenter(
+        RuleConfig(), NotificationLog(None), recorder, clock, [recorder], lambda: "demo", "http://x/", 300.0
+    )
+    project = Project(root)
+
+    def look() -> list[str]:
+        return [n["kind"] for n in center.observe(observe(project.snapshot(), clock.seconds(), 600.0))]
+
+    assert look() == []  # baseline
+    clock.advance(298)
+    assert look() == []
+    clock.advance(2)  # 300 s of quiet
+    assert look() == ["run_stalled"]
+    clock.advance(60)
+    assert look() == []
+    # The loop moves: a new iteration ends now, metrics.json rewritten.
+    moment = datetime.fromtimestamp(clock.seconds(), UTC)
+    run.add_iteration("US-002", "B story", moment, 60000)
+    run.write_metrics(moment)
+    os.utime(os.path.join(run.directory, "metrics.json"), (clock.seconds(), clock.seconds()))
+    assert look() == []
+    clock.advance(301)
+    assert look() == ["run_stalled"]
+    stalled = recorder.sent[-1]
+    assert (stalled["project"], stalled["run_id"], stalled["link"]) == ("demo", run.run_id, "http://x/")
+    assert [kind for kind, _ in recorder.published] == ["notification", "notification"]
+    # Quiet past --stale-after with no summary: stopped without finishing.
+    clock.advance(600)
+    assert look() == ["run_stopped"]
+
+
+# -- through a daemon --------------------------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_budget_passed_is_streamed_listed_and_kept_across_a_restart(tmp_path: Any) -> None:
+    from twisted.internet import reactor
+
+    root = str(tmp_path)
+    started = datetime.now(UTC) - timedelta(minutes=5)
+    run = project_with_run(root, started)
+    daemon = await start_daemon(reactor, root, poll_interval=0.05, use_inotify=False, budget_usd=0.2)
+    try:
+        stream = await open_stream(daemon)
+        await stream.next_of_type("status_update")
+        for minute in (2, 3, 4, 5):  # 0.054 USD an iteration: 0.27 USD after five
+            run.add_iteration("US-002", "B story", started + timedelta(minutes=minute), 60000)
+        run.write_metrics(datetime.now(UTC))
+        warning = await stream.next_of_type("notification")
+        exceeded = await stream.next_of_type("notification")
+        assert [warning.data["data"]["kind"], exceeded.data["data"]["kind"]] == [
+            "budget_warning",
+            "budget_exceeded",
+        ]
+        body = exceeded.data["data"]
+        assert body["run_id"] == run.run_id
+        assert body["cost"] == pytest.approx(0.27)
+        assert body["severity"] == "failure"
+        assert body["link"] is None  # port 0: no address worth linking to
+        listed = (await daemon.get("/api/notifications")).json()
+        assert [n["kind"] for n in listed["notifications"]] == ["budget_exceeded", "budget_warning"]
+        assert listed["total"] == 2
+        assert listed["settings"]["budget_usd"] == 0.2
+        assert (await daemon.get("/api/notifications?limit=1&offset=1")).json()["notifications"][0][
+            "kind"
+        ] == "budget_warning"
+        assert (await daemon.get("/api/notifications?limit=x")).code == 400
+        stream.close()
+    finally:
+        await daemon.stop()
+    path = os.path.join(root, ".claude-loop", "dashboard", "notifications.jsonl")
+    assert os.stat(path).st_mode & 0o077 == 0
+    again = await start_daemon(reactor, root, poll_interval=0.05, use_inotify=False, budget_usd=0.2)
+    try:
+        await settle(reactor, 0.2)
+        kept = (await again.get("/api/notifications")).json()
+        assert [n["kind"] for n in kept["notifications"]] == ["budget_exceeded", "budget_warning"]
+        # A restart is a baseline: the budget already passed does not fire again.
+        assert kept["total"] == 2
+    finally:
+        await again.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_apprise_delivers_to_a_json_webhook(tmp_path: Any) -> None:
+    from twisted.internet import reactor
+
+    hook = Webhook()
+    port = listen(hook)
+    root = str(tmp_path)
+    started = datetime.now(UTC) - timedelta(minutes=5)
+    run = project_with_run(root, started)
+    daemon = await start_daemon(
+        reactor,
+        root,
+        poll_interval=0.05,
+        use_inotify=False,
+        notify_urls=[f"json://127.0.0.1:{port.getHost().port}/hook"],
+        notify_kinds=frozenset(KINDS),
+        public_url="http://127.0.0.1:8080/",
+    )
+    try:
+        await settle(reactor, 0.2)
+        run.write_summary(datetime.now(UTC))
+        await hook.arrived.addTimeout(10, reactor)
+        posted = hook.received[0]
+        assert posted["title"].endswith(": run finished")
+        assert posted["message"] == f"Run {run.run_id} finished at $0.05.\nhttp://127.0.0.1:8080/"
+        assert posted["type"] == "success"
+    finally:
+        await daemon.stop()
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_slow_target_never_blocks_the_daemon_and_a_failing_one_is_logged_once(
+    tmp_path: Any,
+) -> None:
+    from twisted.internet import reactor
+
+    slow = Webhook(delay=3.0)
+    slow_port = listen(slow)
+    refused = listen(Webhook())
+    refused_number = refused.getHost().port
+    await refused.stopListening()  # nothing listens there any more: connection refused
+    sender = AppriseSender(
+        reactor,
+        [
+            f"json://127.0.0.1:{slow_port.getHost().port}/slow",
+            f"json://127.0.0.1:{refused_number}/gone",
+        ],
+        timeout=1.0,
+    )
+    sender.startService()
+    logged: list[str] = []
+    from twisted.logger import globalLogPublisher
+
+    def observer(event: dict[str, Any]) -> None:
+        if str(event.get("log_namespace", "")).startswith("loopdash.server.notify"):
+            logged.append(event.get("log_format", ""))
+
+    globalLogPublisher.addObserver(observer)
+    try:
+        note = {"title": "t", "message": "m", "severity": "warning", "link": None}
+        sender.send(note)
+        await slow.arrived.addTimeout(10, reactor)
+        # The slow service holds its answer; the reactor is free meanwhile.
+        assert sender.pending >= 1
+        root = str(tmp_path)
+        daemon = await start_daemon(reactor, root, poll_interval=0.05, use_inotify=False)
+        try:
+            health = await daemon.get("/api/health")
+            assert health.code == 200
+        finally:
+            await daemon.stop()
+        for _ in range(100):
+            if sender.pending == 0:
+                break
+            await settle(reactor, 0.05)
+        assert sender.pending == 0
+        assert sender.failed == 2  # the slow one past its 1 s deadline, the refused one
+        sender.send(note)
+        for _ in range(100):
+            if sender.pending == 0:
+                break
+            await settle(reactor, 0.05)
+        failures = [line for line in logged if line.startswith("Notification to")]
+        assert len(failures) == 2  # once per target, not once per send
+    finally:
+        globalLogPublisher.removeObserver(observer)
+        sender.stopService()
+        await slow_port.stopListening()
+
+
+def test_urls_in_logs_keep_only_scheme_and_host() -> None:
+    assert redact_url("slack://T000/B000/XXXXSECRET") == "slack://T000/…"
+    assert redact_url("json://user:pass@hooks.example:8080/path?token=s") == "json://hooks.example:8080/…"
+    assert redact_url("garbage") == "<notification URL>"
+
+
+def test_the_history_file_is_cut_back_and_a_torn_line_is_skipped(tmp_path: Any) -> None:
+    path = str(tmp_path / "n.jsonl")
+    history = NotificationLog(path, keep=5, file_limit=400)
+    for i in range(12):
+        history.add({"kind": "run_stalled", "message": "x" * 20, "n": i})
+    assert os.path.getsize(path) <= 400 + 200
+    with open(path, "ab") as f:
+        f.write(b'{"id": 99, "kind": "half')
+    reloaded = NotificationLog(path, keep=5, file_limit=400)
+    items, total = reloaded.page(0, 10)
+    assert total == 5
+    assert [item["n"] for item in items] == [11, 10, 9, 8, 7]
+    assert reloaded.add({"kind": "k"})["id"] == 13
