@@ -191,6 +191,8 @@ async def test_stream_headers_and_every_event_of_a_live_run_match_the_document(
         "log_appended",
         "run_started",
         "run_finished",
+        # The finished run is also told as a notification (docs/notifications.md).
+        "notification",
     }
 
 

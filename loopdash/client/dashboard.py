@@ -46,6 +46,7 @@ from loopdash.client.models import (
     LogPage,
     MalformedResponse,
     Metrics,
+    NotificationPage,
     RunDetail,
     RunRow,
     Stories,
@@ -379,6 +380,12 @@ class DashboardClient:
 
     async def history(self, limit: int = 20, offset: int = 0) -> HistoryPage:
         return decode(HistoryPage, await self._get("/api/history", {"limit": limit, "offset": offset}))
+
+    async def notifications(self, limit: int = 50, offset: int = 0) -> NotificationPage:
+        """The daemon's recent notifications, newest first, and its rules' settings."""
+        return decode(
+            NotificationPage, await self._get("/api/notifications", {"limit": limit, "offset": offset})
+        )
 
     async def runs(self) -> tuple[RunRow, ...]:
         return runs_from_json(await self._get("/api/runs"))

@@ -19,6 +19,7 @@ from loopdash.client.models import (
     Iteration,
     LogEntry,
     MalformedResponse,
+    Notification,
     RunRow,
     Story,
     decode,
@@ -79,6 +80,13 @@ class RunFinished(StreamEvent):
 
 
 @dataclass(frozen=True, kw_only=True)
+class NotificationSent(StreamEvent):
+    """The daemon notified: a run finished, stalled or stopped, a failure, a budget passed."""
+
+    notification: Notification
+
+
+@dataclass(frozen=True, kw_only=True)
 class UnknownEvent(StreamEvent):
     """An event type this client does not know; its data as sent."""
 
@@ -111,6 +119,7 @@ ServerEvent = (
     | LogAppended
     | RunStarted
     | RunFinished
+    | NotificationSent
     | UnknownEvent
 )
 StreamItem = ServerEvent | Reconnected | Gap
@@ -145,6 +154,8 @@ def decode_event(data: str, event_id: str | None) -> ServerEvent:
     if kind == "log_appended":
         index, rest = _split(payload, "index", int, "log_appended.data")
         return LogAppended(index=index, entry=decode(LogEntry, rest, "log_appended.data"), **common)
+    if kind == "notification":
+        return NotificationSent(notification=decode(Notification, payload, "notification.data"), **common)
     if kind == "run_started":
         return RunStarted(run=decode(RunRow, payload, "run_started.data"), **common)
     if kind == "run_finished":

@@ -39,6 +39,7 @@ from loopdash.client.events import (
     Gap,
     IterationAdded,
     LogAppended,
+    NotificationSent,
     Reconnected,
     RunFinished,
     RunStarted,
@@ -145,6 +146,8 @@ class View:
     #: None while connected; otherwise what is wrong ("connecting...", "reconnecting...").
     trouble: str | None = "connecting..."
     headlines: int = DEFAULT_HEADLINES
+    #: The newest notification, as one line.
+    notice: str | None = None
 
 
 def with_logs(view: View, entries: Mapping[int, LogEntry]) -> View:
@@ -161,6 +164,8 @@ def apply(view: View, item: StreamItem | Disconnected, now: float) -> View:
         return replace(view, trouble=None)
     if isinstance(item, LogAppended):
         return with_logs(view, {item.index: item.entry})
+    if isinstance(item, NotificationSent):
+        return replace(view, notice=notification_line(item))
     if isinstance(item, Disconnected):
         return replace(view, trouble=f"reconnecting... ({item.error})")
     return view
@@ -193,6 +198,8 @@ def render_screen(view: View, now: float, width: int) -> list[str]:
             f"ETA {duration(eta)}"
         )
         lines.append(f"Run      {status.run_id or '-'}   updated {status.last_update}")
+    if view.notice is not None:
+        lines.append(f"Notice   {view.notice}")
     if view.headlines > 0:
         lines.append("Recent log:")
         if view.logs:
@@ -216,6 +223,13 @@ def status_line(status: ExecutionStatus) -> str:
     parts.append(f"cost {money(status.cost_so_far)}")
     parts.append(f"ETA {duration(status.estimated_remaining)}")
     return ", ".join(parts)
+
+
+def notification_line(item: NotificationSent) -> str:
+    """``[stalled] demo: run stalled: No activity for 7 min ...`` for one notification."""
+    note = item.notification
+    when = note.time[11:16] if len(note.time) >= 16 else note.time
+    return f"{when} [{note.kind.replace('_', ' ')}] {note.title}: {note.message}"
 
 
 def describe(item: StreamItem | Disconnected) -> str:
@@ -243,6 +257,8 @@ def describe(item: StreamItem | Disconnected) -> str:
             f"({run.success_count} ok, {run.failure_count} failed), {money(run.total_cost)}, "
             f"{duration(run.elapsed_time_s)}"
         )
+    if isinstance(item, NotificationSent):
+        return f"notification {notification_line(item)}"
     if isinstance(item, UnknownEvent):
         return f"event {item.type}"
     if isinstance(item, Disconnected):
@@ -348,6 +364,8 @@ class Watch:
         if isinstance(event_id, str):
             self.last_id = event_id
         self.view = apply(self.view, item, now)
+        if self.terminal is not None and isinstance(item, NotificationSent):
+            self.out.write("\a")  # the terminal's bell: someone may be in another window
         if self.terminal is not None:
             if isinstance(item, (Connected, Gap)):
                 self.refresh_logs()

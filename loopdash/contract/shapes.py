@@ -325,6 +325,51 @@ class ConnectedData(Shape, frozen=True):
     api_version: str | None = None
 
 
+# -- notifications ----------------------------------------------------------------------
+
+
+class Notification(Shape, frozen=True):
+    """One notification, as ``GET /api/notifications`` lists it and the ``notification`` event sends it."""
+
+    id: Annotated[int, Meta(ge=1)]
+    #: run_finished, run_stopped, run_stalled, iteration_failed, failure_streak,
+    #: story_completed, budget_warning, budget_exceeded (docs/notifications.md).
+    kind: str
+    #: info, success, warning or failure.
+    severity: str
+    title: str
+    message: str
+    project: str | None
+    run_id: RunId | None
+    story_id: str | None
+    story_title: str | None
+    #: The run's cost in USD when it fired.
+    cost: float
+    time: Timestamp
+    #: The dashboard page, when its address is known.
+    link: str | None
+
+
+class NotificationSettings(Shape, frozen=True):
+    """What the notification rules are set to (``--budget``, ``--notify-kinds``, ...)."""
+
+    kinds: Strings
+    budget_usd: float | None
+    stall_after: float | None
+    failure_streak: Annotated[int, Meta(ge=1)] | None = None
+    targets: Count = 0
+
+
+class NotificationPage(Shape, frozen=True):
+    """One page of ``GET /api/notifications``, newest first."""
+
+    notifications: tuple[Notification, ...]
+    total: Count
+    limit: Count
+    offset: Count
+    settings: NotificationSettings
+
+
 # -- the server's own ------------------------------------------------------------------
 
 

@@ -31,7 +31,7 @@ from loopdash.metrics.meter import NULL_METER, Meter
 from loopdash.server.auth import INVALID_TOKEN, Denied, bearer_token, check_token
 from loopdash.server.encoding import encode_json
 from loopdash.server.live import LiveProject
-from loopdash.server.notify import NotificationCenter
+from loopdash.server.notify import MAX_NOTIFICATION_PAGE, NotificationCenter
 from loopdash.server.openapi import build_openapi
 from loopdash.server.stream import StreamHub, TicketBook
 from loopdash.server.throttle import FailureThrottle
@@ -39,7 +39,6 @@ from loopdash.server.throttle import FailureThrottle
 #: Largest page a client may ask for; larger limits are capped, not refused.
 MAX_LOG_PAGE = 1000
 MAX_HISTORY_PAGE = 1000
-MAX_NOTIFICATION_PAGE = 500
 
 JSON_CONTENT_TYPE = b"application/json; charset=utf-8"
 

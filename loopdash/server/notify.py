@@ -47,6 +47,8 @@ FILE_LIMIT_BYTES = 1024 * 1024
 SEND_TIMEOUT = 30.0
 #: Deliveries waiting or running at once; beyond this, new ones are dropped (and logged).
 MAX_PENDING_SENDS = 64
+#: The largest page of ``/api/notifications``; larger limits are capped.
+MAX_NOTIFICATION_PAGE = 500
 #: Threads delivering at once.
 SEND_THREADS = 4
 

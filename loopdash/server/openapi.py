@@ -13,6 +13,8 @@ import copy
 from typing import Any
 
 from loopdash import API_VERSION
+from loopdash.derive.notify import KINDS as NOTIFICATION_KINDS
+from loopdash.server.notify import MAX_NOTIFICATION_PAGE
 
 JSONSchema = dict[str, Any]
 
@@ -42,6 +44,8 @@ def _closed(properties: dict[str, JSONSchema], optional: tuple[str, ...] = ()) -
         "additionalProperties": False,
     }
 
+
+NULLABLE_STRING: JSONSchema = {"type": ["string", "null"]}
 
 RUN_ROW_TOTALS: dict[str, JSONSchema] = {
     "total_cost": {"type": "number"},
@@ -179,6 +183,41 @@ SCHEMAS: dict[str, JSONSchema] = {
         {"ticket": {"type": "string", "minLength": 16}, "expires_in": {"type": "integer", "minimum": 1}}
     ),
     "StreamEvent": {},  # filled in by build_openapi from STREAM_EVENT_DATA
+    "Notification": _closed(
+        {
+            "id": {"type": "integer", "minimum": 1, "description": "Unique in this daemon's history."},
+            "kind": {
+                "enum": list(NOTIFICATION_KINDS),
+                "description": "What happened (see docs/notifications.md).",
+            },
+            "severity": {"enum": ["info", "success", "warning", "failure"]},
+            "title": {"type": "string"},
+            "message": {"type": "string"},
+            "project": NULLABLE_STRING,
+            "run_id": {"type": ["string", "null"], "pattern": RUN_ID_REGEX},
+            "story_id": NULLABLE_STRING,
+            "story_title": NULLABLE_STRING,
+            "cost": {"type": "number", "description": "The run's cost in USD when it fired."},
+            "time": {"type": "string", "format": "date-time"},
+            "link": {
+                "type": ["string", "null"],
+                "description": "The dashboard page, when its address is known.",
+            },
+        }
+    ),
+    "NotificationSettings": {
+        "type": "object",
+        "properties": {
+            "kinds": {"type": "array", "items": {"enum": list(NOTIFICATION_KINDS)}},
+            "budget_usd": {"type": ["number", "null"]},
+            "failure_streak": {"type": "integer", "minimum": 1},
+            "stall_after": {"type": ["number", "null"]},
+            "targets": {"type": "integer", "minimum": 0},
+        },
+        "required": ["kinds", "budget_usd", "stall_after"],
+        "additionalProperties": True,
+    },
+    "NotificationPage": {},  # filled in by build_openapi
 }
 
 #: The ``data`` of each stream event type (the JSON of one ``data:`` line).
@@ -199,6 +238,7 @@ STREAM_EVENT_DATA: dict[str, JSONSchema] = {
     },
     "run_started": _ref("RunRow"),
     "run_finished": _ref("RunRow"),
+    "notification": _ref("Notification"),
 }
 
 
@@ -365,6 +405,10 @@ def build_openapi(max_log_page: int, max_history_page: int, server_version: str)
     schemas["LogPage"] = _page("logs", _ref("LogEntry"), max_log_page)
     schemas["HistoryPage"] = _page("runs", _ref("RunRow"), max_history_page)
     schemas["StreamEvent"] = _stream_event_schema()
+    page = _page("notifications", _ref("Notification"), MAX_NOTIFICATION_PAGE)
+    page["properties"]["settings"] = _ref("NotificationSettings")
+    page["required"].append("settings")
+    schemas["NotificationPage"] = page
     paths: JSONSchema = {
         "/api/health": {
             "get": _get(
@@ -421,6 +465,15 @@ def build_openapi(max_log_page: int, max_history_page: int, server_version: str)
                 _json(_ref("HistoryPage"), "A page of runs."),
                 "BadRequest",
                 parameters=[_limit(20, max_history_page), OFFSET],
+            )
+        },
+        "/api/notifications": {
+            "get": _get(
+                "notifications",
+                "Recent notifications, newest first, and the rules' settings (budget, kinds).",
+                _json(_ref("NotificationPage"), "A page of notifications."),
+                "BadRequest",
+                parameters=[_limit(50, MAX_NOTIFICATION_PAGE), OFFSET],
             )
         },
         "/api/runs": {
