@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from twisted.logger import Logger
 
+from loopdash.derive.notify import DEFAULT_STALL_AFTER, RUN_STATES, failure_streak, run_state
 from loopdash.derive.status import execution_status
 from loopdash.loop.models import Iteration, RunMetrics
 from loopdash.loop.project import ProjectSnapshot
@@ -94,10 +95,19 @@ class LoopCollector:
 
     log = Logger(namespace="loopdash.metrics")
 
-    def __init__(self, source: SnapshotSource, clock: Any, stale_after: float) -> None:
+    def __init__(
+        self,
+        source: SnapshotSource,
+        clock: Any,
+        stale_after: float,
+        stall_after: float = DEFAULT_STALL_AFTER,
+        budget_usd: float | None = None,
+    ) -> None:
         self.source = source
         self.clock = clock
         self.stale_after = stale_after
+        self.stall_after = stall_after
+        self.budget_usd = budget_usd
         #: The last run's figures and the metrics reading they came from (readers hand
         #: out the same object while the file is unchanged): a scrape of a long run
         #: does not walk its thousands of iterations again.
@@ -150,6 +160,30 @@ class LoopCollector:
                 "loopdash_loop_elapsed_seconds", "Elapsed time of the current run.", status["elapsed_time"]
             ),
         ]
+        stories = prd.stories if prd is not None else ()
+        finished = snapshot.summary.mtime is not None or (bool(stories) and all(s.passes for s in stories))
+        current = run_state(status, now, self.stall_after, finished)
+        states = GaugeMetricFamily(
+            "loopdash_loop_state",
+            "1 for the run's state (running, stalled, finished, stopped, idle), 0 for the others.",
+            labels=(*LABELS, "state"),
+        )
+        for name in RUN_STATES:
+            states.add_metric([*labels, name], 1 if name == current else 0)
+        out.append(states)
+        out.append(
+            gauge(
+                "loopdash_loop_failure_streak",
+                "Failed iterations in a row at the end of the current run.",
+                failure_streak(metrics.iterations if metrics is not None else ()),
+            )
+        )
+        if self.budget_usd is not None:
+            out.append(
+                gauge(
+                    "loopdash_loop_budget_usd", "The run's budget (--budget), in US dollars.", self.budget_usd
+                )
+            )
         if status["estimated_remaining"] is not None:
             out.append(
                 gauge(

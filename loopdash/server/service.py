@@ -215,7 +215,7 @@ def build_dashboard(config: DashboardConfig, reactor: Any) -> Dashboard:
     hub = StreamHub(reactor, keepalive=config.keepalive, meter=meter)
     meter.count_streams(lambda: len(hub.subscribers))
     live = LiveProject(project, reactor, config.stale_after)
-    meter.register(LoopCollector(live, reactor, config.stale_after))
+    meter.register(LoopCollector(live, reactor, config.stale_after, config.stall_after, config.budget_usd))
     senders: list[Sender] = []
     apprise_sender: AppriseSender | None = None
     if config.notify_urls or config.notify_configs:
