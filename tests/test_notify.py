@@ -285,3 +285,48 @@ def test_the_history_file_is_cut_back_and_a_torn_line_is_skipped(tmp_path: Any) 
     assert total == 5
     assert [item["n"] for item in items] == [11, 10, 9, 8, 7]
     assert reloaded.add({"kind": "k"})["id"] == 13
+
+
+def test_options_build_the_rules_and_refuse_a_readable_config(tmp_path: Any) -> None:
+    from twisted.python import usage
+
+    from loopdash.server.tap import Options
+
+    root = str(tmp_path)
+    config_file = tmp_path / "notify.yml"
+    config_file.write_text("urls:\n  - json://127.0.0.1:9/hook\n")
+    config_file.chmod(0o600)
+    options = Options()
+    options.parseOptions(
+        [
+            "--root",
+            root,
+            "--budget",
+            "$12.5",
+            "--failure-streak",
+            "4",
+            "--notify-kinds",
+            "run_stalled,story_completed",
+            "--notify",
+            "json://127.0.0.1:9/a",
+            "--notify-config",
+            str(config_file),
+        ]
+    )
+    made = options.config()
+    assert made.budget_usd == 12.5
+    assert made.failure_streak == 4
+    assert made.notify_kinds == frozenset({"run_stalled", "story_completed"})
+    assert made.notify_urls == ("json://127.0.0.1:9/a",)
+    assert made.notify_configs == (str(config_file),)
+    everything = Options()
+    everything.parseOptions(["--root", root, "--notify-kinds", "all"])
+    assert everything.config().notify_kinds == frozenset(KINDS)
+
+    config_file.chmod(0o644)
+    with pytest.raises(usage.UsageError, match=r"accessible to other users \(mode 0644\).*chmod 600"):
+        Options().parseOptions(["--root", root, "--notify-config", str(config_file)])
+    with pytest.raises(usage.UsageError, match="--notify-kinds must be 'all' or"):
+        Options().parseOptions(["--root", root, "--notify-kinds", "run_exploded"])
+    with pytest.raises(usage.UsageError, match="--budget must be a positive amount"):
+        Options().parseOptions(["--root", root, "--budget", "-3"])

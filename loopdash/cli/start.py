@@ -100,7 +100,8 @@ def daemon_choices(args: argparse.Namespace) -> dict[str, Any]:
             continue
         value = getattr(args, option.dest, None)
         if option.is_path and value is not None:
-            value = os.path.abspath(value)  # twistd runs in the project directory, not here
+            # twistd runs in the project directory, not here.
+            value = [os.path.abspath(v) for v in value] if isinstance(value, list) else os.path.abspath(value)
         given[option.name] = value
     return given
 

@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import secrets
+import stat
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
@@ -326,6 +327,26 @@ class AppriseSender(Service):
         if name not in self.failing:
             self.failing.add(name)
             self.log.warn("Notification to {target} failed: {reason}", target=name, reason=reason)
+
+
+def notify_config_problem(path: str) -> str | None:
+    """Why the notification config at ``path`` cannot be used, or None.
+
+    It holds secrets (webhook tokens, passwords), so, like the API token file,
+    it must be a regular file that neither group nor others can read.
+    """
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        return f"Cannot read the notification config {path}: {e.strerror or e}"
+    if not stat.S_ISREG(st.st_mode):
+        return f"The notification config {path} is not a regular file"
+    if st.st_mode & 0o077:
+        return (
+            f"The notification config {path} is accessible to other users (mode {st.st_mode & 0o777:04o}); "
+            f"it holds secrets: chmod 600 {path}"
+        )
+    return None
 
 
 def redact_url(url: str) -> str:

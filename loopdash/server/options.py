@@ -17,6 +17,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from loopdash.derive.notify import DEFAULT_FAILURE_STREAK
+from loopdash.derive.notify import KINDS as NOTIFICATION_KINDS
 from loopdash.derive.status import DEFAULT_STALE_AFTER
 from loopdash.server.limits import DEFAULT_MAX_CONNECTIONS, DEFAULT_REQUEST_DEADLINE
 from loopdash.server.logformat import LOG_FORMATS
@@ -109,6 +111,41 @@ def one_of(choices: Sequence[str]) -> Converter:
         return text
 
     convert.__name__ = "choice"
+    return convert
+
+
+def positive_usd() -> Converter:
+    """A converter to a positive amount of US dollars."""
+
+    def convert(text: str) -> float:
+        try:
+            number = float(text.strip().removeprefix("$"))
+        except ValueError:
+            number = float("nan")
+        if not number > 0 or number == float("inf"):
+            raise ValueError(f"must be a positive amount of US dollars, not {text!r}")
+        return number
+
+    convert.__name__ = "usd"
+    return convert
+
+
+def notification_kinds() -> Converter:
+    """A converter checking ``run_finished,run_stalled`` (or ``all``): the kinds, comma-separated."""
+
+    def convert(text: str) -> str:
+        words = [word.strip() for word in text.split(",") if word.strip()]
+        if words == ["all"]:
+            return ",".join(NOTIFICATION_KINDS)
+        unknown = [word for word in words if word not in NOTIFICATION_KINDS]
+        if unknown or not words:
+            raise ValueError(
+                f"must be 'all' or a comma-separated list of {', '.join(NOTIFICATION_KINDS)}, not {text!r}"
+            )
+        # Text again (normalised), so `loopdash start` can pass it on to twistd as it is.
+        return ",".join(word for word in NOTIFICATION_KINDS if word in words)
+
+    convert.__name__ = "kinds"
     return convert
 
 
@@ -240,6 +277,57 @@ DAEMON_OPTIONS: tuple[DaemonOption, ...] = (
         convert=positive_seconds(),
         metavar="SECONDS",
         example="5",
+    ),
+    DaemonOption(
+        "notify",
+        (
+            "Send notifications to this Apprise URL (repeatable), e.g. json://127.0.0.1:9000/hook or "
+            "ntfy://my-topic. A URL holding a secret belongs in a --notify-config file instead: "
+            "every user of this machine can read a process's arguments."
+        ),
+        kind=REPEAT,
+        metavar="URL",
+        example="json://127.0.0.1:9000/hook",
+    ),
+    DaemonOption(
+        "notify-config",
+        "Apprise configuration file (text or YAML) of notification URLs, private to you (mode 0600); repeatable.",
+        kind=REPEAT,
+        metavar="PATH",
+        example="/etc/loopdash/notify.yml",
+        is_path=True,
+    ),
+    DaemonOption(
+        "notify-kinds",
+        (
+            "Which notifications fire: 'all' or a comma-separated list of "
+            + ", ".join(NOTIFICATION_KINDS)
+            + " (default: all but story_completed)."
+        ),
+        convert=notification_kinds(),
+        metavar="KINDS",
+        example="run_finished,run_stalled",
+    ),
+    DaemonOption(
+        "budget",
+        "The run's budget in US dollars: notify at 80% and when it is passed, and show it on the page.",
+        convert=positive_usd(),
+        metavar="USD",
+        example="25",
+    ),
+    DaemonOption(
+        "failure-streak",
+        "Failed iterations in a row that make a failure-streak notification.",
+        default=DEFAULT_FAILURE_STREAK,
+        convert=integer_between(1),
+        metavar="COUNT",
+        example="4",
+    ),
+    DaemonOption(
+        "public-url",
+        "The page's address as people open it (put in every notification); default: the listen address.",
+        metavar="URL",
+        example="https://loops.example.org/",
     ),
     DaemonOption("no-inotify", "Poll only: do not use inotify to notice file changes at once.", kind=FLAG),
     DaemonOption(

@@ -9,8 +9,10 @@ from typing import Any
 from twisted.application.service import IService
 from twisted.python import usage
 
+from loopdash.derive.notify import DEFAULT_KINDS
 from loopdash.local.token import default_token_path, token_file_problem
 from loopdash.server.logformat import DaemonLogging, twistd_log_target, twistd_writes_a_file
+from loopdash.server.notify import notify_config_problem
 from loopdash.server.options import DAEMON_OPTIONS, FLAG, REPEAT, VALUE, DaemonOption
 from loopdash.server.service import DashboardConfig, build_dashboard, tcp_endpoint
 
@@ -72,6 +74,10 @@ class Options(usage.Options):
         problem = token_file_problem(self["token-file"] or default_token_path(os.path.abspath(self["root"])))
         if problem is not None:
             raise usage.UsageError(problem)
+        for path in self["notify-config"]:
+            problem = notify_config_problem(path)
+            if problem is not None:
+                raise usage.UsageError(problem)
 
     def config(self) -> DashboardConfig:
         root = os.path.abspath(self["root"])
@@ -90,6 +96,16 @@ class Options(usage.Options):
             allowed_hosts=tuple(self["allowed-host"]),
             max_connections=self["max-connections"],
             request_deadline=self["request-deadline"],
+            notify_urls=tuple(self["notify"]),
+            notify_configs=tuple(self["notify-config"]),
+            notify_kinds=(
+                frozenset(self["notify-kinds"].split(","))
+                if self["notify-kinds"] is not None
+                else DEFAULT_KINDS
+            ),
+            budget_usd=self["budget"],
+            failure_streak=self["failure-streak"],
+            public_url=self["public-url"],
         )
 
 
