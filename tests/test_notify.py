@@ -20,6 +20,7 @@ from twisted.internet.task import Clock
 from twisted.web import resource, server
 
 from loopdash.cli.sample import SAMPLE_STORIES, RealRun, write_prd
+from loopdash.client import DashboardClient
 from loopdash.derive.notify import KINDS, RuleConfig
 from loopdash.loop.project import Project
 from loopdash.server.notify import AppriseSender, NotificationCenter, NotificationLog, redact_url
@@ -159,6 +160,15 @@ async def test_a_budget_passed_is_streamed_listed_and_kept_across_a_restart(tmp_
             "kind"
         ] == "budget_warning"
         assert (await daemon.get("/api/notifications?limit=x")).code == 400
+        client = DashboardClient(daemon.url, daemon.token, reactor=reactor)
+        page = await client.notifications(limit=1)
+        assert (page.total, page.notifications[0].kind, page.settings.budget_usd) == (
+            2,
+            "budget_exceeded",
+            0.2,
+        )
+        assert page.notifications[0].run_id == run.run_id
+        await client.close()
         stream.close()
     finally:
         await daemon.stop()
