@@ -1,11 +1,14 @@
 """The event hub: Server-Sent Events fanned out to every open stream.
 
 An event is encoded once and the same bytes are written to every stream. A
-bounded replay buffer serves clients that reconnect with ``Last-Event-ID``.
-Each stream is a push producer: while its client does not read, the hub stops
-writing to it and keeps only the latest status; a client that stays stuck past
-a bound is dropped. One timer sends keepalives to all streams (and finds dead
-peers, whose writes fail).
+replay buffer bounded in events and in bytes serves clients that reconnect with
+``Last-Event-ID``. Each stream is a push producer: while its client does not
+read, the hub holds at most :data:`PAUSED_QUEUE_BYTES` for it, then gives up on
+the queue and sends the current status marked as a gap when the client reads
+again (derived then, once, not per missed event). A resume goes through the
+same budget: events it cannot replay within it are a gap. A client that stays
+stuck past a bound is dropped. One timer sends keepalives to all streams (and
+finds dead peers, whose writes fail). The budgets are listed in docs/limits.md.
 """
 
 from __future__ import annotations
@@ -28,8 +31,13 @@ from loopdash.derive.status import iso_utc
 from loopdash.metrics.meter import NULL_METER, Meter
 
 RETRY_MS = 3000
-#: Events held for a paused stream before it is coalesced to the latest status.
+#: Bytes of events held for one stream that cannot take them yet (a paused
+#: client, or the events a resume replays); past it, the stream gets a gap.
 PAUSED_QUEUE_BYTES = 256 * 1024
+#: Events the replay buffer holds at most...
+REPLAY_EVENTS = 1000
+#: ...and their bytes at most: the oldest go first (200 entries of 1 MB once held 200 MB).
+REPLAY_BYTES = 4 << 20
 KEEPALIVE = b": keepalive\n\n"
 
 
@@ -77,9 +85,8 @@ class Subscriber:
         #: client for a moment; it should get every event, not a gap.
         self.queued: list[bytes] = []
         self.queued_bytes = 0
-        #: Past the bound, the queue is given up: only the newest status is
-        #: kept, and the client learns it has a gap.
-        self.pending_status: bytes | None = None
+        #: Past the bound, the queue is given up: when the client reads again it
+        #: gets the status of that moment, and learns it has a gap.
         self.missed = False
         self.closed = False
         self.done: Deferred[None] = Deferred(lambda _: self.hub.forget(self))
@@ -96,10 +103,9 @@ class Subscriber:
         queued, self.queued, self.queued_bytes = self.queued, [], 0
         if queued:
             self.write(b"".join(queued))
-        if self.pending_status is not None:
-            status, self.pending_status = self.pending_status, None
-            self.write(status)
-        self.missed = False
+        if self.missed:
+            self.missed = False
+            self.write(self.hub.gap_status())
 
     def stopProducing(self) -> None:
         self.hub.forget(self)
@@ -108,8 +114,13 @@ class Subscriber:
         if not self.closed and self.request.channel is not None:
             self.request.write(data)
 
-    def offer(self, kind: str, encoded: bytes, status_with_gap: Callable[[], bytes]) -> None:
-        """Send an event; while paused, hold it (bounded), then coalesce to the latest status."""
+    def offer(self, encoded: bytes) -> None:
+        """Send an event; while paused, hold it (bounded), then give up and owe a gap.
+
+        O(1) per event whatever the state: the gap's status is derived when the
+        client reads again, not here (deriving it per missed event made a burst
+        of N events cost N status derivations: minutes at N = 100,000).
+        """
         if self.paused_since is None:
             self.write(encoded)
             return
@@ -117,10 +128,9 @@ class Subscriber:
             self.queued.append(encoded)
             self.queued_bytes += len(encoded)
             return
-        # The client is not keeping up: drop what is held, remember the newest status.
+        # The client is not keeping up: drop what is held; it gets a gap on resume.
         self.missed = True
         self.queued, self.queued_bytes = [], 0
-        self.pending_status = status_with_gap()
 
     def end(self) -> None:
         """End the stream from our side (shutdown, stuck client); Klein finishes the request."""
@@ -174,7 +184,8 @@ class StreamHub:
         self,
         clock: Any,
         keepalive: float = 30.0,
-        replay_size: int = 1000,
+        replay_size: int = REPLAY_EVENTS,
+        replay_bytes: int = REPLAY_BYTES,
         stuck_after: float | None = None,
         meter: Meter = NULL_METER,
     ) -> None:
@@ -186,6 +197,11 @@ class StreamHub:
         self.boot = secrets.token_hex(4)
         self.seq = 0
         self._replay: deque[tuple[int, bytes]] = deque(maxlen=replay_size)
+        self.replay_bytes = replay_bytes
+        #: Bytes of the events in the replay buffer.
+        self.replayed_bytes = 0
+        #: The gap status last encoded, and the event id and second it was made for.
+        self._gap_status: tuple[tuple[int, int], bytes] | None = None
         self.subscribers: set[Subscriber] = set()
         self._timer: LoopingCall | None = None
         self.published = 0
@@ -228,22 +244,37 @@ class StreamHub:
     def _status_message(self, gap: bool) -> bytes:
         return encode_event(self.last_id, "status_update", dict(self.current_status()), self._now_iso(), gap)
 
-    def publish(self, kind: str, data: object) -> None:
-        """Encode once, remember for replay, write to every stream."""
+    def gap_status(self) -> bytes:
+        """The current status marked as a gap: derived once per event id and second,
+        however many streams resume in that moment."""
+        key = (self.seq, int(self.clock.seconds()))
+        if self._gap_status is None or self._gap_status[0] != key:
+            self._gap_status = (key, self._status_message(gap=True))
+        return self._gap_status[1]
+
+    def publish(self, kind: str, data: object, gap: bool = False) -> None:
+        """Encode once, remember for replay (within its budgets), write to every stream.
+
+        ``gap`` marks the event as one that replaces events not sent (a change
+        too large to send item by item): a client reloads what it shows.
+        """
         self.seq += 1
-        encoded = encode_event(self.last_id, kind, data, self._now_iso())
-        self._replay.append((self.seq, encoded))
+        encoded = encode_event(self.last_id, kind, data, self._now_iso(), gap)
+        self._remember(encoded)
         self.published += 1
         self.meter.event_published(kind)
-        gap_status: list[bytes] = []
-
-        def status_with_gap() -> bytes:
-            if not gap_status:
-                gap_status.append(self._status_message(gap=True))
-            return gap_status[0]
-
         for subscriber in list(self.subscribers):
-            subscriber.offer(kind, encoded, status_with_gap)
+            subscriber.offer(encoded)
+
+    def _remember(self, encoded: bytes) -> None:
+        replay = self._replay
+        if len(replay) == replay.maxlen:
+            self.replayed_bytes -= len(replay[0][1])  # the append below pushes it out
+        replay.append((self.seq, encoded))
+        self.replayed_bytes += len(encoded)
+        while self.replayed_bytes > self.replay_bytes and replay:
+            _, evicted = replay.popleft()
+            self.replayed_bytes -= len(evicted)
 
     def _replay_after(self, last: EventId | None) -> list[bytes] | None:
         """Events after ``last``, or None when they cannot all be replayed."""
@@ -254,7 +285,19 @@ class StreamHub:
         oldest = self._replay[0][0] if self._replay else self.seq + 1
         if last.seq + 1 < oldest:
             return None
-        return [encoded for seq, encoded in self._replay if seq > last.seq]
+        # Newest first, and no further than the stream's budget: a resume of
+        # more than it can hold is a gap, never a join of everything missed.
+        missed: list[bytes] = []
+        size = 0
+        for seq, encoded in reversed(self._replay):
+            if seq <= last.seq:
+                break
+            size += len(encoded)
+            if size > PAUSED_QUEUE_BYTES:
+                return None
+            missed.append(encoded)
+        missed.reverse()
+        return missed
 
     def subscribe(self, request: Request, last_event_id: str | None) -> Deferred[None]:
         """Open a stream on ``request``; the Deferred fires when the stream ends."""
@@ -281,8 +324,11 @@ class StreamHub:
             ),
         ]
         if missed is None:
-            # A fresh stream, or one we cannot resume: start from the current status.
-            first.append(self._status_message(gap=resume_from is not None))
+            # A fresh stream, or one we cannot resume (an id we cannot read, from
+            # another daemon, too old, or more than the budget): the current status,
+            # a gap unless the client asked for no resume at all.
+            asked_to_resume = bool(last_event_id and last_event_id.strip())
+            first.append(self.gap_status() if asked_to_resume else self._status_message(gap=False))
         else:
             first.extend(missed)
         subscriber.write(b"".join(first))
