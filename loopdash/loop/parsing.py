@@ -49,6 +49,12 @@ _ITERATION_CORE_KEYS = frozenset(
 )
 
 
+#: Levels of nesting accepted in any JSON file (a real one has four or five).
+#: Deeper is unparseable: Python's encoder recurses, so a document parsed at
+#: 980 levels made every answer that carried it a 500.
+MAX_JSON_DEPTH = 64
+
+
 class ParseError(ValueError):
     """The bytes are not (yet) a readable file of the expected kind."""
 
@@ -84,7 +90,28 @@ def load_json_object(data: bytes) -> JSONObject:
         raise ParseError("JSON nested too deeply") from None
     if not isinstance(value, dict):
         raise ParseError(f"expected a JSON object, got {type(value).__name__}")
+    # Fewer brackets than the limit cannot nest past it: most files skip the walk.
+    if data.count(b"[") + data.count(b"{") > MAX_JSON_DEPTH and not within_depth(value, MAX_JSON_DEPTH):
+        raise ParseError(f"JSON nested too deeply (more than {MAX_JSON_DEPTH} levels)")
     return value
+
+
+def within_depth(value: object, limit: int) -> bool:
+    """Whether ``value``'s containers nest at most ``limit`` deep (the top one is level 1).
+
+    Iterative, so any depth is checked without recursing; O(values).
+    """
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return False
+        children = node.values() if isinstance(node, dict) else node
+        assert isinstance(children, Iterable)
+        for child in children:
+            if isinstance(child, (dict, list)):
+                stack.append((child, depth + 1))
+    return True
 
 
 # -- typed accessors: wrong types become None, never an exception -----------
