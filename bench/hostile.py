@@ -310,11 +310,15 @@ def burst(n: int) -> Case:
 def replay_bytes(root: str, daemon: Daemon, stream: Stream, args: argparse.Namespace) -> tuple[bool, str]:
     """Fault 2a: 200 log entries of 1 MB each through the replay buffer."""
     path = os.path.join(root, "progress.txt")
-    for start in range(0, 200, 10):
+    deadline = time.monotonic() + args.case_timeout
+    for n in range(200):
         with open(path, "ab") as f:
-            f.write(b"".join(big_entry(start + k, 1 << 20) for k in range(10)))
-        time.sleep(0.05)
-    settled = wait_for(lambda: stream.types["log_appended"] >= 200 or stream.gaps > 0, args.case_timeout)
+            f.write(big_entry(n, 1 << 20))
+        # One entry per poll, as a loop writes them (each append under the 4 MB index step).
+        wait_for(
+            lambda n=n: stream.types["log_appended"] + stream.gaps > n, max(deadline - time.monotonic(), 0)
+        )
+    settled = wait_for(lambda: stream.types["log_appended"] >= 200 or stream.gaps > 0, 5)
     return settled, f"log_appended {stream.types['log_appended']}, truncated {stream.truncated}"
 
 

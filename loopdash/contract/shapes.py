@@ -175,7 +175,19 @@ class LogEntry(Shape, frozen=True):
 
 
 class LogEntryAnswer(LogEntry, Answer, frozen=True):
-    pass
+    truncated: (
+        Annotated[
+            bool,
+            Meta(description="An addition: the entry is longer than the server's cap and was cut there."),
+        ]
+        | UnsetType
+    ) = UNSET
+    size: (
+        Annotated[
+            int, Meta(ge=0, description="An addition, with truncated: the whole entry's size in bytes.")
+        ]
+        | UnsetType
+    ) = UNSET
 
 
 class LogPage(Shape, frozen=True):

@@ -15,6 +15,11 @@ from typing import Any
 from loopdash.loop.models import Iteration, Story
 from loopdash.loop.progress import LogState
 
+#: More items of one kind changed in one observation than this are reported
+#: as one reset of that kind (and a status marked as a gap), not item by item:
+#: a client reloads the list instead of applying thousands of events.
+MAX_ITEM_EVENTS = 100
+
 #: Status fields that move with the clock alone; a client ticks them itself,
 #: so a change in them is not a reason to send a status_update.
 CLOCK_FIELDS = ("elapsed_time", "estimated_remaining")
@@ -64,7 +69,45 @@ class StatusChanged:
     status: Mapping[str, Any]
 
 
-Change = RunStarted | RunFinished | IterationAdded | StoryUpdated | LogAppended | StatusChanged
+@dataclass(frozen=True)
+class StoriesReset:
+    """More than MAX_ITEM_EVENTS stories changed: reload the list (``changed`` of ``total``)."""
+
+    changed: int
+    total: int
+    completed: int
+
+
+@dataclass(frozen=True)
+class IterationsReset:
+    """More than MAX_ITEM_EVENTS iterations were added to ``run_id``: reload its metrics."""
+
+    run_id: str
+    first: int
+    total: int
+
+
+@dataclass(frozen=True)
+class LogReset:
+    """More than MAX_ITEM_EVENTS entries are new from ``first`` (of ``total``): reload the log."""
+
+    first: int
+    total: int
+
+
+Change = (
+    RunStarted
+    | RunFinished
+    | IterationAdded
+    | StoryUpdated
+    | LogAppended
+    | StatusChanged
+    | StoriesReset
+    | IterationsReset
+    | LogReset
+)
+#: The changes that stand for many events not sent: the status that follows is a gap.
+RESETS = (StoriesReset, IterationsReset, LogReset)
 
 
 def status_signature(status: Mapping[str, Any]) -> dict[str, Any]:
@@ -80,8 +123,15 @@ def _story_changed(old: Story, new: Story) -> bool:
     return old.passes != new.passes or old.notes != new.notes
 
 
-def diff(old: Observation, new: Observation) -> list[Change]:
-    """The changes from ``old`` to ``new``, in the order a client should apply them."""
+def diff(old: Observation, new: Observation, max_items: int = MAX_ITEM_EVENTS) -> list[Change]:
+    """The changes from ``old`` to ``new``, in the order a client should apply them.
+
+    O(stories + new iterations) and never more than ``max_items`` changes of
+    one kind: past that, one reset of the kind (StoriesReset, IterationsReset,
+    LogReset) stands for them all. The log's new entries are counted from its
+    state, not read. ``old.log`` must be a complete index (the watcher keeps the
+    last complete one as the baseline), or no log change is reported.
+    """
     changes: list[Change] = []
 
     known_runs = set(old.run_ids)
@@ -91,18 +141,31 @@ def diff(old: Observation, new: Observation) -> list[Change]:
 
     if new.current_run is not None:
         already = len(old.iterations) if old.current_run == new.current_run else 0
-        for iteration in new.iterations[already:]:
-            changes.append(IterationAdded(new.current_run, iteration))
+        added = new.iterations[already:]
+        if len(added) > max_items:
+            changes.append(IterationsReset(new.current_run, already, len(new.iterations)))
+        else:
+            changes.extend(IterationAdded(new.current_run, iteration) for iteration in added)
 
-    old_stories = {s.id: s for s in old.stories}
-    for story in new.stories:
-        before = old_stories.get(story.id)
-        if before is None or _story_changed(before, story):
-            changes.append(StoryUpdated(story))
+    if old.stories is not new.stories:  # the same parsed plan: nothing to compare
+        old_stories = {s.id: s for s in old.stories}
+        updated: list[Story] = []
+        for story in new.stories:
+            before = old_stories.get(story.id)
+            if before is None or _story_changed(before, story):
+                updated.append(story)
+        if len(updated) > max_items:
+            completed = sum(1 for s in new.stories if s.passes)
+            changes.append(StoriesReset(len(updated), len(new.stories), completed))
+        else:
+            changes.extend(StoryUpdated(story) for story in updated)
 
     first_new = _first_new_log_entry(old.log, new.log)
     if first_new is not None:
-        changes.append(LogAppended(first_new))
+        if new.log.total - first_new > max_items:
+            changes.append(LogReset(first_new, new.log.total))
+        else:
+            changes.append(LogAppended(first_new))
 
     if (
         new.current_run is not None

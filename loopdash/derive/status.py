@@ -207,6 +207,9 @@ def run_detail_json(row: RunRow, metrics: RunMetrics | None) -> JSONObject:
 
 
 def log_entry_value(entry: LogEntry) -> LogEntryAnswer:
+    """An entry as the API serves it; a cut one also says so, with its full size in bytes."""
+    if entry.truncated and entry.size is not None:
+        return LogEntryAnswer(timestamp=entry.timestamp, lines=entry.lines, truncated=True, size=entry.size)
     return LogEntryAnswer(timestamp=entry.timestamp, lines=entry.lines)
 
 

@@ -118,6 +118,11 @@ class LogEntry:
     #: (``None`` for claude-loop's own, whose answer stays as the contract shows it).
     details: EntryDetails | None = None
 
+    #: Whether the entry was cut at a byte budget (its ``lines`` are its beginning).
+    truncated: bool = False
+    #: The whole entry's size in bytes on disk, when it was cut.
+    size: int | None = None
+
 
 @dataclass(frozen=True)
 class EntryDetails:

@@ -25,10 +25,15 @@ import stat
 from array import array
 from bisect import bisect_right
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from loopdash.loop.models import LogEntry
 from loopdash.loop.parsing import LOG_HEADER_BYTES, parse_log_entries
+
+#: Bytes of one entry served (/api/logs) or sent (log_appended) at most by
+#: default (``--max-entry-bytes``): a longer one is cut there and marked
+#: ``truncated`` with its ``size``.
+MAX_ENTRY_BYTES = 64 << 10
 
 _NEEDLE = b"\n" + LOG_HEADER_BYTES
 #: Bytes at the head and at the end of the indexed region compared on each
@@ -244,8 +249,13 @@ class ProgressLog:
         offsets = self._header_offsets(fd, block)
         return None if offsets is None else offsets[entry - self._block_first[block]]
 
-    def entries(self, start: int, stop: int) -> list[LogEntry]:
-        """Entries ``start`` to ``stop`` (exclusive) as of the last refresh."""
+    def entries(self, start: int, stop: int, max_entry_bytes: int | None = None) -> list[LogEntry]:
+        """Entries ``start`` to ``stop`` (exclusive) as of the last refresh.
+
+        With ``max_entry_bytes``, an entry longer than that is read only up to it
+        (cut at a character boundary) and comes back ``truncated`` with its full
+        ``size``: a 1 GB line costs a 64 KB read, not a gigabyte of memory.
+        """
         start = max(start, 0)
         stop = min(stop, self._total)
         if start >= stop:
@@ -259,6 +269,8 @@ class ProgressLog:
             end = self._offset_of(fd, stop) if stop < self._total else self._lines_end
             if begin is None or end is None:
                 return []  # the file changed under us: the next refresh indexes it again
+            if max_entry_bytes is not None and end - begin > max_entry_bytes:
+                return self._entries_cut(fd, start, stop, begin, end, max_entry_bytes)
             data = os.pread(fd, max(end - begin, 0), begin)
         except OSError:
             return []
@@ -268,3 +280,37 @@ class ProgressLog:
         # If the file changed under us since the refresh, say less rather than
         # something false: only entries that still start with a header count.
         return parsed[: stop - start]
+
+    def _entries_cut(self, fd: int, start: int, stop: int, begin: int, end: int, cap: int) -> list[LogEntry]:
+        """Entries read one by one, each at most ``cap`` bytes."""
+        bounds = [begin]
+        for entry in range(start + 1, stop):
+            offset = self._offset_of(fd, entry)
+            if offset is None:
+                return []
+            bounds.append(offset)
+        bounds.append(end)
+        out: list[LogEntry] = []
+        for first, last in zip(bounds, bounds[1:], strict=False):
+            size = max(last - first, 0)
+            data = os.pread(fd, min(size, cap), first)
+            cut = size > cap
+            text = (_whole_characters(data) if cut else data).decode("utf-8", errors="replace")
+            parsed = parse_log_entries(text)
+            if len(parsed) != 1:
+                break  # the file changed under us: say less rather than something false
+            whole = parsed[0]
+            out.append(replace(whole, truncated=True, size=size) if cut else whole)
+        return out
+
+
+def _whole_characters(data: bytes) -> bytes:
+    """``data`` without a UTF-8 sequence cut at its end."""
+    for back in range(1, min(4, len(data)) + 1):
+        byte = data[-back]
+        if byte < 0x80:
+            return data  # ASCII: whole
+        if byte >= 0xC0:  # a lead byte: is its sequence whole?
+            needed = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
+            return data if back >= needed else data[:-back]
+    return data

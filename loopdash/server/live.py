@@ -30,6 +30,7 @@ from loopdash.derive.status import (
     status_value,
     stories_value,
 )
+from loopdash.loop.progress import MAX_ENTRY_BYTES
 from loopdash.loop.project import Project, ProjectSnapshot, RunRow, is_run_id
 from loopdash.server.encoding import encode_json
 
@@ -73,8 +74,13 @@ class LiveProject:
         max_age: float = MAX_SNAPSHOT_AGE,
         log_step: int = LOG_INDEX_STEP,
         row_step: int = ROW_WARM_STEP,
+        max_entry_bytes: int = MAX_ENTRY_BYTES,
     ) -> None:
         self.project = project
+        #: Bytes of one log entry served or sent at most; longer ones are cut (``truncated``).
+        self.max_entry_bytes = max_entry_bytes
+        #: Called when a log indexed in steps is whole (the watcher looks again then).
+        self.on_log_indexed: Callable[[], None] = lambda: None
         self.clock = clock
         self.stale_after = stale_after
         self.max_age = max_age
@@ -134,6 +140,7 @@ class LiveProject:
             self._index_log_later()
             return
         self.invalidate()
+        self.on_log_indexed()
         waiters, self._log_waiters = self._log_waiters, []
         for waiter in waiters:
             waiter.callback(None)
@@ -232,7 +239,7 @@ class LiveProject:
         log = self.project.log
 
         def page() -> object:
-            entries = log.entries(offset, offset + limit)
+            entries = log.entries(offset, offset + limit, self.max_entry_bytes)
             return log_page_value(entries, state.total, limit, offset)
 
         return self._body(("logs", offset, limit), (state.inode, state.size, state.total), page)

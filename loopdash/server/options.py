@@ -20,6 +20,7 @@ from typing import Any
 from loopdash.derive.notify import DEFAULT_FAILURE_STREAK
 from loopdash.derive.notify import KINDS as NOTIFICATION_KINDS
 from loopdash.derive.status import DEFAULT_STALE_AFTER
+from loopdash.loop.progress import MAX_ENTRY_BYTES
 from loopdash.server.limits import DEFAULT_MAX_CONNECTIONS, DEFAULT_REQUEST_DEADLINE
 from loopdash.server.logformat import LOG_FORMATS
 
@@ -242,6 +243,17 @@ DAEMON_OPTIONS: tuple[DaemonOption, ...] = (
         convert=integer_between(1),
         metavar="COUNT",
         example="5",
+    ),
+    DaemonOption(
+        "max-entry-bytes",
+        (
+            "Bytes of one progress.txt entry served by /api/logs or sent on the stream at "
+            "most; a longer entry is cut there and marked truncated, with its full size."
+        ),
+        default=MAX_ENTRY_BYTES,
+        convert=integer_between(1024),
+        metavar="BYTES",
+        example="4096",
     ),
     DaemonOption(
         "cors-origin",

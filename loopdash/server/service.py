@@ -31,6 +31,7 @@ from loopdash.local.token import (
     token_file_problem,
 )
 from loopdash.loop.filecache import Reporter
+from loopdash.loop.progress import MAX_ENTRY_BYTES
 from loopdash.loop.project import Project
 from loopdash.metrics.loop import LoopCollector
 from loopdash.metrics.meter import Meter, RouteLabels, file_kind
@@ -93,6 +94,8 @@ class DashboardConfig:
     stall_after: float = DEFAULT_STALL_AFTER
     #: The page's address, put in every notification; None: derived from ``listen``.
     public_url: str | None = None
+    #: Bytes of one progress.txt entry served or streamed at most (longer: cut, ``truncated``).
+    max_entry_bytes: int = MAX_ENTRY_BYTES
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -214,7 +217,7 @@ def build_dashboard(config: DashboardConfig, reactor: Any) -> Dashboard:
     project = Project(root, report=once_per_cause(counting_reporter(meter)))
     hub = StreamHub(reactor, keepalive=config.keepalive, meter=meter)
     meter.count_streams(lambda: len(hub.subscribers))
-    live = LiveProject(project, reactor, config.stale_after)
+    live = LiveProject(project, reactor, config.stale_after, max_entry_bytes=config.max_entry_bytes)
     meter.register(LoopCollector(live, reactor, config.stale_after, config.stall_after, config.budget_usd))
     senders: list[Sender] = []
     apprise_sender: AppriseSender | None = None

@@ -106,6 +106,7 @@ class Options(usage.Options):
             budget_usd=self["budget"],
             failure_streak=self["failure-streak"],
             public_url=self["public-url"],
+            max_entry_bytes=self["max-entry-bytes"],
         )
 
 

@@ -20,13 +20,17 @@ from twisted.logger import Logger
 from twisted.python.filepath import FilePath
 
 from loopdash.derive.changes import (
+    RESETS,
     Change,
     IterationAdded,
+    IterationsReset,
     LogAppended,
+    LogReset,
     Observation,
     RunFinished,
     RunStarted,
     StatusChanged,
+    StoriesReset,
     StoryUpdated,
     diff,
     status_signature,
@@ -119,6 +123,9 @@ class Watcher(Service):
         #: Told of every observation, the first (the baseline) included, after its
         #: changes are published: the notification rules run here.
         self.observers: list[Callable[[Observation], object]] = []
+        # A cold or large append is indexed in steps: look again once it is whole,
+        # not at the next safety poll (10 s away while inotify watches).
+        self.live.on_log_indexed = self._wake
 
     def startService(self) -> None:
         Service.startService(self)
@@ -194,14 +201,26 @@ class Watcher(Service):
                 else [StatusChanged(status)]
             )
         else:
-            self.last = observe(snapshot, now, self.stale_after)
-            changes = [] if previous is None else diff(previous, self.last)
+            observed = observe(snapshot, now, self.stale_after)
+            if previous is not None and previous.log.complete and not observed.log.complete:
+                # progress.txt is being indexed in steps (an append of megabytes):
+                # the baseline stays the last complete index, so that what is new
+                # is announced once the index is whole, never skipped.
+                observed = replace(observed, log=previous.log)
+            self.last = observed
+            changes = [] if previous is None else diff(previous, observed)
         self.watching_all = self._keep_watching()
         if previous is None:
             self._tell_observers()
             return  # the first observation is the baseline, not a change
+        # A reset stands for many events not sent: the status that ends the poll
+        # says so (gap), and is the observation's, not derived again.
+        gap = any(isinstance(change, RESETS) for change in changes)
         for change in changes:
-            self._publish(change)
+            if not (gap and isinstance(change, StatusChanged)):
+                self._publish(change)
+        if gap:
+            self.hub.publish("status_update", dict(self.last.status), gap=True)
         self.on_poll(changes)
         self._tell_observers()
 
@@ -237,13 +256,23 @@ class Watcher(Service):
         elif isinstance(change, StoryUpdated):
             self.hub.publish("story_updated", story_json(change.story))
         elif isinstance(change, LogAppended):
-            log = self.project.log
-            for index, entry in enumerate(log.entries(change.first, log.total), start=change.first):
+            # Up to the total observed (the diff bounded it), each entry cut at the cap.
+            stop = self.last.log.total if self.last is not None else change.first
+            entries = self.project.log.entries(change.first, stop, self.live.max_entry_bytes)
+            for index, entry in enumerate(entries, start=change.first):
                 data = log_entry_json(entry)
                 data["index"] = index
                 self.hub.publish("log_appended", data)
         elif isinstance(change, StatusChanged):
             self.hub.publish("status_update", dict(change.status))
+        elif isinstance(change, StoriesReset):
+            data = {"changed": change.changed, "total": change.total, "completed": change.completed}
+            self.hub.publish("stories_reset", data)
+        elif isinstance(change, IterationsReset):
+            data = {"run_id": change.run_id, "first": change.first, "total": change.total}
+            self.hub.publish("iterations_reset", data)
+        elif isinstance(change, LogReset):
+            self.hub.publish("logs_reset", {"first": change.first, "total": change.total})
 
     # -- inotify -------------------------------------------------------------------
 
