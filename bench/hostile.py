@@ -261,6 +261,14 @@ class Daemon:
             return -1, repr(e).encode(), (time.monotonic() - started) * 1000
         return status, body, (time.monotonic() - started) * 1000
 
+    def streams_open(self) -> float:
+        """The daemon's own count of open streams (its Prometheus gauge)."""
+        status, body, _ = self.get("/metrics", timeout=10)
+        for line in body.decode("utf-8", "replace").splitlines():
+            if line.startswith("loopdash_sse_streams_open "):
+                return float(line.split()[1])
+        return -1.0
+
     def rss_mb(self, field_name: str) -> float:
         try:
             return procs.memory_kib(self.process.pid, field_name) / 1024
@@ -336,7 +344,7 @@ def resume_flood(root: str, daemon: Daemon, stream: Stream, args: argparse.Names
 def fanout_oversized(root: str, daemon: Daemon, stream: Stream, args: argparse.Namespace) -> tuple[bool, str]:
     """Fault 2c: 100 streams that never read, and four 3.5 MB entries, one a second."""
     sockets = [idle_stream(daemon.port, daemon.token) for _ in range(100)]
-    time.sleep(1.0)
+    wait_for(lambda: daemon.streams_open() >= 101, 30)
     path = os.path.join(root, "progress.txt")
     for n in range(4):
         with open(path, "ab") as f:

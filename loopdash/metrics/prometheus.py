@@ -37,6 +37,10 @@ EVENT_TYPES = (
     "log_appended",
     "run_started",
     "run_finished",
+    # Issue 16: more than MAX_ITEM_EVENTS changes of a kind in one poll.
+    "stories_reset",
+    "iterations_reset",
+    "logs_reset",
 )
 
 #: A poll is a few stat calls, or a parse of a changed file.
