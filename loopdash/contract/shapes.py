@@ -20,9 +20,9 @@ Bounds (counts are never negative, run ids and times have one spelling) are
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal, Self, Union
 
-from msgspec import UNSET, Meta, Struct, UnsetType, field
+from msgspec import UNSET, Meta, Struct, UnsetType, defstruct, field
 
 from loopdash.contract.codec import decode, plain_object
 
@@ -34,6 +34,9 @@ Count = Annotated[int, Meta(ge=0)]
 RunId = Annotated[str, Meta(pattern=RUN_ID_REGEX)]
 Timestamp = Annotated[str, Meta(pattern=TIMESTAMP_REGEX, extra_json_schema={"format": "date-time"})]
 Strings = tuple[str, ...]
+PageLimit = Annotated[
+    int, Meta(ge=0, description="The limit applied (requests above the maximum are capped).")
+]
 
 
 class Shape(Struct, frozen=True, omit_defaults=True, kw_only=True):
@@ -195,9 +198,7 @@ class LogPage(Shape, frozen=True):
 
     logs: tuple[LogEntry, ...]
     total: Count
-    limit: Annotated[
-        int, Meta(ge=0, description="The limit applied (requests above the maximum are capped).")
-    ]
+    limit: PageLimit
     offset: Count
 
 
@@ -280,9 +281,7 @@ class HistoryPage(Shape, frozen=True):
 
     runs: tuple[RunRow, ...]
     total: Count
-    limit: Annotated[
-        int, Meta(ge=0, description="The limit applied (requests above the maximum are capped).")
-    ]
+    limit: PageLimit
     offset: Count
 
 
@@ -355,11 +354,9 @@ class Notification(Shape, frozen=True):
     run_id: RunId | None
     story_id: str | None
     story_title: str | None
-    #: The run's cost in USD when it fired.
-    cost: float
+    cost: Annotated[float, Meta(description="The run's cost in USD when it fired.")]
     time: Timestamp
-    #: The dashboard page, when its address is known.
-    link: str | None
+    link: Annotated[str | None, Meta(description="The dashboard page, when its address is known.")]
 
 
 class NotificationSettings(Shape, frozen=True):
@@ -377,9 +374,86 @@ class NotificationPage(Shape, frozen=True):
 
     notifications: tuple[Notification, ...]
     total: Count
-    limit: Count
+    limit: PageLimit
     offset: Count
     settings: NotificationSettings
+
+
+class NotificationAnswer(Notification, Answer, frozen=True):
+    """A notification the server keeps and sends (its ``kind``s: see docs/notifications.md)."""
+
+    id: Annotated[int, Meta(ge=1, description="Unique in this daemon's history.")]
+    kind: Annotated[str, Meta(description="What happened (see docs/notifications.md).")]
+    severity: Annotated[str, Meta(extra_json_schema={"enum": ["info", "success", "warning", "failure"]})]
+
+
+class NotificationSettingsAnswer(NotificationSettings, frozen=True):
+    """The rules' settings; open: a rule added later brings its own."""
+
+    failure_streak: Annotated[int, Meta(ge=1)] | UnsetType = UNSET  # type: ignore[assignment]
+    targets: Count | UnsetType = UNSET  # type: ignore[assignment]
+
+
+class NotificationPageAnswer(NotificationPage, Answer, frozen=True):
+    notifications: tuple[NotificationAnswer, ...]
+    settings: NotificationSettingsAnswer
+
+
+class ConnectedAnswer(ConnectedData, Answer, frozen=True):
+    server_version: str
+    api_version: str
+
+
+class IterationAddedAnswer(IterationAnswer, frozen=True):
+    """An iteration of the current run, and that run's id."""
+
+    run_id: RunId
+
+
+class LogAppendedAnswer(LogEntryAnswer, frozen=True):
+    """A new (or grown) entry of progress.txt, and its position in ``/api/logs``."""
+
+    index: Count
+
+
+class Event(Answer, frozen=True, tag_field="type"):
+    """The JSON of one event's data line; ``gap`` marks a status sent after events were lost."""
+
+    timestamp: Timestamp | None
+    gap: Literal[True] | UnsetType = UNSET
+
+
+#: The ``data`` of each event type the server sends.
+EVENT_DATA: dict[str, type[Struct]] = {
+    "connected": ConnectedAnswer,
+    "status_update": ExecutionStatusAnswer,
+    "story_updated": StoryAnswer,
+    "iteration_added": IterationAddedAnswer,
+    "log_appended": LogAppendedAnswer,
+    "run_started": RunRowAnswer,
+    "run_finished": RunRowAnswer,
+    "notification": NotificationAnswer,
+}
+
+
+def _event_class(kind: str, data: type[Struct]) -> type[Struct]:
+    """The closed event whose ``type`` is ``kind`` (``RunStartedEvent`` for run_started)."""
+    name = "".join(word.title() for word in kind.split("_")) + "Event"
+    return defstruct(
+        name,
+        [("data", data)],
+        bases=(Event,),
+        module=__name__,
+        tag=kind,
+        kw_only=True,
+        frozen=True,
+        omit_defaults=True,
+        forbid_unknown_fields=True,
+    )
+
+
+#: Every event the server sends, told apart by ``type`` (a union for msgspec's schema).
+StreamEventAnswer: Any = Union[tuple(_event_class(kind, data) for kind, data in EVENT_DATA.items())]  # noqa: UP007
 
 
 # -- the server's own ------------------------------------------------------------------

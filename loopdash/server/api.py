@@ -24,7 +24,8 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import RequestRedirect
 
 from loopdash import API_VERSION, __version__
-from loopdash.derive.status import iso_utc
+from loopdash.contract.shapes import HealthAnswer, StreamTicketAnswer
+from loopdash.derive.status import iso_utc_at
 from loopdash.local.token import TokenFile
 from loopdash.loop.project import Project
 from loopdash.metrics.meter import NULL_METER, Meter
@@ -234,12 +235,12 @@ class DashboardAPI:
 
     @api_route(app, "/api/health", auth="public")
     def health(self, request: IRequest) -> object:
-        return {
-            "status": "ok",
-            "timestamp": iso_utc(self.clock.seconds()),
-            "version": API_VERSION,
-            "server_version": __version__,
-        }
+        return HealthAnswer(
+            status="ok",
+            timestamp=iso_utc_at(self.clock.seconds()),
+            version=API_VERSION,
+            server_version=__version__,
+        )
 
     @api_route(app, "/api/openapi.json", auth="public")
     def openapi(self, request: IRequest) -> object:
@@ -267,7 +268,7 @@ class DashboardAPI:
 
     @api_route(app, "/api/stream/ticket", methods=("POST",))
     def stream_ticket(self, request: IRequest) -> object:
-        return {"ticket": self.tickets.issue(), "expires_in": int(self.tickets.lifetime)}
+        return StreamTicketAnswer(ticket=self.tickets.issue(), expires_in=int(self.tickets.lifetime))
 
     @api_route(app, "/api/stories")
     def stories(self, request: IRequest) -> object:

@@ -1,282 +1,85 @@
-"""The API as an OpenAPI 3.1 document: schemas as data, one builder.
+"""The API as an OpenAPI 3.1 document: routes, parameters and errors as data, one builder.
 
 The document describes what the daemon really answers (the contract of
 dashboard-api.md plus the fields we add), so tests validate real responses
-against it and schemathesis fuzzes the daemon from it. Objects whose shape we
-own are closed (``additionalProperties: false``): a field added in code but
-not here fails those tests, so the document cannot drift. Pure data, no I/O.
+against it and schemathesis fuzzes the daemon from it. Its schemas are not
+written here: msgspec generates them from the classes the server answers with
+(:mod:`loopdash.contract.shapes`), which are closed (``additionalProperties:
+false``), so a field cannot be sent without being documented. Pure data, no I/O.
 """
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from loopdash import API_VERSION
+from loopdash.contract.codec import schema_components
+from loopdash.contract.shapes import (
+    RUN_ID_REGEX,
+    ErrorAnswer,
+    Event,
+    ExecutionStatusAnswer,
+    HealthAnswer,
+    HistoryPageAnswer,
+    LogPageAnswer,
+    MetricsAnswer,
+    NotificationPageAnswer,
+    RunDetailAnswer,
+    RunRowAnswer,
+    StoryListAnswer,
+    StreamEventAnswer,
+    StreamTicketAnswer,
+)
 from loopdash.derive.notify import KINDS as NOTIFICATION_KINDS
 from loopdash.server.notify import MAX_NOTIFICATION_PAGE
 
 JSONSchema = dict[str, Any]
 
-RUN_ID_REGEX = r"^[0-9]{8}_[0-9]{6}$"
-#: ISO-8601 UTC to the second with a ``Z``, as the contract writes times.
-TIMESTAMP_REGEX = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$"
-TIMESTAMP: JSONSchema = {"type": "string", "format": "date-time", "pattern": TIMESTAMP_REGEX}
-NULLABLE_TIMESTAMP: JSONSchema = {
-    "type": ["string", "null"],
-    "format": "date-time",
-    "pattern": TIMESTAMP_REGEX,
+PREFIX = "#/components/schemas/"
+
+#: The document's components: the schema of each class the server answers with
+#: (named without ``Answer``) and of the classes they hold. The run list and the
+#: stream's events are unions: named here.
+ANSWERS: dict[str, Any] = {
+    "Error": ErrorAnswer,
+    "Health": HealthAnswer,
+    "ExecutionStatus": ExecutionStatusAnswer,
+    "StoryList": StoryListAnswer,
+    "LogPage": LogPageAnswer,
+    "Metrics": MetricsAnswer,
+    "RunList": tuple[RunRowAnswer, ...],
+    "HistoryPage": HistoryPageAnswer,
+    "RunDetail": RunDetailAnswer,
+    "StreamTicket": StreamTicketAnswer,
+    "StreamEvent": StreamEventAnswer,
+    "NotificationPage": NotificationPageAnswer,
 }
-COUNT: JSONSchema = {"type": "integer", "minimum": 0}
-STRINGS: JSONSchema = {"type": "array", "items": {"type": "string"}}
 
 
 def _ref(name: str) -> JSONSchema:
-    return {"$ref": f"#/components/schemas/{name}"}
+    return {"$ref": PREFIX + name}
 
 
-def _closed(properties: dict[str, JSONSchema], optional: tuple[str, ...] = ()) -> JSONSchema:
-    """An object with exactly these properties, all required but ``optional``."""
-    return {
-        "type": "object",
-        "properties": properties,
-        "required": [name for name in properties if name not in optional],
-        "additionalProperties": False,
-    }
-
-
-NULLABLE_STRING: JSONSchema = {"type": ["string", "null"]}
-
-RUN_ROW_TOTALS: dict[str, JSONSchema] = {
-    "total_cost": {"type": "number"},
-    "total_iterations": {"type": "integer"},
-    "success_count": {"type": "integer"},
-    "failure_count": {"type": "integer"},
-    "elapsed_time_s": {"type": "number"},
-}
-
-#: The data models, under ``components.schemas``.
-SCHEMAS: dict[str, JSONSchema] = {
-    "Error": _closed({"error": {"type": "string", "minLength": 1}}),
-    "Health": _closed(
-        {
-            "status": {"const": "ok"},
-            "timestamp": TIMESTAMP,
-            "version": {"type": "string", "description": "The API contract's version."},
-            "server_version": {"type": "string", "description": "loopdash's own version (an addition)."},
-        }
-    ),
-    "CurrentStory": _closed(
-        {
-            "id": {"type": "string"},
-            "status": {"type": "string"},
-            "elapsed_ms": COUNT,
-            "title": {"type": "string", "description": "An addition: the story's title, when known."},
-        },
-        optional=("title",),
-    ),
-    "ExecutionStatus": _closed(
-        {
-            "is_running": {"type": "boolean"},
-            "run_id": {"type": ["string", "null"], "pattern": RUN_ID_REGEX},
-            "current_story": {"oneOf": [_ref("CurrentStory"), {"type": "null"}]},
-            "progress_pct": {"type": "number", "minimum": 0, "maximum": 100},
-            "completed_stories": COUNT,
-            "total_stories": COUNT,
-            "elapsed_time": {"type": "integer"},
-            "estimated_remaining": {"type": ["integer", "null"]},
-            "cost_so_far": {"type": "number"},
-            "last_update": TIMESTAMP,
-        }
-    ),
-    "Story": _closed(
-        {
-            "id": {"type": "string", "minLength": 1},
-            "title": {"type": "string"},
-            "description": {"type": "string"},
-            "priority": {"type": ["number", "null"]},
-            "status": {"enum": ["completed", "pending"]},
-            "notes": {"type": "string"},
-            "estimatedComplexity": {
-                "type": ["string", "null"],
-                "description": "As written in prd.json (the contract names simple, medium, complex).",
-            },
-            "dependencies": STRINGS,
-            "acceptanceCriteria": {**STRINGS, "description": "An addition, from prd.json."},
-            "state": {
-                "enum": ["completed", "pending", "in_progress", "blocked"],
-                "description": "An addition: status, or in_progress/blocked when the plan's status word says so.",
-            },
-            "priorityLabel": {
-                "type": ["string", "null"],
-                "description": "An addition: a priority written as a word (high), as written; null for numbers.",
-            },
-        }
-    ),
-    "StoryList": _closed(
-        {
-            "stories": {"type": "array", "items": _ref("Story")},
-            "total": COUNT,
-            "completed": COUNT,
-            "pending": COUNT,
-        }
-    ),
-    "LogEntry": _closed({"timestamp": {"type": "string"}, "lines": STRINGS}),
-    "LogPage": {},  # filled in by build_openapi: its limit has the server's bound
-    "Iteration": {
-        "type": "object",
-        "description": "The contract's fields; a real loop's extra fields (story_title, model, ...) pass through.",
-        "properties": {
-            "story_id": {"type": ["string", "null"]},
-            "status": {
-                "type": "string",
-                "description": "success or failure; another word the loop wrote is passed through.",
-            },
-            "elapsed_ms": COUNT,
-            "tokens_in": COUNT,
-            "tokens_out": COUNT,
-            "cost": {"type": "number"},
-            "agents_used": STRINGS,
-        },
-        "required": ["story_id", "status", "elapsed_ms", "tokens_in", "tokens_out", "cost", "agents_used"],
-        "additionalProperties": True,
-    },
-    "Metrics": _closed(
-        {
-            "run_id": {
-                "type": "string",
-                "pattern": RUN_ID_REGEX,
-                "description": "An addition: the run these are.",
-            },
-            **RUN_ROW_TOTALS,
-            "last_update": NULLABLE_TIMESTAMP,
-            "iterations": {"type": "array", "items": _ref("Iteration")},
-        }
-    ),
-    "RunRow": _closed(
-        {
-            "run_id": {"type": "string", "pattern": RUN_ID_REGEX},
-            "timestamp": {"type": "string", "pattern": RUN_ID_REGEX},
-            **RUN_ROW_TOTALS,
-        }
-    ),
-    "RunList": {"type": "array", "items": _ref("RunRow")},
-    "HistoryPage": {},  # filled in by build_openapi
-    "RunDetail": _closed(
-        {
-            "run_id": {"type": "string", "pattern": RUN_ID_REGEX},
-            "timestamp": {"type": "string", "pattern": RUN_ID_REGEX},
-            "summary": _closed(dict(RUN_ROW_TOTALS)),
-            "metrics": {
-                "type": "object",
-                "description": "iterations, last_update, and metrics.json's own blocks (cache, parallel, model_usage, ...).",
-                "properties": {
-                    "iterations": {"type": "array", "items": _ref("Iteration")},
-                    "last_update": NULLABLE_TIMESTAMP,
-                },
-                "required": ["iterations"],
-                "additionalProperties": True,
-            },
-        }
-    ),
-    "StreamTicket": _closed(
-        {"ticket": {"type": "string", "minLength": 16}, "expires_in": {"type": "integer", "minimum": 1}}
-    ),
-    "StreamEvent": {},  # filled in by build_openapi from STREAM_EVENT_DATA
-    "Notification": _closed(
-        {
-            "id": {"type": "integer", "minimum": 1, "description": "Unique in this daemon's history."},
-            "kind": {
-                "enum": list(NOTIFICATION_KINDS),
-                "description": "What happened (see docs/notifications.md).",
-            },
-            "severity": {"enum": ["info", "success", "warning", "failure"]},
-            "title": {"type": "string"},
-            "message": {"type": "string"},
-            "project": NULLABLE_STRING,
-            "run_id": {"type": ["string", "null"], "pattern": RUN_ID_REGEX},
-            "story_id": NULLABLE_STRING,
-            "story_title": NULLABLE_STRING,
-            "cost": {"type": "number", "description": "The run's cost in USD when it fired."},
-            "time": {"type": "string", "format": "date-time"},
-            "link": {
-                "type": ["string", "null"],
-                "description": "The dashboard page, when its address is known.",
-            },
-        }
-    ),
-    "NotificationSettings": {
-        "type": "object",
-        "properties": {
-            "kinds": {"type": "array", "items": {"enum": list(NOTIFICATION_KINDS)}},
-            "budget_usd": {"type": ["number", "null"]},
-            "failure_streak": {"type": "integer", "minimum": 1},
-            "stall_after": {"type": ["number", "null"]},
-            "targets": {"type": "integer", "minimum": 0},
-        },
-        "required": ["kinds", "budget_usd", "stall_after"],
-        "additionalProperties": True,
-    },
-    "NotificationPage": {},  # filled in by build_openapi
-}
-
-#: The ``data`` of each stream event type (the JSON of one ``data:`` line).
-STREAM_EVENT_DATA: dict[str, JSONSchema] = {
-    "connected": _closed({"server_version": {"type": "string"}, "api_version": {"type": "string"}}),
-    "status_update": _ref("ExecutionStatus"),
-    "story_updated": _ref("Story"),
-    "iteration_added": {
-        "allOf": [_ref("Iteration")],
-        "properties": {"run_id": {"type": "string", "pattern": RUN_ID_REGEX}},
-        "required": ["run_id"],
-    },
-    "log_appended": {
-        "type": "object",
-        "properties": {"timestamp": {"type": "string"}, "lines": STRINGS, "index": COUNT},
-        "required": ["timestamp", "lines", "index"],
-        "additionalProperties": False,
-    },
-    "run_started": _ref("RunRow"),
-    "run_finished": _ref("RunRow"),
-    "notification": _ref("Notification"),
-}
-
-
-def _stream_event_schema() -> JSONSchema:
-    return {
-        "type": "object",
-        "description": "The JSON of one event's data line; `gap` marks a status sent after events were lost.",
-        "properties": {
-            "type": {"enum": list(STREAM_EVENT_DATA)},
-            "data": {},
-            "timestamp": NULLABLE_TIMESTAMP,
-            "gap": {"const": True},
-        },
-        "required": ["type", "data", "timestamp"],
-        "additionalProperties": False,
-        "allOf": [
-            {
-                "if": {"properties": {"type": {"const": kind}}},
-                "then": {"properties": {"data": schema}},
-            }
-            for kind, schema in STREAM_EVENT_DATA.items()
-        ],
-    }
-
-
-def _page(items_key: str, item: JSONSchema, max_limit: int) -> JSONSchema:
-    return _closed(
-        {
-            items_key: {"type": "array", "items": item, "maxItems": max_limit},
-            "total": COUNT,
-            "limit": {
-                **COUNT,
-                "maximum": max_limit,
-                "description": "The limit applied (requests above the maximum are capped).",
-            },
-            "offset": COUNT,
-        }
+def component_schemas(max_log_page: int, max_history_page: int) -> dict[str, JSONSchema]:
+    """``components.schemas``: generated from loopdash.contract, with the server's page bounds."""
+    schemas, components = schema_components(ANSWERS.values(), PREFIX)
+    for name, schema in zip(ANSWERS, schemas, strict=True):
+        if schema != _ref(name):
+            components[name] = schema
+    components["StreamEvent"]["description"] = Event.__doc__
+    pages = (
+        ("LogPage", "logs", max_log_page),
+        ("HistoryPage", "runs", max_history_page),
+        ("NotificationPage", "notifications", MAX_NOTIFICATION_PAGE),
     )
+    for name, items, bound in pages:
+        properties = components[name]["properties"]
+        properties[items]["maxItems"] = bound
+        properties["limit"]["maximum"] = bound
+    # The rules' kinds are derive's (a layer above the contract): named here.
+    components["Notification"]["properties"]["kind"]["enum"] = list(NOTIFICATION_KINDS)
+    components["NotificationSettings"]["properties"]["kinds"]["items"]["enum"] = list(NOTIFICATION_KINDS)
+    return dict(sorted(components.items()))
 
 
 # -- parameters and responses ----------------------------------------------------
@@ -401,14 +204,7 @@ def _get(
 
 def build_openapi(max_log_page: int, max_history_page: int, server_version: str) -> JSONSchema:
     """The whole document, with the server's page bounds filled in."""
-    schemas = copy.deepcopy(SCHEMAS)
-    schemas["LogPage"] = _page("logs", _ref("LogEntry"), max_log_page)
-    schemas["HistoryPage"] = _page("runs", _ref("RunRow"), max_history_page)
-    schemas["StreamEvent"] = _stream_event_schema()
-    page = _page("notifications", _ref("Notification"), MAX_NOTIFICATION_PAGE)
-    page["properties"]["settings"] = _ref("NotificationSettings")
-    page["required"].append("settings")
-    schemas["NotificationPage"] = page
+    schemas = component_schemas(max_log_page, max_history_page)
     paths: JSONSchema = {
         "/api/health": {
             "get": _get(
