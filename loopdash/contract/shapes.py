@@ -410,7 +410,7 @@ class IterationAddedAnswer(IterationAnswer, frozen=True):
     run_id: RunId
 
 
-class LogAppendedAnswer(LogEntryAnswer, frozen=True):
+class LogAppendedAnswer(LogEntryAnswer, frozen=True, kw_only=True):
     """A new (or grown) entry of progress.txt, and its position in ``/api/logs``."""
 
     index: Count
