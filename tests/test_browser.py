@@ -804,3 +804,91 @@ def test_screenshots_at_desktop_and_phone_widths_and_the_first_load_weight(
     ]
     print(f"screenshots in {out}; first load: {weight}")
     assert list(console) == [] and list(phone_console) == []
+
+
+# -- notifications and the budget ---------------------------------------------------
+
+
+def test_a_budget_passed_shows_a_toast_a_browser_notification_and_a_red_bar(
+    project: str, tmp_path: Any, chromium: Any
+) -> None:
+    probe = DaemonProcess(project, os.path.join(str(tmp_path), "probe.log"))
+    probe.start()
+    cost = probe.api("/api/status")["cost_so_far"]
+    probe.stop()
+    budget = round(cost * 1.1, 4)  # 91% spent: amber from the start (a baseline, so no toast yet)
+    daemon = DaemonProcess(
+        project,
+        os.path.join(str(tmp_path), "twistd.log"),
+        options=("--budget", str(budget), "--notify-kinds", "all"),
+    )
+    daemon.start()
+    context = chromium.new_context(viewport=DESKTOP)
+    try:
+        context.grant_permissions(["notifications"], origin=daemon.url)
+        # Record what the page asks the browser to show, and still show it.
+        context.add_init_script(
+            "window.__notified = []; const Real = window.Notification;"
+            "window.Notification = class extends Real {"
+            " constructor(title, options) { super(title, options); window.__notified.push([title, options.body]); } };"
+        )
+        page = context.new_page()
+        page.set_default_timeout(WAIT)
+        watch = ConsoleWatch()
+        watch.attach(page)
+        sign_in(page, daemon)
+        expect(page.locator("#budget")).to_be_visible()
+        expect(page.locator("#budget")).to_have_attribute("data-level", "warn")
+        expect(page.locator("#budget-text")).to_have_text(
+            f"{money(cost)} of {money(budget)} ({round(cost / budget * 100)}%): nearly spent"
+        )
+        assert page.locator("#toasts li").count() == 0
+
+        run = current_run(project)
+        ended = datetime.now(UTC)
+        run.add_iteration("US-004", "Skills architecture: core framework", ended, 90_000, tokens_in=400_000)
+        run.write_metrics(ended)
+        status = daemon.wait_for_status(lambda s: s["cost_so_far"] > cost)
+        toast = page.locator("#toasts li[data-kind='budget_exceeded']")
+        expect(toast).to_have_count(1)
+        expect(toast.locator(".toast-title")).to_have_text("claude-loop-p2-features: budget passed")
+        expect(toast.locator(".toast-message")).to_have_text(
+            f"Run {status['run_id']} has cost ${status['cost_so_far']:,.2f}, past its budget of ${budget:,.2f}."
+        )
+        expect(page.locator("#budget")).to_have_attribute("data-level", "over")
+        assert page.evaluate("window.__notified") == [
+            [
+                "claude-loop-p2-features: budget passed",
+                f"Run {status['run_id']} has cost ${status['cost_so_far']:,.2f}, past its budget of ${budget:,.2f}.",
+            ]
+        ]
+        listed = daemon.api("/api/notifications")
+        assert [n["kind"] for n in listed["notifications"]] == ["budget_exceeded"]
+
+        # The story dialog says what the story cost in this run, from /api/metrics.
+        metrics = daemon.api("/api/metrics")
+        spent = sum(i["cost"] for i in metrics["iterations"] if i["story_id"] == "US-004")
+        count = sum(1 for i in metrics["iterations"] if i["story_id"] == "US-004")
+        page.goto(f"{daemon.url}/#/stories/US-004")
+        expect(page.locator("#story-dialog .story-cost")).to_contain_text(
+            f"{money(spent)} over {count} iteration{'s' if count != 1 else ''} of the current run"
+        )
+        page.keyboard.press("Escape")
+        expect(page.locator("#cost-by-story table tbody tr")).to_have_count(
+            len({i["story_id"] for i in metrics["iterations"]})
+        )
+
+        # This browser's choice of kinds: turning budget_exceeded off stops its toasts.
+        page.locator("#notify-button").click()
+        expect(page.locator("#notify-permission")).to_contain_text(
+            "This browser shows loopdash notifications."
+        )
+        page.locator("#notify-dialog input[value='budget_exceeded']").uncheck()
+        page.keyboard.press("Escape")
+        stored = page.evaluate("JSON.parse(localStorage.getItem('loopdash.notify.kinds'))")
+        assert "budget_exceeded" not in stored and "run_finished" in stored
+        page.screenshot(path=os.path.join(str(tmp_path), "budget-passed.png"), full_page=True)
+        assert watch.errors == []
+    finally:
+        context.close()
+        daemon.stop()

@@ -11,6 +11,8 @@ import {StoriesView} from './stories.js';
 import {LogsView} from './logs.js';
 import {ChartPanel} from './charts.js';
 import {HistoryView, RunView} from './history.js';
+import {Notifier} from './notify.js';
+import {BudgetView, CostByStory, storyCosts} from './budget.js';
 
 const BANNER = {
   connecting: ['Connecting…', () => ''],
@@ -53,6 +55,12 @@ class Dashboard {
     this.execution = new ExecutionView(byId('execution-body'));
     this.stories = new StoriesView({grid: byId('story-grid'), summary: byId('stories-summary'), dialog: byId('story-dialog')});
     this.charts = new ChartPanel(byId('charts'));
+    this.budget = new BudgetView(byId('budget'));
+    this.costs = new CostByStory(byId('cost-by-story'));
+    this.notifier = new Notifier({
+      api, button: byId('notify-button'), dialog: byId('notify-dialog'), toasts: byId('toasts'),
+      onSettings: (settings) => this.budget.setBudget(settings.budget_usd),
+    });
     const guard = (promise) => this.guard(promise);
     this.logs = new LogsView({
       api, guard, scroller: byId('log-scroll'), list: byId('log-list'), olderButton: byId('log-older'),
@@ -80,7 +88,7 @@ class Dashboard {
     this.route(); // show the view first: the log can only scroll to its end once visible
     this.queue = [];
     this.live.start();
-    await this.guard(this.loadAll());
+    await this.guard(Promise.all([this.loadAll(), this.notifier.load()]));
     this.flush();
     const story = /^#\/stories\/([^/]+)$/.exec(window.location.hash);
     if (story) this.stories.open(decodeURIComponent(story[1]));
@@ -140,6 +148,9 @@ class Dashboard {
         + `${integer(metrics.success_count)} succeeded, ${integer(metrics.failure_count)} failed, ${money(metrics.total_cost)} in all.`
       : 'No run has recorded metrics yet.';
     this.charts.update(metrics ? metrics.iterations : []);
+    const iterations = metrics ? metrics.iterations : [];
+    this.costs.update(iterations, new Map(this.stories.stories.map((story) => [story.id, story.title])));
+    this.stories.setCosts(storyCosts(iterations));
   }
 
   /** Several events in a row ask for the same data once. */
@@ -156,6 +167,7 @@ class Dashboard {
   }
 
   setStatus(status) {
+    this.budget.setStatus(status);
     this.execution.setStatus(status);
     this.stories.setStatus(status);
   }
@@ -207,6 +219,9 @@ class Dashboard {
         break;
       case 'run_finished':
         this.runChanged(data.run_id);
+        break;
+      case 'notification':
+        this.notifier.received(data);
         break;
       default:
         break; // a newer daemon's event type: nothing to show

@@ -4,7 +4,7 @@
 // pending (everything else). Cards are updated in place, keyed by story id,
 // so a live update never steals keyboard focus.
 
-import {h} from './dom.js';
+import {h, money, plural} from './dom.js';
 
 export const STATE_LABELS = {
   completed: 'Completed',
@@ -113,6 +113,22 @@ export class StoriesView {
     return item;
   }
 
+  /** What each story cost in the current run (from budget.js storyCosts). */
+  setCosts(costs) {
+    this.costs = costs;
+    if (this.dialog.open && this.openId) {
+      const story = this.byId.get(this.openId);
+      if (story) this.fillDialog(story);
+    }
+  }
+
+  costText(id) {
+    const entry = this.costs ? this.costs.get(id) : null;
+    if (!entry) return 'No iteration of the current run worked on this story.';
+    return `${money(entry.cost)} over ${plural(entry.iterations, 'iteration')} of the current run`
+      + (entry.succeeded ? '.' : ', none successful yet.');
+  }
+
   /** Open the detail of a story (from the #/stories/<id> route). */
   open(id) {
     const story = this.byId.get(id);
@@ -152,6 +168,8 @@ export class StoriesView {
       h('p', {class: 'story-description'}, story.description || 'No description.'),
       h('h3', {}, 'Acceptance criteria'),
       criteria.length ? h('ul', {class: 'criteria'}, criteria.map((c) => h('li', {}, c))) : h('p', {}, 'None listed.'),
+      h('h3', {}, 'Cost'),
+      h('p', {class: 'story-cost'}, this.costText(story.id)),
       h('h3', {}, 'Notes'),
       h('p', {class: 'story-notes'}, story.notes || 'No notes yet.'),
       h('h3', {}, 'Depends on'),
