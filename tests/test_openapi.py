@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest_twisted
 import schemathesis
 from jsonschema import Draft202012Validator
 
+from loopdash.cli.sample import RealRun, progress_entry, write_prd
 from loopdash.cli.simulator import LoopSimulator
+from loopdash.derive.changes import MAX_ITEM_EVENTS
 from loopdash.server.api import MAX_HISTORY_PAGE, MAX_LOG_PAGE, DashboardAPI
 from tests.conftest import DaemonFactory
 from tests.contract import Contract, the_document
@@ -214,3 +217,43 @@ def test_the_event_schema_rejects_what_the_stream_must_never_send() -> None:
     assert not event.is_valid({**good, "data": {**row, "run_id": "../etc"}})
     assert not event.is_valid({**good, "gap": False})
     assert not event.is_valid({**good, "event": "run_started"})
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_reset_events_of_a_large_change_match_the_document(
+    daemon_factory: DaemonFactory, tmp_path: Any
+) -> None:
+    event = Contract(the_document()).schema_validator("#/components/schemas/StreamEvent")
+    count = MAX_ITEM_EVENTS + 20
+    root = os.path.join(str(tmp_path), "big")
+    stories = [
+        {"id": f"US-{n:04d}", "title": f"Story {n}", "priority": 1, "passes": False} for n in range(count)
+    ]
+    os.makedirs(root)
+    write_prd(root, stories)
+    entry = progress_entry("2026-12-01 10:00", "US-0000", "Story 0", "Complete", ["ok"])
+    with open(os.path.join(root, "progress.txt"), "w") as f:
+        f.write("# progress\n\n" + entry)
+    now = datetime.now(UTC)
+    run = RealRun(root, now - timedelta(minutes=5))
+    run.start()
+    run.add_iteration("US-0000", "Story 0", now - timedelta(minutes=4), 60000)
+    run.write_metrics(now - timedelta(minutes=4))
+
+    daemon = await daemon_factory(root, poll_interval=0.05, keepalive=60.0)
+    stream = await open_stream(daemon)
+    await stream.next_of_type("status_update")
+    write_prd(root, [{**story, "passes": True} for story in stories])
+    await stream.next_of_type("stories_reset")
+    with open(os.path.join(root, "progress.txt"), "a") as f:
+        f.write(entry * count)
+    await stream.next_of_type("logs_reset")
+    for n in range(count):
+        run.add_iteration("US-0001", "Story 1", now - timedelta(seconds=60 - n * 0.1), 100)
+    run.write_metrics(now)
+    await stream.next_of_type("iterations_reset")
+    stream.close()
+    events = [m.data for m in stream.messages if m.comment is None and m.data is not None]
+    for data in events:
+        event.validate(data)
+    assert {"stories_reset", "logs_reset", "iterations_reset"} <= {data["type"] for data in events}

@@ -416,6 +416,29 @@ class LogAppendedAnswer(LogEntryAnswer, frozen=True, kw_only=True):
     index: Count
 
 
+class StoriesResetAnswer(Answer, frozen=True):
+    """More stories changed at once than the stream sends one by one: reload the list."""
+
+    changed: Count
+    total: Count
+    completed: Count
+
+
+class IterationsResetAnswer(Answer, frozen=True):
+    """More iterations were added to the run at once than the stream sends one by one: reload its metrics."""
+
+    run_id: RunId
+    first: Count
+    total: Count
+
+
+class LogsResetAnswer(Answer, frozen=True):
+    """More log entries are new from ``first`` than the stream sends one by one: reload the log."""
+
+    first: Count
+    total: Count
+
+
 class Event(Answer, frozen=True, tag_field="type"):
     """The JSON of one event's data line; ``gap`` marks a status sent after events were lost."""
 
@@ -433,6 +456,9 @@ EVENT_DATA: dict[str, type[Struct]] = {
     "run_started": RunRowAnswer,
     "run_finished": RunRowAnswer,
     "notification": NotificationAnswer,
+    "stories_reset": StoriesResetAnswer,
+    "iterations_reset": IterationsResetAnswer,
+    "logs_reset": LogsResetAnswer,
 }
 
 
