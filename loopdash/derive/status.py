@@ -110,23 +110,26 @@ def next_story(prd: Prd) -> Story | None:
     """
     passing = {s.id for s in prd.stories if s.passes}
     known = {s.id for s in prd.stories}
-    ordered = sorted(
-        enumerate(prd.stories),
-        key=lambda pair: (
-            pair[1].state != "in_progress",
-            pair[1].priority is None,
-            pair[1].priority or 0.0,
-            pair[1].rank is None,
-            pair[1].rank or 0.0,
-            pair[0],
-        ),
-    )
-    for _, story in ordered:
+    # The first eligible story in that order is the least eligible one: one pass,
+    # not a sort of the whole plan (100,000 stories, every status derivation).
+    best: Story | None = None
+    best_key: tuple[bool, bool, float, bool, float, int] | None = None
+    for index, story in enumerate(prd.stories):
         if story.passes:
             continue
-        if all(dep in passing or dep not in known for dep in story.dependencies):
-            return story
-    return None
+        if not all(dep in passing or dep not in known for dep in story.dependencies):
+            continue
+        key = (
+            story.state != "in_progress",
+            story.priority is None,
+            story.priority or 0.0,
+            story.rank is None,
+            story.rank or 0.0,
+            index,
+        )
+        if best_key is None or key < best_key:
+            best, best_key = story, key
+    return best
 
 
 # -- metrics -------------------------------------------------------------------
