@@ -77,9 +77,13 @@ def _spawn(name: str, argv: list[str], cpu: int, log_path: str) -> Server:
     return Server(name, process, port, log_path, started)
 
 
-def start_loopdash(root: str, cpu: int, log_path: str, extra: list[str] | None = None) -> Server:
+def start_loopdash(
+    root: str, cpu: int, log_path: str, extra: list[str] | None = None, twistd: list[str] | None = None
+) -> Server:
+    """``twistd -n loopdash`` on ``root``; ``twistd`` replaces the command (e.g. bench.traced_daemon)."""
     port = free_port()
-    argv = [TWISTD, "-n", "--pidfile=", "loopdash", "--root", root, *(extra or []), "--port", str(port)]
+    command = twistd or [TWISTD]
+    argv = [*command, "-n", "--pidfile=", "loopdash", "--root", root, *(extra or []), "--port", str(port)]
     return _spawn("loopdash", argv, cpu, log_path)
 
 

@@ -6,8 +6,12 @@ project (a subprocess, pinned to CPU 0), then in this process (CPU 1): a
 REST clients each asking the API's endpoints in turn, and 500 SSE clients
 counting the events they receive. At the end it reports requests served,
 errors (must be 0), events delivered against expected per stream (equal for
-every stream that kept up), and the daemon's RSS at start, after the clients
-connected and at the end. Run by hand; not a test.
+every stream that kept up), the daemon's RSS at start, after the clients
+connected and at the end, and its growth rate after a warm-up (``--warmup``,
+300 s: the replay buffer and the caches fill first): the least-squares slope
+of RSS sampled every 10 s, in MB per hour. ``--trace DIR`` runs the daemon
+under tracemalloc (bench/traced_daemon.py; slower) and prints the allocations
+that grew most between the end of the warm-up and the end. Run by hand; not a test.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -121,11 +126,17 @@ async def soak(args: argparse.Namespace, root: str, workdir: str) -> dict[str, A
     from twisted.internet.task import deferLater
     from twisted.web.client import Agent, HTTPConnectionPool
 
+    twistd = None
+    if args.trace:
+        os.makedirs(args.trace, exist_ok=True)
+        os.environ["LOOPDASH_TRACE_DIR"] = os.path.abspath(args.trace)
+        twistd = [sys.executable, "-m", "bench.traced_daemon"]
     server = procs.start_loopdash(
         root,
         args.server_cpu,
         os.path.join(workdir, "daemon.log"),
         ["--poll-interval", "1", "--auth-failures", "100000"],
+        twistd=twistd,
     )
     try:
         procs.wait_until_answers(server, "/api/health", None)  # the token file exists from then on
@@ -162,9 +173,15 @@ async def soak(args: argparse.Namespace, root: str, workdir: str) -> dict[str, A
             for n in range(args.rest_clients)
         ]
         progress = ensureDeferred(report_progress(until, tally, counters, server.pid))
+        samples: list[tuple[float, int]] = []
+        sampling = ensureDeferred(sample_rss(server.pid, started, until, samples, args, workdir))
         await gatherResults([ensureDeferred(r) for r in rest])
         simulator.stop()
         await progress
+        await sampling
+        if args.trace:
+            os.kill(server.pid, signal.SIGUSR2)  # the end snapshot, before the drain
+            await deferLater(reactor, 5.0, lambda: None)
         await deferLater(reactor, args.drain, lambda: None)  # let the last events arrive
         rss_end = procs.memory_kib(server.pid, "VmRSS")
         elapsed = reactor.seconds() - started
@@ -198,10 +215,71 @@ async def soak(args: argparse.Namespace, root: str, workdir: str) -> dict[str, A
             "errors": len(tally.errors),
             "error_samples": tally.errors[:10],
             "rss_kib": {"start": rss_start, "streams_open": rss_connected, "end": rss_end},
+            "rss_growth_after_warmup": growth(samples, args.warmup),
             "daemon_cpu_seconds": procs.cpu_seconds(server.pid),
         }
     finally:
         server.stop()
+
+
+async def sample_rss(
+    pid: int, started: float, until: float, samples: list[tuple[float, int]], args: Any, workdir: str
+) -> None:
+    """RSS every 10 s (seconds since the clients started, KiB); with --trace, a snapshot after warm-up."""
+    from twisted.internet import reactor
+    from twisted.internet.task import deferLater
+
+    traced = not args.trace
+    while reactor.seconds() < until:
+        now = reactor.seconds()
+        samples.append((now - started, procs.memory_kib(pid, "VmRSS")))
+        if not traced and now - started >= args.warmup:
+            os.kill(pid, signal.SIGUSR2)
+            traced = True
+        await deferLater(reactor, min(10.0, max(until - now, 0.0)), lambda: None)
+    samples.append((reactor.seconds() - started, procs.memory_kib(pid, "VmRSS")))
+
+
+def growth(samples: list[tuple[float, int]], warmup: float) -> dict[str, Any]:
+    """The least-squares slope of RSS after ``warmup`` seconds, in MB per hour."""
+    kept = [(t, kib / 1024) for t, kib in samples if t >= warmup]
+    if len(kept) < 3:
+        return {"warmup_s": warmup, "samples": len(kept), "mb_per_hour": None}
+    n = len(kept)
+    mean_t = sum(t for t, _ in kept) / n
+    mean_m = sum(m for _, m in kept) / n
+    slope = sum((t - mean_t) * (m - mean_m) for t, m in kept) / sum((t - mean_t) ** 2 for t, _ in kept)
+    return {
+        "warmup_s": warmup,
+        "samples": n,
+        "window_s": round(kept[-1][0] - kept[0][0], 1),
+        "rss_mb_first": round(kept[0][1], 2),
+        "rss_mb_last": round(kept[-1][1], 2),
+        "mb_per_hour": round(slope * 3600, 2),
+    }
+
+
+def print_trace(directory: str, top: int = 25) -> None:
+    """The allocation sites that grew most between the two snapshots, and the top tracebacks."""
+    import tracemalloc
+
+    paths = sorted(
+        (os.path.join(directory, name) for name in os.listdir(directory) if name.startswith("snapshot-")),
+        key=lambda p: int(p.rsplit("-", 1)[1].split(".")[0]),
+    )
+    if len(paths) < 2:
+        print(f"trace: {len(paths)} snapshot(s) in {directory}, need 2", flush=True)
+        return
+    ignore = [tracemalloc.Filter(False, tracemalloc.__file__)]
+    first = tracemalloc.Snapshot.load(paths[0]).filter_traces(ignore)
+    last = tracemalloc.Snapshot.load(paths[-1]).filter_traces(ignore)
+    print(f"trace: growth from {paths[0]} to {paths[-1]}", flush=True)
+    for stat in last.compare_to(first, "lineno")[:top]:
+        print(f"  {stat}", flush=True)
+    for stat in last.compare_to(first, "traceback")[:5]:
+        print(f"  {stat.size_diff / 1024:+.1f} KiB in {stat.count_diff:+d} blocks:", flush=True)
+        for line in stat.traceback.format()[-16:]:
+            print(f"    {line}", flush=True)
 
 
 async def report_progress(until: float, tally: Tally, counters: list[StreamCounter], pid: int) -> None:
@@ -233,6 +311,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--server-cpu", type=int, default=0)
     parser.add_argument("--client-cpu", type=int, default=1)
     parser.add_argument("--json", help="also write the report to this file")
+    parser.add_argument(
+        "--warmup", type=float, default=300.0, help="seconds before the growth rate is measured (300)"
+    )
+    parser.add_argument("--trace", help="run the daemon under tracemalloc, snapshots in this directory")
     args = parser.parse_args(argv)
 
     procs.raise_open_files(args.sse_clients * 2 + args.rest_clients + 256)
@@ -254,6 +336,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"soak failed; daemon log in {workdir}", file=sys.stderr)
             return int(e.code) if isinstance(e.code, int) else 1
     print(json.dumps(result, indent=2))
+    if args.trace:
+        print_trace(args.trace)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)
