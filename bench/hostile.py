@@ -48,15 +48,14 @@ TARGET_RSS_MB = 300.0
 
 
 def story(n: int, passes: bool) -> dict[str, Any]:
+    """A story of about 230 bytes as write_prd writes it: 100,000 make a 23 MB prd.json (under the 32 MB cap)."""
     return {
         "id": f"US-{n:06d}",
         "title": f"Story number {n}",
-        "description": "Make the widget frobnicate the gizmo without dropping a sprocket.",
-        "acceptanceCriteria": ["It frobnicates", "No sprocket is dropped"],
+        "description": "Make the widget frobnicate the gizmo.",
         "priority": n % 7 + 1,
         "passes": passes,
         "notes": "done" if passes else "",
-        "estimatedComplexity": "medium",
         "dependencies": [],
     }
 
@@ -492,6 +491,7 @@ def table(results: list[Result]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--client-cpu", type=int, default=1, help="CPU for this process's clients (1)")
     parser.add_argument("--cases", help="comma-separated case names (default: all but the huge one)")
     parser.add_argument("--huge", action="store_true", help="also the 100,000-story burst (23 MB prd.json)")
     parser.add_argument("--case-timeout", type=float, default=90.0, help="seconds a case may take (90)")
@@ -505,6 +505,7 @@ def main(argv: list[str] | None = None) -> int:
         wanted = args.cases.split(",")
         cases = {name: c for name, c in {**CASES, **HUGE}.items() if name in wanted}
     procs.raise_open_files(1024)
+    procs.pin_self(args.client_cpu)  # the daemon has CPU 0 (--server-cpu) to itself
     print(f"loopdash {procs.git_revision()}", flush=True)
     results = []
     for name, (case, options) in cases.items():

@@ -143,6 +143,8 @@ async def soak(args: argparse.Namespace, root: str, workdir: str) -> dict[str, A
         with open(os.path.join(root, ".claude-loop", "dashboard", "auth_token.txt")) as f:
             token = f.read().strip()
         base = f"http://127.0.0.1:{server.port}"
+        if args.trace:
+            os.kill(server.pid, signal.SIGUSR2)  # start tracing, now that the imports are done
         rss_start = procs.memory_kib(server.pid, "VmRSS")
         print(f"daemon pid {server.pid} on port {server.port}, RSS {rss_start} KiB", flush=True)
 

@@ -1,8 +1,9 @@
 """``twistd`` with tracemalloc on: a snapshot on each SIGUSR2 (``bench/soak.py --trace``).
 
 ``python -m bench.traced_daemon -n --pidfile= loopdash --root DIR ...`` runs
-twistd exactly as ``twistd`` would, with ``tracemalloc`` tracing
-``LOOPDASH_TRACE_FRAMES`` frames (10) per allocation; each SIGUSR2 writes
+twistd exactly as ``twistd`` would. The first SIGUSR2 starts ``tracemalloc``
+(``LOOPDASH_TRACE_FRAMES`` frames per allocation, 10: tracing from the start
+made twistd's imports take over a minute); each later one writes
 ``snapshot-<n>.pickle`` into ``LOOPDASH_TRACE_DIR``. Compare two snapshots with
 ``bench/soak.py``'s report or ``tracemalloc.Snapshot.load(...).compare_to``.
 Tracing makes the daemon slower: figures of a traced soak are not its figures.
@@ -18,11 +19,14 @@ from types import FrameType
 
 
 def main() -> None:
-    tracemalloc.start(int(os.environ.get("LOOPDASH_TRACE_FRAMES", "10")))
+    frames = int(os.environ.get("LOOPDASH_TRACE_FRAMES", "10"))
     directory = os.environ["LOOPDASH_TRACE_DIR"]
     taken = [0]
 
     def dump(signum: int, frame: FrameType | None) -> None:
+        if not tracemalloc.is_tracing():
+            tracemalloc.start(frames)
+            return
         taken[0] += 1
         tracemalloc.take_snapshot().dump(os.path.join(directory, f"snapshot-{taken[0]}.pickle"))
 
