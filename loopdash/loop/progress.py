@@ -27,15 +27,16 @@ from bisect import bisect_right
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 
+from loopdash.loop.logformats import CLAUDE_LOOP, DATED_HEADERS, WHOLE_FILE, LogFormat, sniff
 from loopdash.loop.models import LogEntry
-from loopdash.loop.parsing import LOG_HEADER_BYTES, parse_log_entries
 
 #: Bytes of one entry served (/api/logs) or sent (log_appended) at most by
 #: default (``--max-entry-bytes``): a longer one is cut there and marked
 #: ``truncated`` with its ``size``.
 MAX_ENTRY_BYTES = 64 << 10
 
-_NEEDLE = b"\n" + LOG_HEADER_BYTES
+#: Bytes read at the last header to check it is still one.
+_HEADER_PROBE = 512
 #: Bytes at the head and at the end of the indexed region compared on each
 #: change: a file rewritten in place, not appended to, almost always differs there.
 _SAMPLE = 4096
@@ -51,13 +52,20 @@ class LogState:
     mtime: float | None
     #: False while a refresh with a byte budget has not reached the end of the file.
     complete: bool = True
+    #: The log's shape (:mod:`.logformats`), None while it holds nothing to show.
+    format: str | None = None
 
 
 class ProgressLog:
     """The entries of one progress.txt, indexed by blocks and the headers they hold."""
 
-    def __init__(self, path: str, chunk_size: int = 256 << 10, cached_blocks: int = 64) -> None:
+    def __init__(
+        self, path: str, chunk_size: int = 256 << 10, cached_blocks: int = 64, whole_file: bool = False
+    ) -> None:
+        """``whole_file``: serve a non-empty log with no entry header as one entry
+        (the ralph families); claude-loop's log keeps its preamble out of the entries."""
         self.path = path
+        self._whole_file = whole_file
         self._chunk_size = chunk_size
         self._cached_blocks = cached_blocks
         self._reset(None)
@@ -86,6 +94,8 @@ class ProgressLog:
         self._incomplete = False
         #: A page found a block holding other headers than counted: index again.
         self._changed_under_us = False
+        #: The shape of the log, sniffed from its bytes as they are scanned.
+        self._format: LogFormat | None = None
 
     @property
     def total(self) -> int:
@@ -98,7 +108,8 @@ class ProgressLog:
 
     @property
     def state(self) -> LogState:
-        return LogState(self._inode, self._size, self._total, self._mtime, not self._incomplete)
+        name = self._format.name if self._format is not None else None
+        return LogState(self._inode, self._size, self._total, self._mtime, not self._incomplete, name)
 
     def refresh(self, budget: int | None = None) -> LogState:
         """Bring the index up to date with the file; cheap when nothing changed.
@@ -154,9 +165,30 @@ class ProgressLog:
             return False
         if self._tail and os.pread(fd, len(self._tail), self._scanned - len(self._tail)) != self._tail:
             return False
-        if self._last_header < 0:
+        if self._last_header < 0 or self._format is None:
             return True
-        return os.pread(fd, len(LOG_HEADER_BYTES), self._last_header) == LOG_HEADER_BYTES
+        probe = os.pread(fd, _HEADER_PROBE, self._last_header)
+        return self._format.is_header(probe, self._last_header == 0)
+
+    def _upgrade(self, chunk: bytes, pos: int) -> bool:
+        """Sniff a chunk of complete lines; True if the log turned out to be of a
+        higher-ranked shape than indexed so far (the scan restarts from 0).
+
+        Header shapes are final: only a log still read whole or by dated lines
+        is looked at again, so a 50 MB log of headers pays no second scan.
+        """
+        current = self._format
+        if current is CLAUDE_LOOP or current is DATED_HEADERS:
+            return False
+        found = sniff(chunk, pos == 0)
+        if found is WHOLE_FILE and not self._whole_file:
+            found = None
+        if found is None or (current is not None and found.rank <= current.rank):
+            return False
+        inode = self._inode
+        self._reset(inode)
+        self._format = found
+        return pos > 0
 
     def _scan(self, fd: int, size: int, budget: int | None = None) -> None:
         pos, at_start = self._scanned, self._at_line_start
@@ -172,7 +204,12 @@ class ProgressLog:
                 if pos + len(chunk) >= size:
                     break  # an unfinished last line: wait for the rest of it
                 # A single line longer than a chunk: note a header, move on.
-                starts_with_header = at_start and chunk.startswith(LOG_HEADER_BYTES)
+                if at_start and self._upgrade(chunk, pos):
+                    pos, at_start = 0, True
+                    stop_at = size if budget is None else budget
+                    continue
+                fmt = self._format
+                starts_with_header = at_start and fmt is not None and fmt.is_header(chunk, pos == 0)
                 self._add_block(
                     pos, len(chunk), at_start, int(starts_with_header), pos if starts_with_header else -1
                 )
@@ -181,13 +218,24 @@ class ProgressLog:
                 continue
             # Only the complete lines: up to and with the last newline.
             end = last_newline + 1
-            starts_with_header = at_start and chunk.startswith(LOG_HEADER_BYTES)
-            count = chunk.count(_NEEDLE, 0, end)
-            if count:
-                last_header = pos + chunk.rfind(_NEEDLE, 0, end) + 1
+            # Mid-line (after a line longer than a chunk): sniff from the first newline on.
+            probe = chunk[:end] if at_start else chunk[chunk.find(b"\n") : end]
+            if self._upgrade(probe, pos):
+                pos, at_start = 0, True  # a new shape: index again from the start
+                stop_at = size if budget is None else budget
+                continue
+            fmt = self._format
+            if fmt is None:
+                count, last_header = 0, -1
             else:
-                last_header = pos if starts_with_header else -1
-            self._add_block(pos, end, at_start, count + starts_with_header, last_header)
+                count, last_header = fmt.count(chunk, end, pos == 0)
+                if not at_start and count and fmt.is_header(chunk, False):
+                    # The chunk begins mid-line: what looks like a header at 0 is not one.
+                    count -= 1
+                    last_header = last_header if last_header > 0 else -1
+                if last_header >= 0:
+                    last_header += pos
+            self._add_block(pos, end, at_start, count, last_header)
             pos += end
             at_start = True
             self._lines_end = pos
@@ -227,12 +275,10 @@ class ProgressLog:
         expected = (self._total if last else self._block_first[block + 1]) - self._block_first[block]
         data = os.pread(fd, end - start, start)
         offsets = array("q")
-        if self._block_at_start[block] and data.startswith(LOG_HEADER_BYTES):
-            offsets.append(start)
-        found = data.find(_NEEDLE)
-        while found != -1:
-            offsets.append(start + found + 1)
-            found = data.find(_NEEDLE, found + 1)
+        fmt = self._format
+        for found in fmt.offsets(data, start == 0) if fmt is not None else ():
+            if found or self._block_at_start[block]:
+                offsets.append(start + found)
         if len(data) != end - start or len(offsets) != expected:
             self._changed_under_us = True
             return None
@@ -276,7 +322,8 @@ class ProgressLog:
             return []
         finally:
             os.close(fd)
-        parsed = parse_log_entries(data.decode("utf-8", errors="replace"))
+        fmt = self._format
+        parsed = fmt.parse(data) if fmt is not None else []
         # If the file changed under us since the refresh, say less rather than
         # something false: only entries that still start with a header count.
         return parsed[: stop - start]
@@ -295,8 +342,8 @@ class ProgressLog:
             size = max(last - first, 0)
             data = os.pread(fd, min(size, cap), first)
             cut = size > cap
-            text = (_whole_characters(data) if cut else data).decode("utf-8", errors="replace")
-            parsed = parse_log_entries(text)
+            fmt = self._format
+            parsed = fmt.parse(_whole_characters(data) if cut else data) if fmt is not None else []
             if len(parsed) != 1:
                 break  # the file changed under us: say less rather than something false
             whole = parsed[0]

@@ -13,12 +13,18 @@ import os
 import re
 import stat
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from loopdash.loop.activity import FamilyRun, parse_metrics_jsonl, parse_status_file
 from loopdash.loop.filecache import FileCache, Reading, Reporter, _ignore, identity_of
+from loopdash.loop.formats import Source, detect
 from loopdash.loop.models import Prd, RunMetrics, RunSummary
 from loopdash.loop.parsing import parse_metrics, parse_prd, parse_summary
 from loopdash.loop.progress import LogState, ProgressLog
+
+#: Seconds between looks for a loop's files while the project's source is not forced.
+DETECT_EVERY = 2.0
 
 RUN_ID_PATTERN = re.compile(r"\A\d{8}_\d{6}\Z")
 
@@ -33,6 +39,15 @@ def run_id_start(run_id: str) -> float | None:
     try:
         return time.mktime(time.strptime(run_id, "%Y%m%d_%H%M%S"))
     except (ValueError, OverflowError):
+        return None
+
+
+def _mtime(path: str | None) -> float | None:
+    if path is None:
+        return None
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
         return None
 
 
@@ -105,6 +120,10 @@ class ProjectSnapshot:
     root_mtime: float | None
     #: The runs directory's (inode, mtime_ns): it changes when a run appears or goes.
     runs_identity: tuple[int, int] | None = None
+    #: The loop family and the paths read (None: claude-loop's, as before families).
+    source: Source | None = None
+    #: For families without run directories: their status and metrics files.
+    family_run: FamilyRun | None = None
 
     def key(self) -> tuple[object, ...]:
         """Equal keys mean equal snapshots (up to the clock): cheap to compare."""
@@ -120,6 +139,8 @@ class ProjectSnapshot:
             self.summary.mtime,
             (log.inode, log.size, log.total, log.mtime, log.complete),
             self.root_mtime,
+            self.source,
+            self.family_run,
         )
 
     @property
@@ -136,10 +157,26 @@ class ProjectSnapshot:
 class Project:
     """The loop files under one root directory."""
 
-    def __init__(self, root: str, report: Reporter = _ignore) -> None:
+    def __init__(
+        self,
+        root: str,
+        report: Reporter = _ignore,
+        layout: str | None = None,
+        prd: str | None = None,
+        progress: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """``layout`` forces a loop family; ``prd`` and ``progress`` (relative to the
+        root) point at files in unusual places; otherwise the family is detected
+        from what is on disk, and looked for again while its files are missing."""
         self.root = os.path.abspath(root)
-        self.prd_path = os.path.join(self.root, "prd.json")
-        self.progress_path = os.path.join(self.root, "progress.txt")
+        self._forced = (layout, prd, progress)
+        self._clock = clock
+        self.source = detect(self.root, layout, prd, progress)
+        self._detected_at = clock()
+        self._root_mtime_ns: int | None = None
+        self.prd_path = self.source.prd_path
+        self.progress_path = self.source.progress_path
         self.runs_path = os.path.join(self.root, ".claude-loop", "runs")
         self._prd = FileCache(parse_prd, report)
         # Full metrics are large (every iteration); keep a few runs' worth.
@@ -148,7 +185,9 @@ class Project:
         # History rows are small: keep one per run, computed once per file version.
         self._summary_rows = FileCache(_summary_totals, report)
         self._metrics_rows = FileCache(_metrics_totals, report)
-        self.log = ProgressLog(self.progress_path)
+        self.log = ProgressLog(self.progress_path, whole_file=self.source.family != "claude-loop")
+        self._status_files = FileCache(parse_status_file, report)
+        self._jsonl_files = FileCache(parse_metrics_jsonl, report)
         self._runs_identity: tuple[int, int] | None = None
         self._run_ids: tuple[str, ...] = ()
 
@@ -256,8 +295,34 @@ class Project:
     def prd(self) -> Reading[Prd]:
         return self._prd.read(self.prd_path)
 
+    def _look_for_source(self) -> None:
+        """Detect the family again when the root changed or the source's files are
+        missing (a loop started after the daemon), at most every DETECT_EVERY s."""
+        layout, prd, progress = self._forced
+        if layout is not None or (prd is not None and progress is not None):
+            return
+        now = self._clock()
+        try:
+            root_mtime_ns: int | None = os.stat(self.root).st_mtime_ns
+        except OSError:
+            root_mtime_ns = None
+        changed = root_mtime_ns != self._root_mtime_ns
+        missing = not any(os.path.isfile(p) for p in self.source.paths())
+        if not changed and not (missing and now - self._detected_at >= DETECT_EVERY):
+            return
+        self._root_mtime_ns, self._detected_at = root_mtime_ns, now
+        source = detect(self.root, layout, prd, progress)
+        if source == self.source:
+            return
+        self.source = source
+        self.prd_path = source.prd_path
+        if source.progress_path != self.progress_path:
+            self.progress_path = source.progress_path
+            self.log = ProgressLog(self.progress_path, whole_file=source.family != "claude-loop")
+
     def snapshot(self, log_budget: int | None = None) -> ProjectSnapshot:
         """Everything status and diff need; ``log_budget`` bounds a cold progress.txt scan."""
+        self._look_for_source()
         run_ids = self.run_ids()
         current = run_ids[-1] if run_ids else None
         try:
@@ -273,6 +338,21 @@ class Project:
             log=self.log.refresh(log_budget),
             root_mtime=root_mtime,
             runs_identity=self._runs_identity,
+            source=self.source,
+            family_run=None if self.source.run_directories else self._family_run(),
+        )
+
+    def _family_run(self) -> FamilyRun:
+        """The status and metrics files of a family without run directories."""
+        source = self.source
+        status = self._status_files.read(source.status_path).value if source.status_path else None
+        metrics = self._jsonl_files.read(source.metrics_path).value if source.metrics_path else None
+        return FamilyRun(
+            run_id=source.run_id,
+            status_mtime=_mtime(source.status_path),
+            metrics_mtime=_mtime(source.metrics_path),
+            status=status,
+            metrics=metrics,
         )
 
     def run_files_identity(self, run_id: str) -> tuple[object, ...]:

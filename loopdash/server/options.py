@@ -22,6 +22,7 @@ from loopdash.derive.notify import KINDS as NOTIFICATION_KINDS
 from loopdash.derive.status import DEFAULT_STALE_AFTER
 from loopdash.loop.progress import MAX_ENTRY_BYTES
 from loopdash.server.limits import DEFAULT_MAX_CONNECTIONS, DEFAULT_REQUEST_DEADLINE
+from loopdash.loop.formats import layout_names
 from loopdash.server.logformat import LOG_FORMATS
 
 VALUE = "value"
@@ -340,6 +341,29 @@ DAEMON_OPTIONS: tuple[DaemonOption, ...] = (
         "The page's address as people open it (put in every notification); default: the listen address.",
         metavar="URL",
         example="https://loops.example.org/",
+    ),
+    DaemonOption(
+        "layout",
+        (
+            "Loop family whose files to read, instead of the one detected from what is on disk: "
+            + ", ".join(layout_names())
+            + " (see docs/loop-families.md)."
+        ),
+        convert=one_of(layout_names()),
+        metavar="NAME",
+        example="ralph",
+    ),
+    DaemonOption(
+        "prd",
+        "The plan file, relative to --root, when it is not where the loop family keeps it.",
+        metavar="PATH",
+        example="tasks/prd.json",
+    ),
+    DaemonOption(
+        "progress",
+        "The progress log, relative to --root, when it is not where the loop family keeps it.",
+        metavar="PATH",
+        example="notes/progress.md",
     ),
     DaemonOption("no-inotify", "Poll only: do not use inotify to notice file changes at once.", kind=FLAG),
     DaemonOption(

@@ -96,6 +96,11 @@ class DashboardConfig:
     public_url: str | None = None
     #: Bytes of one progress.txt entry served or streamed at most (longer: cut, ``truncated``).
     max_entry_bytes: int = MAX_ENTRY_BYTES
+    #: A loop family forced with --layout (None: detected from what is on disk).
+    layout: str | None = None
+    #: The plan and the log, relative to the root, when given with --prd and --progress.
+    prd: str | None = None
+    progress: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -214,7 +219,13 @@ def build_dashboard(config: DashboardConfig, reactor: Any) -> Dashboard:
     if ensure_token(config.token_path):
         log.info("Created a new API token in {path}", path=config.token_path)
     meter = PrometheusMeter()
-    project = Project(root, report=once_per_cause(counting_reporter(meter)))
+    project = Project(
+        root,
+        report=once_per_cause(counting_reporter(meter)),
+        layout=config.layout,
+        prd=config.prd,
+        progress=config.progress,
+    )
     hub = StreamHub(reactor, keepalive=config.keepalive, meter=meter)
     meter.count_streams(lambda: len(hub.subscribers))
     live = LiveProject(project, reactor, config.stale_after, max_entry_bytes=config.max_entry_bytes)

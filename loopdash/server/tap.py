@@ -107,6 +107,9 @@ class Options(usage.Options):
             failure_streak=self["failure-streak"],
             public_url=self["public-url"],
             max_entry_bytes=self["max-entry-bytes"],
+            layout=self["layout"],
+            prd=self["prd"],
+            progress=self["progress"],
         )
 
 

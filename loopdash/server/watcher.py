@@ -299,6 +299,11 @@ class Watcher(Service):
         wanted = [self.project.root, os.path.join(self.project.root, ".claude-loop"), self.project.runs_path]
         if self.last is not None and self.last.current_run is not None:
             wanted.append(os.path.join(self.project.runs_path, self.last.current_run))
+        # A loop family that keeps its files below the root (scripts/ralph/, .ralph/PRD-N/).
+        for path in self.project.source.paths():
+            directory = os.path.dirname(path)
+            if directory not in wanted and directory.startswith(self.project.root + os.sep):
+                wanted.append(directory)
         return wanted
 
     def _keep_watching(self) -> bool:

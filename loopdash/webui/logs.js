@@ -101,7 +101,7 @@ export class LogsView {
     const node = h('li', {class: 'log-entry'},
       h('article', {},
         h('h3', {tabindex: -1}, h('time', {}, entry.timestamp || 'Undated entry')),
-        h('div', {class: 'md'}, renderLines(entry.lines || []))));
+        h('div', {class: 'md', dir: 'auto'}, renderLines(entry.lines || []))));
     node.hidden = !this.matches(entry);
     return node;
   }

@@ -1,0 +1,88 @@
+"""Cold indexing of a big progress log in every supported shape, as a ratio to claude-loop's.
+
+    python -m bench.log_formats [--mb 50] [--repeat 3]
+
+Writes one log per shape (invented text, same size) to a temporary directory,
+then times a cold ``ProgressLog.refresh()`` of each (best of ``--repeat``) and
+prints milliseconds and the ratio to the claude-loop shape measured in the same
+run. Issue 14 asks for every shape within 1.5x. Run by hand: nothing here is a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from collections.abc import Callable
+
+from loopdash.loop.progress import ProgressLog
+
+BODY = "".join(f"- step {i}: changed `module_{i}.py` and ran the tests, which pass\n" for i in range(20))
+
+
+def claude_loop(i: int) -> str:
+    return f"### Iteration: 2026-01-{i % 28 + 1:02d} 10:20 AM\n**Status**: Complete\n{BODY}\n---\n\n"
+
+
+def dated_headers(i: int) -> str:
+    return f"## 2026-01-{i % 28 + 1:02d} - US-{i % 999:03d}: Title\n{BODY}### Learnings\n- one\n---\n\n"
+
+
+def dated_lines(i: int) -> str:
+    return f"[2026-01-{i % 28 + 1:02d}T11:53:17Z] iter {i} status=CONTINUE story=S{i % 40}\n  detail line\n"
+
+
+def whole_file(i: int) -> str:
+    return f"=== section {i} ===\n{BODY}\n"
+
+
+SHAPES: dict[str, Callable[[int], str]] = {
+    "claude-loop": claude_loop,
+    "dated-headers": dated_headers,
+    "dated-lines": dated_lines,
+    "whole-file": whole_file,
+}
+
+
+def write(path: str, make: Callable[[int], str], size: int) -> None:
+    written, i = 0, 0
+    with open(path, "w") as f:
+        while written < size:
+            text = make(i)
+            f.write(text)
+            written += len(text)
+            i += 1
+
+
+def cold_ms(path: str, repeat: int) -> tuple[float, int]:
+    best, total = float("inf"), 0
+    for _ in range(repeat):
+        log = ProgressLog(path, whole_file=True)
+        start = time.perf_counter()
+        total = log.refresh().total
+        best = min(best, time.perf_counter() - start)
+    return best * 1000, total
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--mb", type=float, default=50)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    size = int(args.mb * (1 << 20))
+    with tempfile.TemporaryDirectory(prefix="bench-logs-") as work:
+        results = {}
+        for name, make in SHAPES.items():
+            path = os.path.join(work, f"{name}.txt")
+            write(path, make, size)
+            results[name] = cold_ms(path, args.repeat)
+    base = results["claude-loop"][0]
+    print(f"{'shape':<14} {'entries':>9} {'ms':>8} {'ratio':>6}")
+    for name, (ms, total) in results.items():
+        print(f"{name:<14} {total:>9} {ms:>8.1f} {ms / base:>6.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
