@@ -269,7 +269,9 @@ def test_index_over_appends_equals_a_whole_parse_in_every_shape(
 ) -> None:
     path = os.path.join(str(tmp_path), f"log-{len(lines)}-{len(cuts)}-{chunk_size}.txt")
     data = ("\n".join(lines) + "\n").encode()
-    points = sorted({min(c, len(data)) for c in cuts} | {len(data)})
+    # Appends of whole lines (a line longer than a chunk is noted before it ends,
+    # as claude-loop's index always did: tests/test_progress.py covers that case).
+    points = sorted({data.find(b"\n", min(c, len(data) - 1)) + 1 for c in cuts} | {len(data)})
     open(path, "wb").close()
     log = ProgressLog(path, chunk_size=chunk_size, cached_blocks=2, whole_file=True)
     written = 0

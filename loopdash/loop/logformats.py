@@ -38,11 +38,13 @@ _CLAUDE_NEEDLE = b"\n" + LOG_HEADER_BYTES
 #: What may begin a dated header, after the ``## `` or ``### ``.
 _HEADER_START = rb"(?:\[?\d{4}-\d{2}-\d{2}|\[?\d{8}T\d|\[?\d{1,2}:\d{2}|(?i:iteration[ \t]*(?:#?[ \t]*\d|:)|ticket[ \t]*#?[ \t]*\d))"
 #: A dated header anywhere but at the very start of the bytes (after its newline).
-_DATED_AFTER_NEWLINE = re.compile(rb"\n#{2,3}[ \t]+" + _HEADER_START)
+# The match is the newline alone (a lookahead holds the rest): findall then
+# returns a cached one-byte object per header, not a new bytes per match.
+_DATED_AFTER_NEWLINE = re.compile(rb"\n(?=#{2,3}[ \t]+" + _HEADER_START + rb")")
 _DATED_AT_START = re.compile(rb"#{2,3}[ \t]+" + _HEADER_START)
 #: A line that begins with a timestamp, for logs without Markdown headers.
 _LINE_START = rb"(?:[-*][ \t]+)?\[?(?:\d{4}-\d{2}-\d{2}(?:[T ]\d{1,2}:\d{2}|\]|:|[ \t])|\d{8}T\d{4})"
-_LINES_AFTER_NEWLINE = re.compile(rb"\n" + _LINE_START)
+_LINES_AFTER_NEWLINE = re.compile(rb"\n(?=" + _LINE_START + rb")")
 _LINES_AT_START = re.compile(_LINE_START)
 
 
@@ -134,6 +136,10 @@ class _Regex(LogFormat):
             last = 0
         return count + starts, last
 
+    def found_in(self, data: bytes, first: bool) -> bool:
+        """Whether ``data`` holds at least one header (stops at the first)."""
+        return self._starts(data, first) or self.after_newline.search(data) is not None
+
     def _starts(self, data: bytes, first: bool) -> bool:
         skip = 3 if first and data.startswith(_BOM) else 0
         return self.at_start.match(data, skip) is not None
@@ -216,9 +222,9 @@ def sniff(data: bytes, first: bool) -> LogFormat | None:
     """
     if data.startswith(LOG_HEADER_BYTES) or _CLAUDE_NEEDLE in data:
         return CLAUDE_LOOP
-    if DATED_HEADERS.offsets(data, first):
+    if DATED_HEADERS.found_in(data, first):
         return DATED_HEADERS
-    if DATED_LINES.offsets(data, first):
+    if DATED_LINES.found_in(data, first):
         return DATED_LINES
     if data.strip(_BOM + b" \t\r\n"):
         return WHOLE_FILE

@@ -37,6 +37,9 @@ MAX_ENTRY_BYTES = 64 << 10
 
 #: Bytes read at the last header to check it is still one.
 _HEADER_PROBE = 512
+#: A log's shape is sniffed in its first bytes only: past them, a log read whole
+#: or by dated lines keeps its shape (a 50 MB plain log costs no regex scans).
+SNIFF_LIMIT = 1 << 20
 #: Bytes at the head and at the end of the indexed region compared on each
 #: change: a file rewritten in place, not appended to, almost always differs there.
 _SAMPLE = 4096
@@ -175,10 +178,11 @@ class ProgressLog:
         higher-ranked shape than indexed so far (the scan restarts from 0).
 
         Header shapes are final: only a log still read whole or by dated lines
-        is looked at again, so a 50 MB log of headers pays no second scan.
+        is looked at again, and only in its first SNIFF_LIMIT bytes, so a 50 MB
+        log pays no second scan.
         """
         current = self._format
-        if current is CLAUDE_LOOP or current is DATED_HEADERS:
+        if current is CLAUDE_LOOP or current is DATED_HEADERS or (current is not None and pos >= SNIFF_LIMIT):
             return False
         found = sniff(chunk, pos == 0)
         if found is WHOLE_FILE and not self._whole_file:
