@@ -32,6 +32,15 @@ TIMESTAMP_REGEX = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$"
 
 Count = Annotated[int, Meta(ge=0)]
 RunId = Annotated[str, Meta(pattern=RUN_ID_REGEX)]
+#: The runs of loop families without run directories: ralph-cli's plan folders.
+FAMILY_RUN_ID_REGEX = r"^([0-9]{8}_[0-9]{6}|PRD-[0-9]+)$"
+FamilyRunId = Annotated[
+    str,
+    Meta(
+        pattern=FAMILY_RUN_ID_REGEX,
+        description="A run directory's name, or a loop family's own run (PRD-67).",
+    ),
+]
 Timestamp = Annotated[str, Meta(pattern=TIMESTAMP_REGEX, extra_json_schema={"format": "date-time"})]
 Strings = tuple[str, ...]
 PageLimit = Annotated[
@@ -69,8 +78,21 @@ class Health(Shape, frozen=True):
     version: Annotated[str, Meta(description="The API contract's version.")]
 
 
+class SourceAnswer(Answer, frozen=True):
+    """``GET /api/health``'s ``source``: the loop family read and its files (docs/loop-families.md)."""
+
+    family: str
+    prd: Annotated[str, Meta(description="The plan file, relative to the root.")]
+    progress: Annotated[str, Meta(description="The progress log, relative to the root.")]
+    status: str | None
+    metrics: str | None
+    run_id: str | None
+    found: Annotated[Strings, Meta(description="Which of those files exist now.")]
+
+
 class HealthAnswer(Health, Answer, frozen=True):
     server_version: Annotated[str, Meta(description="loopdash's own version (an addition).")]
+    source: SourceAnswer | UnsetType = UNSET
 
 
 # -- status ---------------------------------------------------------------------------
@@ -115,6 +137,15 @@ class ExecutionStatus(Shape, frozen=True):
 
 class ExecutionStatusAnswer(ExecutionStatus, Answer, frozen=True):
     current_story: CurrentStoryAnswer | None
+    run_id: FamilyRunId | None
+    tokens_in: (
+        Annotated[int, Meta(ge=0, description="An addition, for families that write metrics.jsonl.")]
+        | UnsetType
+    ) = UNSET
+    tokens_out: (
+        Annotated[int, Meta(ge=0, description="An addition, for families that write metrics.jsonl.")]
+        | UnsetType
+    ) = UNSET
 
 
 # -- stories ---------------------------------------------------------------------------
@@ -135,6 +166,9 @@ class Story(Shape, frozen=True, kw_only=False):
         Meta(description="As written in prd.json (the contract names simple, medium, complex)."),
     ] = field(name="estimatedComplexity")
     dependencies: Strings
+    #: loopdash's additions a client reads typed (not in ``extra``); unset from other servers.
+    state: str | UnsetType = UNSET
+    priority_label: str | None | UnsetType = field(default=UNSET, name="priorityLabel")
 
 
 class StoryAnswer(Story, Answer, frozen=True):
@@ -191,6 +225,13 @@ class LogEntryAnswer(LogEntry, Answer, frozen=True):
         ]
         | UnsetType
     ) = UNSET
+    # Additions, for logs other than claude-loop's: what their header lines say.
+    time: (
+        Annotated[str | None, Meta(description="The timestamp as ISO-8601, when it parses.")] | UnsetType
+    ) = UNSET
+    story_ids: Annotated[Strings, Meta(description="The story ids the header names.")] | UnsetType = UNSET
+    title: Annotated[str | None, Meta(description="The rest of the header.")] | UnsetType = UNSET
+    status: Annotated[str | None, Meta(description="A status word, if written.")] | UnsetType = UNSET
 
 
 class LogPage(Shape, frozen=True):

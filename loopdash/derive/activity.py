@@ -11,8 +11,11 @@ the family's own run (``PRD-67``) or null. Pure: snapshot and clock in, JSON out
 
 from __future__ import annotations
 
-from loopdash.derive.status import iso_utc, next_story
-from loopdash.loop.models import JSONObject
+from msgspec import UNSET
+
+from loopdash.contract.shapes import CurrentStoryAnswer, ExecutionStatusAnswer
+from loopdash.derive.status import iso_utc_at, next_story
+from loopdash.loop.models import Prd
 from loopdash.loop.project import ProjectSnapshot
 
 #: ``.status.json`` phases that mean the loop has stopped.
@@ -29,7 +32,7 @@ def activity_times(snapshot: ProjectSnapshot) -> list[float]:
     return [t for t in times if t is not None]
 
 
-def activity_status(snapshot: ProjectSnapshot, now: float, stale_after: float) -> JSONObject:
+def activity_status(snapshot: ProjectSnapshot, now: float, stale_after: float) -> ExecutionStatusAnswer:
     prd = snapshot.prd.value
     run = snapshot.family_run
     live = run.status if run is not None else None
@@ -41,48 +44,43 @@ def activity_status(snapshot: ProjectSnapshot, now: float, stale_after: float) -
 
     total = len(prd.stories) if prd else 0
     completed = prd.completed if prd else 0
-    current: JSONObject | None = None
+    current: CurrentStoryAnswer | None = None
     if running:
         # The end of the last iteration: when the log or the metrics last grew.
         ends = [t for t in (snapshot.log.mtime, run.metrics_mtime if run else None) if t is not None]
         since = max(ends) if ends else newest
         elapsed_ms = int(max(now - since, 0.0) * 1000) if since is not None else 0
         if live is not None and live.story_id:
-            current = {"id": live.story_id, "status": "in_progress", "elapsed_ms": elapsed_ms}
             title = live.story_title or _title(prd, live.story_id)
-            if title:
-                current["title"] = title
+            current = CurrentStoryAnswer(
+                id=live.story_id, status="in_progress", elapsed_ms=elapsed_ms, story_title=title or UNSET
+            )
         elif prd is not None:
             story = next_story(prd)
             if story is not None:
-                current = {
-                    "id": story.id,
-                    "status": "in_progress",
-                    "elapsed_ms": elapsed_ms,
-                    "title": story.title,
-                }
+                current = CurrentStoryAnswer(
+                    id=story.id, status="in_progress", elapsed_ms=elapsed_ms, story_title=story.title
+                )
     last = newest if newest is not None else snapshot.root_mtime
-    body: JSONObject = {
-        "is_running": running,
-        "run_id": run.run_id if run is not None else None,
-        "current_story": current,
-        "progress_pct": round(completed * 100.0 / total, 1) if total else 0.0,
-        "completed_stories": completed,
-        "total_stories": total,
+    return ExecutionStatusAnswer(
+        is_running=running,
+        run_id=run.run_id if run is not None else None,
+        current_story=current,
+        progress_pct=round(completed * 100.0 / total, 1) if total else 0.0,
+        completed_stories=completed,
+        total_stories=total,
         # No run start is written by these families: elapsed time is not known.
-        "elapsed_time": 0,
-        "estimated_remaining": None,
-        "cost_so_far": round(metrics.cost, 6) if metrics is not None else 0.0,
-        "last_update": iso_utc(last if last is not None else now),
-    }
-    if metrics is not None:
-        body["tokens_in"] = metrics.tokens_in
-        body["tokens_out"] = metrics.tokens_out
-    return body
+        elapsed_time=0,
+        estimated_remaining=None,
+        cost_so_far=round(metrics.cost, 6) if metrics is not None else 0.0,
+        last_update=iso_utc_at(last if last is not None else now),
+        tokens_in=metrics.tokens_in if metrics is not None else UNSET,
+        tokens_out=metrics.tokens_out if metrics is not None else UNSET,
+    )
 
 
-def _title(prd: object, story_id: str) -> str | None:
-    for story in getattr(prd, "stories", ()):
+def _title(prd: Prd | None, story_id: str) -> str | None:
+    for story in prd.stories if prd is not None else ():
         if story.id == story_id:
-            return str(story.title)
+            return story.title
     return None

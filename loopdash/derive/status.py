@@ -210,10 +210,27 @@ def run_detail_json(row: RunRow, metrics: RunMetrics | None) -> JSONObject:
 
 
 def log_entry_value(entry: LogEntry) -> LogEntryAnswer:
-    """An entry as the API serves it; a cut one also says so, with its full size in bytes."""
-    if entry.truncated and entry.size is not None:
-        return LogEntryAnswer(timestamp=entry.timestamp, lines=entry.lines, truncated=True, size=entry.size)
-    return LogEntryAnswer(timestamp=entry.timestamp, lines=entry.lines)
+    """An entry as the API serves it; a cut one also says so, with its full size in bytes.
+
+    Entries of logs other than claude-loop's also carry what their header says
+    (time, story_ids, title, status); claude-loop's keep the contract's shape.
+    """
+    size = entry.size if entry.truncated else None
+    details = entry.details
+    if details is None:
+        if size is not None:
+            return LogEntryAnswer(timestamp=entry.timestamp, lines=entry.lines, truncated=True, size=size)
+        return LogEntryAnswer(timestamp=entry.timestamp, lines=entry.lines)
+    return LogEntryAnswer(
+        timestamp=entry.timestamp,
+        lines=entry.lines,
+        truncated=True if size is not None else UNSET,
+        size=size if size is not None else UNSET,
+        time=details.time,
+        story_ids=details.story_ids,
+        title=details.title,
+        status=details.status,
+    )
 
 
 def log_entry_json(entry: LogEntry) -> JSONObject:
@@ -259,6 +276,11 @@ def execution_status(snapshot: ProjectSnapshot, now: float, stale_after: float) 
 
 def status_value(snapshot: ProjectSnapshot, now: float, stale_after: float) -> ExecutionStatusAnswer:
     """``GET /api/status``: the rules of loop-data.md over one snapshot."""
+    if snapshot.source is not None and not snapshot.source.run_directories:
+        # A loop family without .claude-loop/runs/: the rules of docs/loop-families.md.
+        from loopdash.derive.activity import activity_status
+
+        return activity_status(snapshot, now, stale_after)
     prd = snapshot.prd.value
     metrics = snapshot.metrics.value
     summary = snapshot.summary.value

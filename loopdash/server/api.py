@@ -24,7 +24,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import RequestRedirect
 
 from loopdash import API_VERSION, __version__
-from loopdash.contract.shapes import HealthAnswer, StreamTicketAnswer
+from loopdash.contract.shapes import HealthAnswer, SourceAnswer, StreamTicketAnswer
 from loopdash.derive.status import iso_utc_at
 from loopdash.local.token import TokenFile
 from loopdash.loop.project import Project
@@ -240,6 +240,23 @@ class DashboardAPI:
             timestamp=iso_utc_at(self.clock.seconds()),
             version=API_VERSION,
             server_version=__version__,
+            source=self._source(),
+        )
+
+    def _source(self) -> SourceAnswer:
+        """The loop family read and its files: what a new user checks first."""
+        source = self.project.source
+        described = source.describe(self.project.root)
+        return SourceAnswer(
+            family=source.family,
+            prd=str(described["prd"]),
+            progress=str(described["progress"]),
+            status=described["status"] if isinstance(described["status"], str) else None,
+            metrics=described["metrics"] if isinstance(described["metrics"], str) else None,
+            run_id=source.run_id,
+            found=tuple(str(p) for p in described["found"] if isinstance(p, str))
+            if isinstance(described["found"], list)
+            else (),
         )
 
     @api_route(app, "/api/openapi.json", auth="public")

@@ -20,9 +20,9 @@ from typing import Any
 from loopdash.derive.notify import DEFAULT_FAILURE_STREAK
 from loopdash.derive.notify import KINDS as NOTIFICATION_KINDS
 from loopdash.derive.status import DEFAULT_STALE_AFTER
+from loopdash.loop.formats import layout_names
 from loopdash.loop.progress import MAX_ENTRY_BYTES
 from loopdash.server.limits import DEFAULT_MAX_CONNECTIONS, DEFAULT_REQUEST_DEADLINE
-from loopdash.loop.formats import layout_names
 from loopdash.server.logformat import LOG_FORMATS
 
 VALUE = "value"
