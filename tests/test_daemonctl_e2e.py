@@ -231,7 +231,7 @@ def test_stale_pidfile_with_a_dead_pid_is_reported_and_replaced(project: Project
 
 
 def test_pidfile_holding_the_pid_of_an_unrelated_program_is_replaced(project: Project) -> None:
-    unrelated = subprocess.Popen(["sleep", "30"])
+    unrelated = subprocess.Popen(["sleep", "600"])  # outlives the test on a loaded machine
     try:
         os.makedirs(project.files.directory, exist_ok=True)
         with open(project.files.pidfile, "w") as f:

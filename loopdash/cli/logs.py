@@ -7,7 +7,7 @@ import sys
 import time
 
 from loopdash.cli.common import add_root_argument, error
-from loopdash.cli.logtail import LogFollower, last_lines
+from loopdash.cli.logtail import LogFollower, last_lines_across
 from loopdash.local.daemon import DaemonFiles
 
 FOLLOW_INTERVAL = 0.25
@@ -31,10 +31,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     files = DaemonFiles.for_root(args.root)
     follower = LogFollower.at_end(files.logfile)
-    if follower.offset == 0 and not args.follow:
+    lines = last_lines_across(files.logfile, args.lines, end=follower.offset)
+    if not lines and follower.offset == 0 and not args.follow:
         error(f"no log yet at {files.logfile} (`loopdash start` writes it)")
         return 1
-    for line in last_lines(files.logfile, args.lines, end=follower.offset):
+    for line in lines:
         print(line)
     if not args.follow:
         return 0

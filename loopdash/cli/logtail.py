@@ -32,6 +32,26 @@ def last_lines(path: str, count: int, end: int | None = None, block: int = 8192)
     return lines[-count:]
 
 
+def rotated_files(path: str) -> list[str]:
+    """The rotated copies of a log, newest first: ``<path>.1``, ``<path>.2``, ... (twistd's LogFile naming)."""
+    found = []
+    number = 1
+    while os.path.isfile(f"{path}.{number}"):
+        found.append(f"{path}.{number}")
+        number += 1
+    return found
+
+
+def last_lines_across(path: str, count: int, end: int | None = None) -> list[str]:
+    """The last ``count`` lines of a log and, when it holds fewer, of its rotated files before it."""
+    lines = last_lines(path, count, end)
+    for older in rotated_files(path):
+        if len(lines) >= count:
+            break
+        lines = last_lines(older, count - len(lines)) + lines
+    return lines
+
+
 class LogFollower:
     """The lines appended to a file since an offset; starts over when the file is rotated or truncated."""
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import subprocess
 import sys
 import time
@@ -29,12 +28,14 @@ from loopdash.local.daemon import (
     fetch_health,
     inspect,
     read_pidfile,
+    read_state,
     remove_quietly,
     stop_daemon,
-    write_state,
 )
+from loopdash.local.token import read_token, token_file_problem
 from loopdash.server.options import DAEMON_OPTIONS, FLAG, REPEAT, VALUE, DaemonOption, daemon_option
 from loopdash.server.options import command_line as daemon_command_line
+from loopdash.server.runtime import start_lines
 
 #: twistd returns once the port is bound (about 0.3 s); allow for a loaded machine.
 LAUNCH_TIMEOUT = 30.0
@@ -151,7 +152,9 @@ def twistd_command(files: DaemonFiles, given: dict[str, Any]) -> list[str]:
 
 
 def is_port_in_use(text: str) -> bool:
-    return "CannotListenError" in text and ("Address already in use" in text or "Errno 98" in text)
+    """Whether twistd's output or log says the address is taken (its exception, or the plugin's line)."""
+    listening = "CannotListenError" in text or "Couldn't listen on" in text
+    return listening and ("Address already in use" in text or "Errno 98" in text)
 
 
 def log_since(path: str, offset: int) -> str:
@@ -218,7 +221,14 @@ def address(args: argparse.Namespace) -> Address | str:
     return Address(connect_url(host, port), host, port, None)
 
 
-def _launch_failed(files: DaemonFiles, where: Address, output: str, log_offset: int) -> int:
+#: How the plugin starts its one-line refusals (see loopdash.server.tap.exit_refusing).
+PLUGIN_PREFIX = "twistd loopdash: "
+EXIT_USAGE = 2
+
+
+def _launch_failed(
+    files: DaemonFiles, where: Address, output: str, log_offset: int, returncode: int = 1
+) -> int:
     new_log = log_since(files.logfile, log_offset)
     # twistd removes its pidfile when the start fails; a leftover one is never ours to keep,
     # unless a concurrent start won the race and its dashboard now runs.
@@ -235,8 +245,14 @@ def _launch_failed(files: DaemonFiles, where: Address, output: str, log_offset: 
             f"choose another with --port (e.g. --port {other})"
         )
         return 1
-    first_line = output.strip().splitlines()[0] if output.strip() else "no message"
-    error(f"twistd could not start the dashboard: {first_line} (log: {files.logfile})")
+    for line in output.splitlines():
+        if line.startswith(PLUGIN_PREFIX):
+            # The plugin's own one-line refusal: it knows why, so say only that.
+            error(line[len(PLUGIN_PREFIX) :].replace("twistd loopdash --help", "loopdash start --help"))
+            return EXIT_USAGE if returncode == EXIT_USAGE else 1
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    reason = lines[-1] if lines else "no message"
+    error(f"twistd could not start the dashboard: {reason} (log: {files.logfile})")
     _show_log(new_log.splitlines()[-FAILURE_LOG_LINES:])
     return 1
 
@@ -259,8 +275,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"Replacing a stale pidfile: {found.reason}.")
         remove_quietly(files.pidfile)
     remove_quietly(files.statefile)
-    os.makedirs(files.directory, mode=0o700, exist_ok=True)
-    log_offset = os.path.getsize(files.logfile) if os.path.exists(files.logfile) else 0
+    token_file = daemon_choices(args)["token-file"] or files.token_file
+    refusal = _refusal(files, token_file)
+    if refusal is not None:
+        error(refusal)
+        return 1
+    log_offset = os.path.getsize(files.logfile) if os.path.isfile(files.logfile) else 0
 
     command = twistd_command(files, daemon_choices(args))
     try:
@@ -277,7 +297,7 @@ def run(args: argparse.Namespace) -> int:
         return _launch_failed(files, where, message, log_offset)
     output = launched.stdout.decode("utf-8", errors="replace")
     if launched.returncode != 0:
-        return _launch_failed(files, where, output, log_offset)
+        return _launch_failed(files, where, output, log_offset, launched.returncode)
     try:
         pid = read_pidfile(files.pidfile)
     except (OSError, ValueError):
@@ -287,16 +307,10 @@ def run(args: argparse.Namespace) -> int:
         _show_log(last_lines(files.logfile, FAILURE_LOG_LINES))
         return 1
 
-    url = where.url
-    write_state(
-        files,
-        {
-            "pid": pid,
-            "url": url,
-            "host": where.host,
-            "port": where.port,
-            "log_format": chosen(args, "log-format"),
-        },
+    # The daemon records the URL it really listens on in the state file.
+    recorded = read_state(files)
+    url = (
+        recorded["url"] if recorded.get("pid") == pid and isinstance(recorded.get("url"), str) else where.url
     )
     problem = wait_for_health(url, pid, args.timeout)
     if problem is not None:
@@ -307,21 +321,26 @@ def run(args: argparse.Namespace) -> int:
         remove_quietly(files.statefile)
         return 1
 
-    token_file = daemon_choices(args)["token-file"] or files.token_file
-    print(f"loopdash dashboard running (pid {pid}) at {url}")
-    token = _read_token(token_file)
-    if token:
-        # The token travels in the fragment, which browsers never send to a server.
-        print(f"  open:       {url}/#token={token}")
-    print(f"  token file: {token_file}")
-    print(f"  log file:   {files.logfile}")
-    print(f'  try:        curl -H "Authorization: Bearer $(cat {shlex.quote(token_file)})" {url}/api/status')
+    try:
+        token: str | None = read_token(token_file)
+    except (OSError, ValueError):
+        token = None
+    # The token travels in the URL fragment, which browsers never send to a server.
+    print("\n".join(start_lines(pid, url, token_file, token, files.logfile)))
     return 0
 
 
-def _read_token(path: str) -> str | None:
+def _refusal(files: DaemonFiles, token_file: str) -> str | None:
+    """Why the daemon would refuse to start, found before launching it (one line), or None."""
+    if not os.access(files.root, os.R_OK | os.X_OK):
+        return f"cannot read the project directory {files.root}: permission denied"
     try:
-        with open(path, encoding="utf-8") as f:
-            return f.read().strip() or None
-    except OSError:
-        return None
+        os.makedirs(files.directory, mode=0o700, exist_ok=True)
+    except OSError as e:
+        return (
+            f"cannot create {files.directory} ({e.strerror or e}): the dashboard keeps its "
+            "pidfile, log and token there; make the project directory writable"
+        )
+    if not os.access(files.directory, os.W_OK | os.X_OK):
+        return f"cannot write in {files.directory}: the dashboard keeps its pidfile, log and token there"
+    return token_file_problem(token_file)

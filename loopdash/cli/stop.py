@@ -23,13 +23,20 @@ def run(args: argparse.Namespace) -> int:
     found = inspect(files)
     if found.state != RUNNING or found.pid is None:
         if found.state == DEAD:
-            remove_quietly(files.pidfile)
-            print(f"loopdash dashboard: not running (removed a stale pidfile: {found.reason})")
+            # Only this project's own copy goes: the process it names is never signalled.
+            removed = remove_quietly(files.pidfile)
+            what = "removed a stale pidfile" if removed else f"a stale pidfile {files.pidfile} is left"
+            print(
+                f"loopdash dashboard: not running here ({what}: {found.reason}; that process was left alone)"
+            )
         else:
             print("loopdash dashboard: not running")
         remove_quietly(files.statefile)
         return 0
     outcome = stop_daemon(files, found.pid, args.timeout)
+    if outcome.denied:
+        error(f"pid {found.pid} serves this project but belongs to another user: not allowed to stop it")
+        return 1
     if outcome.killed:
         error(f"warning: pid {found.pid} did not exit within {args.timeout:g} s of SIGTERM; sent SIGKILL")
     if not outcome.exited:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from loopdash.local import procinfo
+from loopdash.local.smallfile import PIDFILE_LIMIT, STATE_LIMIT, SmallFileError, read_small_file
 from loopdash.local.token import default_token_path
 
 DASHBOARD_DIR = os.path.join(".claude-loop", "dashboard")
@@ -80,26 +81,46 @@ class RunningDashboard(NamedTuple):
 
 
 def read_pidfile(path: str) -> int | None:
-    """The pid in a pidfile; None when missing. Raises ValueError when it holds no pid."""
+    """The pid in a pidfile; None when missing.
+
+    Raises ValueError when it holds no pid, :class:`SmallFileError` (an
+    OSError) when it is not a small regular file we can read: never blocks on a FIFO.
+    """
     try:
-        with open(path, "rb") as f:
-            raw = f.read(64)
+        raw = read_small_file(path, PIDFILE_LIMIT)
     except FileNotFoundError:
         return None
-    pid = int(raw.decode("ascii", errors="replace").strip())
-    if pid <= 0:
-        raise ValueError(f"not a pid: {pid}")
-    return pid
+    text = raw.decode("ascii", errors="replace").strip()
+    if not text.isdigit() or int(text) <= 0:
+        raise ValueError(f"not a pid: {text[:20]!r}")
+    return int(text)
 
 
 def read_state(files: DaemonFiles) -> dict[str, Any]:
-    """The state file's content, or an empty dict when missing or unreadable."""
+    """The state file's content, or an empty dict when missing, unreadable or not a JSON object."""
     try:
-        with open(files.statefile, "rb") as f:
-            value = json.loads(f.read(65536))
+        value = json.loads(read_small_file(files.statefile, STATE_LIMIT))
     except (OSError, ValueError):
         return {}
     return value if isinstance(value, dict) else {}
+
+
+def same_directory(one: str, other: str) -> bool:
+    """Whether two paths name the same directory (symlinks and bind mounts included)."""
+    try:
+        return os.path.samefile(one, other)
+    except OSError:
+        return os.path.realpath(one) == os.path.realpath(other)
+
+
+def whose_dashboard(files: DaemonFiles, pid: int, argv: list[str]) -> str | None:
+    """None when the dashboard ``pid`` serves ``files.root``; else why it is not this project's."""
+    served = procinfo.served_root(pid, argv)
+    if served is None:
+        return f"pid {pid} is a dashboard of another user, or one whose project cannot be checked"
+    if not same_directory(served, files.root):
+        return f"pid {pid} is the dashboard of another project ({served})"
+    return None
 
 
 def write_state(files: DaemonFiles, state: dict[str, Any]) -> None:
@@ -111,28 +132,39 @@ def write_state(files: DaemonFiles, state: dict[str, Any]) -> None:
 
 
 def remove_quietly(path: str) -> bool:
+    """Remove ``path`` if we can; whether it was removed (missing or not ours to remove: False)."""
     try:
         os.unlink(path)
-    except FileNotFoundError:
+    except OSError:
         return False
     return True
 
 
 def inspect(files: DaemonFiles) -> Inspection:
-    """Running (a live twistd serving loopdash holds the pidfile's pid), stopped, or dead."""
+    """Running (a live twistd serving loopdash for *this* root holds the pid), stopped, or dead.
+
+    The pid comes from the pidfile; without one, from the state file the
+    daemon writes once it listens (a foreground ``twistd -n --pidfile= loopdash``).
+    A pid counts only while it is a loopdash dashboard whose ``--root`` is this
+    project: a pidfile copied from another project (``cp -a``) is stale here.
+    """
     try:
         pid = read_pidfile(files.pidfile)
+    except SmallFileError as e:
+        return Inspection(DEAD, reason=f"the pidfile {e}")
     except (OSError, ValueError) as e:
         return Inspection(DEAD, reason=f"the pidfile {files.pidfile} holds no pid ({e})")
-    if pid is None:
-        return Inspection(STOPPED)
-    if not procinfo.is_alive(pid):
-        return Inspection(DEAD, pid, reason=f"process {pid} has exited")
-    argv = procinfo.command_line(pid)
-    if not procinfo.is_dashboard_command(argv):
-        program = os.path.basename(argv[0]) if argv else "?"
-        return Inspection(DEAD, pid, reason=f"pid {pid} now belongs to another program ({program})")
     state = read_state(files)
+    from_state = False
+    if pid is None:
+        recorded = state.get("pid")
+        if not isinstance(recorded, int) or isinstance(recorded, bool) or recorded <= 0:
+            return Inspection(STOPPED)
+        pid, from_state = recorded, True
+    problem = _not_our_dashboard(files, pid)
+    if problem is not None:
+        # A state file left by a daemon that is gone is not worth a warning.
+        return Inspection(STOPPED) if from_state else Inspection(DEAD, pid, reason=problem)
     url = state.get("url") if state.get("pid") == pid else None
     return Inspection(
         RUNNING,
@@ -140,6 +172,16 @@ def inspect(files: DaemonFiles) -> Inspection:
         url if isinstance(url, str) else None,
         procinfo.start_time(pid),
     )
+
+
+def _not_our_dashboard(files: DaemonFiles, pid: int) -> str | None:
+    if not procinfo.is_alive(pid):
+        return f"process {pid} has exited"
+    argv = procinfo.command_line(pid)
+    if not procinfo.is_dashboard_command(argv):
+        program = os.path.basename(argv[0]) if argv else "?"
+        return f"pid {pid} now belongs to another program ({program})"
+    return whose_dashboard(files, pid, argv)
 
 
 def find_running(root: str) -> RunningDashboard | None:
@@ -228,6 +270,7 @@ def wait_until(
 class StopOutcome:
     killed: bool  # SIGKILL was needed
     exited: bool  # the process is gone (or a zombie) at the end
+    denied: bool = False  # the process is another user's: no signal could be sent
 
 
 #: How long to wait for the process to vanish after SIGKILL.
@@ -250,6 +293,8 @@ def stop_daemon(files: DaemonFiles, pid: int, timeout: float) -> StopOutcome:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
         pass
+    except PermissionError:
+        return StopOutcome(False, False, denied=True)
     exited = wait_until(shut_down, timeout)
     if not exited:
         killed = True
@@ -257,6 +302,8 @@ def stop_daemon(files: DaemonFiles, pid: int, timeout: float) -> StopOutcome:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+        except PermissionError:
+            return StopOutcome(True, False, denied=True)
         exited = wait_until(lambda: not procinfo.is_alive(pid), KILL_GRACE)
     if exited:
         remove_quietly(files.pidfile)

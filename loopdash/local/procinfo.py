@@ -48,6 +48,45 @@ def is_dashboard_command(argv: list[str]) -> bool:
     return runs_twistd and "loopdash" in argv
 
 
+def working_directory(pid: int) -> str | None:
+    """The current directory of ``pid``; None when gone or not ours to look at (another user's)."""
+    try:
+        return os.readlink(f"/proc/{pid}/cwd")
+    except OSError:
+        return None
+
+
+def root_argument(argv: list[str]) -> str:
+    """The ``--root`` a ``twistd ... loopdash`` argv gives the plugin, as typed ("." when absent)."""
+    try:
+        arguments = argv[argv.index("loopdash") + 1 :]
+    except ValueError:
+        return "."
+    root = "."
+    for index, argument in enumerate(arguments):
+        if argument in ("--root", "-r") and index + 1 < len(arguments):
+            root = arguments[index + 1]
+        elif argument.startswith("--root="):
+            root = argument[len("--root=") :]
+        elif argument.startswith("-r") and not argument.startswith("--") and len(argument) > 2:
+            root = argument[2:]
+    return root
+
+
+def served_root(pid: int, argv: list[str]) -> str | None:
+    """The project directory the dashboard ``pid`` serves, absolute; None when it cannot be known.
+
+    A relative ``--root`` is resolved against the process's own directory
+    (twistd keeps the directory it was started in), which /proc shows only for
+    our own processes.
+    """
+    root = root_argument(argv)
+    if os.path.isabs(root):
+        return root
+    cwd = working_directory(pid)
+    return None if cwd is None else os.path.normpath(os.path.join(cwd, root))
+
+
 def start_time(pid: int) -> float | None:
     """When ``pid`` started, in seconds since the epoch, or None if it is gone."""
     fields = _stat_fields(pid)

@@ -12,6 +12,7 @@ import secrets
 import stat
 from collections.abc import Callable
 
+from loopdash.local.smallfile import TOKEN_LIMIT, SmallFileError, read_small_file
 from loopdash.loop.filecache import identity_of
 
 TOKEN_RELATIVE_PATH = os.path.join(".claude-loop", "dashboard", "auth_token.txt")
@@ -59,16 +60,44 @@ class UnsafeTokenFile(Exception):
 
 
 def token_file_problem(path: str) -> str | None:
-    """Why the token file at ``path`` must not be used (group or others may access it), or None.
+    """Why the token file at ``path`` cannot be used, in one sentence, or None.
 
-    A missing file is fine: it is created 0600. We refuse rather than chmod it,
-    since a token others could read may already be known: rotate it.
+    Group or others may access it (we refuse rather than chmod it, since a
+    token others could read may already be known: rotate it); or it is not a
+    regular file (a FIFO, a directory), is far larger than a token, cannot be
+    read, or holds no token. A missing file is fine: it is created 0600.
+    Never blocks and never reads more than :data:`TOKEN_LIMIT` bytes.
     """
     try:
         mode = os.stat(path).st_mode
-    except OSError:
+    except FileNotFoundError:
         return None
-    return unsafe_mode_problem(path, mode)
+    except OSError as e:
+        return f"The token file {path} cannot be read: {e.strerror or e}."
+    if stat.S_ISREG(mode):
+        problem = unsafe_mode_problem(path, mode)
+        if problem is not None:
+            return problem
+    try:
+        token = read_small_file(path, TOKEN_LIMIT).decode("utf-8", errors="replace").strip()
+    except FileNotFoundError:
+        return None
+    except SmallFileError as e:
+        return f"The token file {e}: make a new one with `loopdash generate-token`."
+    if not token:
+        return f"The token file {path} is empty: make a new one with `loopdash generate-token`."
+    return None
+
+
+def read_token(path: str) -> str:
+    """The token in ``path``; OSError (FileNotFoundError, :class:`SmallFileError`) or ValueError (empty).
+
+    Bounded and non-blocking, like every read of the token.
+    """
+    token = read_small_file(path, TOKEN_LIMIT).decode("utf-8", errors="replace").strip()
+    if not token:
+        raise ValueError(f"the token file {path} is empty")
+    return token
 
 
 def unsafe_mode_problem(path: str, mode: int) -> str | None:
@@ -86,36 +115,57 @@ class TokenFile:
 
     A file that group or others may read holds no token (every request is
     refused) until it is made private or replaced: the daemon refuses to start
-    with one, and a rotation must not open the same hole while it runs.
-    ``on_unsafe`` hears why, once per such version of the file.
+    with one, and a rotation must not open the same hole while it runs. So
+    does a missing, empty, unreadable or oversized file, a FIFO or a directory.
+    ``on_problem`` hears why every request is refused, once per cause: again
+    only when the cause changes. ``on_recovered`` hears when a token is back.
     """
 
-    def __init__(self, path: str, on_unsafe: Callable[[str], None] = lambda problem: None) -> None:
+    def __init__(
+        self,
+        path: str,
+        on_problem: Callable[[str], None] = lambda problem: None,
+        on_recovered: Callable[[], None] = lambda: None,
+    ) -> None:
         self.path = path
-        self.on_unsafe = on_unsafe
+        self.on_problem = on_problem
+        self.on_recovered = on_recovered
         self._identity: tuple[int, ...] | None = None
         self._token: str | None = None
+        self._problem: str | None = None
 
     def current(self) -> str | None:
-        """The token, or None when the file is missing, unreadable, empty or readable by others."""
+        """The token, or None when the file cannot be used (see the class)."""
         try:
             st = os.stat(self.path)
-        except OSError:
+        except OSError as e:
             self._identity, self._token = None, None
+            if isinstance(e, FileNotFoundError):
+                self._note(
+                    f"The token file {self.path} is missing: create one with `loopdash generate-token`."
+                )
+            else:
+                self._note(f"The token file {self.path} cannot be read: {e.strerror or e}.")
             return None
         # The mode too: a chmod changes neither inode, mtime nor size.
         identity = (*identity_of(st), st.st_mode)
         if identity != self._identity:
             self._identity = identity
             self._token = None
-            problem = unsafe_mode_problem(self.path, st.st_mode)
-            if problem is not None:
-                self.on_unsafe(problem)
-            elif stat.S_ISREG(st.st_mode):
+            problem = unsafe_mode_problem(self.path, st.st_mode) if stat.S_ISREG(st.st_mode) else None
+            if problem is None:
                 try:
-                    with open(self.path, "rb") as f:
-                        raw = f.read(4096).decode("utf-8", errors="replace").strip()
-                except OSError:
-                    raw = ""
-                self._token = raw or None
+                    self._token = read_token(self.path)
+                except (OSError, ValueError) as e:
+                    problem = token_file_problem(self.path) or f"The token file {self.path}: {e}."
+            self._note(problem)
         return self._token
+
+    def _note(self, problem: str | None) -> None:
+        if problem == self._problem:
+            return
+        previous, self._problem = self._problem, problem
+        if problem is not None:
+            self.on_problem(problem)
+        elif previous is not None:
+            self.on_recovered()

@@ -126,11 +126,18 @@ def event_as_json_line(event: LogEvent) -> str:
     return eventAsJSON({**event, "text": formatEvent(event)}) + "\n"
 
 
-def open_log(target: str | None) -> IO[Any]:
-    """Standard output, or a log file rotated as twistd rotates its own (by size, and on SIGUSR1)."""
+#: Rotated log files kept by default (``--log-keep``): twistd itself keeps them all, for ever.
+DEFAULT_LOG_KEEP = 5
+
+
+def open_log(target: str | None, keep: int = DEFAULT_LOG_KEEP) -> IO[Any]:
+    """Standard output, or a log file rotated as twistd rotates its own (by size, and on SIGUSR1).
+
+    At most ``keep`` rotated files (``<log>.1`` the newest) stay; older ones are deleted.
+    """
     if target is None:
         return sys.stdout
-    log_file = LogFile.fromFullPath(target)
+    log_file = LogFile.fromFullPath(target, maxRotatedFiles=keep)
     if not signal.getsignal(signal.SIGUSR1):  # what twistd does: keep a handler someone set
 
         def rotate(signum: int, frame: Any) -> None:
@@ -143,25 +150,28 @@ def open_log(target: str | None) -> IO[Any]:
     return out
 
 
-def log_observer(log_format: str, target: str | None) -> ILogObserver:
+def log_observer(log_format: str, target: str | None, keep: int = DEFAULT_LOG_KEEP) -> ILogObserver:
     """The observer writing the daemon's log in ``log_format`` to ``target`` (None: stdout)."""
     if log_format not in LOG_FORMATS:
         raise ValueError(f"unknown log format {log_format!r}")
     format_event = event_as_json_line if log_format == "json" else classic_text_formatter()
-    observer: ILogObserver = FileLogObserver(open_log(target), format_event)
+    observer: ILogObserver = FileLogObserver(open_log(target, keep), format_event)
     return observer
 
 
 class DaemonLogging(MultiService):
     """Wraps the daemon's service; under twistd, makes the application log through our observer."""
 
-    def __init__(self, service: IService, log_format: str, target: str | None) -> None:
+    def __init__(
+        self, service: IService, log_format: str, target: str | None, keep: int = DEFAULT_LOG_KEEP
+    ) -> None:
         MultiService.__init__(self)
         self.log_format = log_format
         self.target = target
+        self.keep = keep
         service.setServiceParent(self)
 
     def setServiceParent(self, parent: Any) -> None:
         if isinstance(parent, Componentized):
-            parent.setComponent(ILogObserver, log_observer(self.log_format, self.target))
+            parent.setComponent(ILogObserver, log_observer(self.log_format, self.target, self.keep))
         MultiService.setServiceParent(self, parent)

@@ -219,6 +219,17 @@ DAEMON_OPTIONS: tuple[DaemonOption, ...] = (
         example="json",
     ),
     DaemonOption(
+        "log-keep",
+        (
+            "Rotated log files to keep beside the log (it rotates at 1 MB and on SIGUSR1); "
+            "older ones are deleted."
+        ),
+        default=5,
+        convert=integer_between(0),
+        metavar="COUNT",
+        example="3",
+    ),
+    DaemonOption(
         "keepalive",
         "Seconds between keepalive comments on open event streams.",
         default=30.0,

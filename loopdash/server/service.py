@@ -159,7 +159,12 @@ def once_per_cause(
 
 
 def refuse_unsafe_token_file(problem: str) -> None:
+    """Say why every request is refused (the token file tells each cause once)."""
     log.warn("{problem} Until then every request is refused.", problem=problem)
+
+
+def token_is_back() -> None:
+    log.info("The token file holds a usable token again: requests are served.")
 
 
 def counting_reporter(meter: Meter) -> Reporter:
@@ -247,7 +252,7 @@ def build_dashboard(config: DashboardConfig, reactor: Any) -> Dashboard:
     )
     api = DashboardAPI(
         project,
-        TokenFile(config.token_path, on_unsafe=refuse_unsafe_token_file),
+        TokenFile(config.token_path, on_problem=refuse_unsafe_token_file, on_recovered=token_is_back),
         reactor,
         config.stale_after,
         hub,
@@ -273,6 +278,8 @@ def build_dashboard(config: DashboardConfig, reactor: Any) -> Dashboard:
         front, reactor, max_connections=config.max_connections, request_deadline=config.request_deadline
     )
     site.timeOut = config.idle_timeout
+    # No "Starting factory <AccessLogSite object at 0x...>" lines: nothing a user can act on.
+    site.noisy = False
     site.requestFactory = BoundedRequest
     warning = exposure_warning(config.listen)
     if warning is not None:

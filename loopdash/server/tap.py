@@ -3,18 +3,44 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from typing import Any
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
 
 from twisted.application.service import IService
+from twisted.internet.error import CannotListenError
 from twisted.python import usage
 
 from loopdash.derive.notify import DEFAULT_KINDS
-from loopdash.local.token import default_token_path, token_file_problem
+from loopdash.local.daemon import DEAD, RUNNING, DaemonFiles, inspect, remove_quietly
+from loopdash.local.token import UnsafeTokenFile, default_token_path, token_file_problem
 from loopdash.server.logformat import DaemonLogging, twistd_log_target, twistd_writes_a_file
 from loopdash.server.notify import notify_config_problem
 from loopdash.server.options import DAEMON_OPTIONS, FLAG, REPEAT, VALUE, DaemonOption
+from loopdash.server.runtime import RuntimeRecord
 from loopdash.server.service import DashboardConfig, build_dashboard, tcp_endpoint
+
+
+class Refusal(usage.UsageError):
+    """The daemon will not start, for a reason that is not bad usage (unsafe token file, ...).
+
+    A UsageError still, so callers of ``parseOptions`` that catch those keep
+    working; under twistd it exits 1, where bad usage exits 2.
+    """
+
+
+#: Exit statuses: bad usage, as argparse and BSD's sysexits use; a refusal.
+EXIT_USAGE = 2
+EXIT_REFUSED = 1
+
+
+def exit_refusing(reason: Exception) -> NoReturn:
+    """One line on stderr, then exit 2 (usage) or 1 (refusal): never twistd's usage dump."""
+    if isinstance(reason, usage.UsageError) and not isinstance(reason, Refusal):
+        print(f"twistd loopdash: {reason} (twistd loopdash --help lists the options)", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+    print(f"twistd loopdash: {reason}", file=sys.stderr)
+    raise SystemExit(EXIT_REFUSED)
 
 
 def _coerce(option: DaemonOption) -> Callable[[str], Any] | None:
@@ -68,16 +94,34 @@ class Options(usage.Options):
             if option.kind == REPEAT:
                 self[option.name] = []
 
+    def parseOptions(self, options: Sequence[str] | None = None) -> None:
+        """Parse; under twistd a bad option or a refusal is one line on stderr and an exit status.
+
+        twistd answers a UsageError with 40 lines of usage before the reason
+        and exits 1 for everything. Here, under twistd (``parent`` set), bad
+        usage exits 2 and a refusal 1, each with one line. Called directly
+        (tests, other programs), the exceptions are raised as they are.
+        """
+        try:
+            usage.Options.parseOptions(self, options)
+        except usage.UsageError as e:  # a Refusal too
+            if getattr(self, "parent", None) is None:
+                raise
+            exit_refusing(e)
+
     def postOptions(self) -> None:
-        if not os.path.isdir(self["root"]):
-            raise usage.UsageError(f"--root {self['root']!r} is not a directory")
-        problem = token_file_problem(self["token-file"] or default_token_path(os.path.abspath(self["root"])))
+        root = self["root"]
+        if not os.path.isdir(root):
+            raise usage.UsageError(f"--root {root!r} is not a directory")
+        if not os.access(root, os.R_OK | os.X_OK):
+            raise Refusal(f"cannot read the project directory {os.path.abspath(root)}: permission denied")
+        problem = token_file_problem(self["token-file"] or default_token_path(os.path.abspath(root)))
         if problem is not None:
-            raise usage.UsageError(problem)
+            raise Refusal(problem)
         for path in self["notify-config"]:
             problem = notify_config_problem(path)
             if problem is not None:
-                raise usage.UsageError(problem)
+                raise Refusal(problem)
 
     def config(self) -> DashboardConfig:
         root = os.path.abspath(self["root"])
@@ -118,12 +162,93 @@ for _option in DAEMON_OPTIONS:
         setattr(Options, f"opt_{_option.dest}", _appender(_option))
 
 
+#: twistd's own default pidfile: "./twistd.pid", in whatever directory it runs.
+TWISTD_DEFAULT_PIDFILE = "twistd.pid"
+
+
 def makeService(options: Options) -> IService:
+    """The dashboard service; under twistd also its pidfile's place, state file and start lines.
+
+    Under twistd (``options.parent`` set): a pidfile left at twistd's default
+    moves to where ``loopdash start`` keeps it, so ``status`` and ``stop`` find
+    a foreground daemon; a dashboard already serving this root is a refusal;
+    in the foreground the start lines are printed once the port is bound.
+    """
     from twisted.internet import reactor
 
-    service = build_dashboard(options.config(), reactor).service
-    # The parent Options are twistd's own (--logfile, --nodaemon, --syslog).
+    config = options.config()
     twistd_options = getattr(options, "parent", None)
+    files = DaemonFiles.for_root(config.root)
+    if twistd_options is not None:
+        claim_the_project(files, twistd_options)
+        sys.excepthook = one_line_for_listen_failures(sys.excepthook)
+    try:
+        dashboard = build_dashboard(config, reactor)
+    except (OSError, UnsafeTokenFile) as e:
+        if twistd_options is None:
+            raise
+        exit_refusing(Refusal(_why(e)))
+    service: IService = dashboard.service
+    if twistd_options is not None:
+        foreground = bool(twistd_options.get("nodaemon"))
+        # The terminal twistd was started from: twistd redirects sys.stdout into the log later.
+        terminal = sys.stdout if foreground else None
+        record = RuntimeRecord(
+            files,
+            config.token_path,
+            dashboard.web.when_listening,
+            tls=config.listen.lower().startswith("ssl:"),
+            announce=terminal,
+            show_token=terminal is not None and terminal.isatty(),
+        )
+        dashboard.service.addService(record)
     if twistd_options is None or not twistd_writes_a_file(twistd_options):
         return service  # not under twistd, or logging where the user said
-    return DaemonLogging(service, options["log-format"], twistd_log_target(twistd_options))
+    return DaemonLogging(
+        service, options["log-format"], twistd_log_target(twistd_options), options["log-keep"]
+    )
+
+
+def claim_the_project(files: DaemonFiles, twistd_options: Any) -> None:
+    """Refuse when a dashboard already serves this root; keep the pidfile where ``start`` does."""
+    found = inspect(files)
+    if found.state == RUNNING and found.pid != os.getpid():
+        where = f" at {found.url}" if found.url else ""
+        exit_refusing(
+            Refusal(
+                f"a dashboard already serves {files.root} (pid {found.pid}){where}; `loopdash stop` stops it"
+            )
+        )
+    # twistd has made its default absolute by now: ./twistd.pid in the directory it runs in.
+    if twistd_options.get("pidfile") in (TWISTD_DEFAULT_PIDFILE, os.path.abspath(TWISTD_DEFAULT_PIDFILE)):
+        if found.state == DEAD:
+            remove_quietly(files.pidfile)
+        try:
+            os.makedirs(files.directory, mode=0o700, exist_ok=True)
+        except OSError as e:
+            exit_refusing(Refusal(f"cannot create {files.directory}: {e.strerror or e}"))
+        twistd_options["pidfile"] = files.pidfile
+
+
+def one_line_for_listen_failures(previous: Callable[..., Any]) -> Callable[..., Any]:
+    """An excepthook saying a failure to listen in one line, not twistd's 40-line traceback.
+
+    twistd lets the exception of a failed start escape to the interpreter, which
+    prints it to stderr: the log of a daemon, opening ``loopdash logs`` with a
+    traceback. A port in use is no bug: say which address and why. Anything
+    else keeps its traceback.
+    """
+
+    def hook(kind: type[BaseException], value: BaseException, traceback: Any) -> None:
+        if isinstance(value, CannotListenError):
+            print(f"twistd loopdash: {value}", file=sys.stderr)
+        else:
+            previous(kind, value, traceback)
+
+    return hook
+
+
+def _why(error: Exception) -> str:
+    if isinstance(error, OSError) and error.filename:
+        return f"cannot write {error.filename}: {error.strerror or error}"
+    return str(error)

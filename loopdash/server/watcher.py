@@ -112,6 +112,8 @@ class Watcher(Service):
         self._notifier: Any = None
         #: Watched directories, with the (device, inode) each watch is on.
         self._watched: dict[str, tuple[int, int]] = {}
+        #: Why a directory could not be watched, as last logged: each cause is said once.
+        self._cannot_watch: dict[str, str] = {}
         #: Whether inotify watched every directory that matters at the last poll.
         self.watching_all = False
         self.inotify_restarts = 0
@@ -369,8 +371,14 @@ class Watcher(Service):
             st = os.stat(path)
             self._notifier.watch(FilePath(path), mask=mask, callbacks=[self._on_inotify])
         except Exception as e:
-            self.log.info("Cannot watch {path}: {reason}", path=path, reason=str(e))
+            # Tried again every poll (it may become readable): log the cause once, and again if it changes.
+            reason = str(e)
+            if self._cannot_watch.get(path) != reason:
+                self._cannot_watch[path] = reason
+                self.log.info("Cannot watch {path}: {reason}; polling it instead", path=path, reason=reason)
             return False
+        if self._cannot_watch.pop(path, None) is not None:
+            self.log.info("Watching {path} again", path=path)
         self._watched[path] = (st.st_dev, st.st_ino)
         return True
 
