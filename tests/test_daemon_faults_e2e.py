@@ -21,8 +21,9 @@ import pytest
 from loopdash.cli.sample import create_sample_project
 from loopdash.local.daemon import DaemonFiles, read_pidfile, wait_until
 from loopdash.local.procinfo import is_alive
+from loopdash.local.token import write_token
 from tests.processes import free_port, stop_process
-from tests.test_daemonctl_e2e import COMMAND_TIMEOUT, Project, loopdash_command, project
+from tests.test_daemonctl_e2e import COMMAND_TIMEOUT, Project, get, loopdash_command, project
 
 __all__ = ["project"]  # the fixture, shared with test_daemonctl_e2e
 
@@ -395,3 +396,153 @@ def test_a_bare_loopdash_prints_the_command_list() -> None:
     for command in ("start", "stop", "status", "logs", "generate-token", "watch", "demo"):
         assert f"\n    {command}" in bare.stderr
     assert "the following arguments are required" not in bare.stderr
+
+
+# -- 6. a daemon that refuses every request says why, once per cause ---------------------------------
+
+
+def test_a_daemon_without_a_usable_token_file_logs_each_cause_once(project: Project) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    assert project.start(port).returncode == 0
+    token = project.token
+    path = project.files.token_file
+
+    def refused_three_times() -> None:
+        for _ in range(3):
+            assert get(f"{url}/api/status", token)[0] in (401, 403)
+
+    os.unlink(path)
+    refused_three_times()
+    os.mkfifo(path, 0o600)
+    refused_three_times()
+    os.unlink(path)
+    os.mkdir(path)
+    refused_three_times()
+    os.rmdir(path)
+    with open(path, "w") as f:
+        f.write(token + "\n")
+    os.chmod(path, 0o600)
+    assert get(f"{url}/api/status", token)[0] == 200
+    assert project.loopdash("stop").returncode == 0
+
+    with open(project.files.logfile, encoding="utf-8") as f:
+        log = f.read()
+    for cause in (
+        f"The token file {path} is missing",
+        f"The token file {path} is a FIFO, not a regular file",
+        f"The token file {path} is a directory, not a regular file",
+    ):
+        assert log.count(cause) == 1, (cause, log[-3000:])
+    assert log.count("Until then every request is refused.") == 3
+    assert log.count("The token file holds a usable token again") == 1
+
+
+def test_an_unreadable_runs_directory_is_said_once_not_every_poll(shared_directory: str) -> None:
+    root = os.path.join(shared_directory, "project")
+    create_sample_project(root)
+    write_token(os.path.join(root, ".claude-loop", "dashboard", "auth_token.txt"))
+    for directory, _, names in os.walk(root):
+        os.chown(directory, NOBODY, NOBODY)
+        for name in names:
+            os.chown(os.path.join(directory, name), NOBODY, NOBODY)
+    runs = os.path.join(root, ".claude-loop", "runs")
+    os.chown(runs, 0, 0)
+    os.chmod(runs, 0o000)  # the daemon (nobody) may neither list nor watch it
+    log_path = os.path.join(shared_directory, "daemon.log")
+    port = free_port()
+    # The interpreter lives under /root (0700): import what the daemon needs while still root.
+    program = (
+        "import os, sys, _strptime, json, secrets, hmac, socket, signal, re, ipaddress, email.utils, "
+        "encodings.idna, encodings.latin_1, urllib.parse, tempfile, zlib, "
+        "twisted.scripts.twistd, twisted.scripts._twistd_unix, twisted.application.app, "
+        "twisted.internet.inotify, twisted.internet.endpoints, twisted.logger, twisted.python.logfile, "
+        "twisted.plugin, twisted.web.server, loopdash.server.tap, loopdash.server.service; "
+        "from twisted.plugin import IPlugin, getPlugins; list(getPlugins(IPlugin)); "
+        "from twisted.internet import reactor; "
+        "from loopdash.server.service import DashboardConfig, build_dashboard; "
+        f"build_dashboard(DashboardConfig(root={root!r}, listen='tcp:0:interface=127.0.0.1'), reactor); "
+        "os.setgroups([]); os.setgid(65534); os.setuid(65534); "
+        "sys.argv[0] = 'twistd'; twisted.scripts.twistd.run()"
+    )
+    with open(log_path, "wb") as log:
+        daemon = subprocess.Popen(
+            [sys.executable, "-c", program, "-n", "--pidfile=", "loopdash", "--root", root]
+            + ["--port", str(port), "--poll-interval", "0.1"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=shared_directory,
+        )
+    try:
+        assert wait_until(
+            lambda: daemon.poll() is not None or "loopdash dashboard running" in _read(log_path), QUICK
+        )
+        assert daemon.poll() is None, _read(log_path)
+        # Twenty polls and more: each one tries to watch runs/ again.
+        assert not wait_until(lambda: daemon.poll() is not None, 3.0)
+    finally:
+        stop_process(daemon)
+    output = _read(log_path)
+    assert output.count(f"Cannot watch {runs}") == 1, output[-3000:]
+    assert "Traceback" not in output
+
+
+def _read(path: str) -> str:
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return f.read()
+
+
+# -- 7. logs: read back across rotations, a fixed number kept, nothing but what a user can act on -----
+
+
+def test_logs_read_back_across_rotated_files_and_keep_only_log_keep_of_them(project: Project) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    assert project.start(port, "--log-keep", "2").returncode == 0
+    pid = project.pid()
+    for rotation in range(4):
+        for request in range(10):
+            get(f"{url}/api/health?rotation={rotation}&request={request}")
+        os.kill(pid, signal.SIGUSR1)
+        assert wait_until(
+            lambda r=rotation: os.path.exists(f"{project.files.logfile}.{min(r + 1, 2)}"), QUICK
+        )
+    get(f"{url}/api/health?after=rotation")
+    assert wait_until(lambda: "after=rotation" in _read(project.files.logfile), QUICK)
+
+    logs = project.loopdash("logs", "-n", "15")
+    assert logs.returncode == 0
+    lines = logs.stdout.splitlines()
+    assert len(lines) == 15
+    assert "after=rotation" in lines[-1]
+    assert any("rotation=3&request=9" in line for line in lines)  # from dashboard.log.1
+
+    assert os.path.exists(f"{project.files.logfile}.1")
+    assert os.path.exists(f"{project.files.logfile}.2")
+    assert not os.path.exists(f"{project.files.logfile}.3")
+    everything = "".join(
+        _read(name)
+        for name in (project.files.logfile, f"{project.files.logfile}.1", f"{project.files.logfile}.2")
+    )
+    assert "Starting factory" not in everything
+    assert " object at 0x" not in everything
+
+
+def test_a_start_on_a_port_in_use_leaves_one_line_in_the_log_not_a_traceback(project: Project) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        started = project.start(port)
+    assert started.returncode == 1
+    assert one_line(started.stderr) == (
+        f"loopdash: port {port} on 127.0.0.1 is already in use; choose another with --port (e.g. --port {port + 1})"
+    )
+    logs = project.loopdash("logs", "-n", "50")
+    assert "Traceback" not in logs.stdout
+    assert (
+        f"twistd loopdash: Couldn't listen on 127.0.0.1:{port}: [Errno 98] Address already in use."
+        in logs.stdout
+    )

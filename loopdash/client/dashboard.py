@@ -56,6 +56,7 @@ from loopdash.client.models import (
 from loopdash.client.sse import SSEParser
 from loopdash.local.daemon import find_running
 from loopdash.local.token import default_token_path
+from loopdash.local.token import read_token as local_read_token
 
 __all__ = [
     "BadRequest",
@@ -575,15 +576,18 @@ def _sleep(reactor: IReactorTime, seconds: float) -> Deferred[None]:
 
 
 def read_token(path: str) -> str:
-    """The token in ``path``; a missing or empty file is a :class:`DashboardError`."""
+    """The token in ``path``; a missing, empty, oversized or non-regular file is a :class:`DashboardError`.
+
+    Read non-blocking and bounded (a FIFO never hangs the client).
+    """
     try:
-        with open(path, encoding="utf-8") as f:
-            token = f.read().strip()
+        return local_read_token(path)
+    except FileNotFoundError:
+        raise DashboardError(f"cannot read the API token: no file {path}") from None
     except OSError as e:
         raise DashboardError(f"cannot read the API token: {e}") from None
-    if not token:
-        raise DashboardError(f"the token file {path} is empty")
-    return token
+    except ValueError:
+        raise DashboardError(f"the token file {path} is empty") from None
 
 
 def find_url(root: str) -> str:

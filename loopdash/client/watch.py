@@ -167,12 +167,52 @@ def apply(view: View, item: StreamItem | Disconnected, now: float) -> View:
     if isinstance(item, NotificationSent):
         return replace(view, notice=notification_line(item))
     if isinstance(item, Disconnected):
-        return replace(view, trouble=f"reconnecting... ({item.error})")
+        return replace(view, trouble=f"reconnecting... ({away_reason(item.error)})")
     return view
 
 
-def render_screen(view: View, now: float, width: int) -> list[str]:
-    """The terminal view as lines, each cut to ``width``."""
+#: Twisted's words for a connection the daemon dropped (it stopped or restarted).
+_DROPPED = (
+    "closed cleanly",
+    "chunked decoder",
+    "connectionlost",
+    "connectiondone",
+    "connection lost",
+    "connection to the other side was lost",
+    "responsenever",
+    "responsefailed",
+)
+
+
+def away_reason(error: str) -> str:
+    """Why the dashboard cannot be reached, in a few words a person can act on.
+
+    The client's error text carries Twisted's internals ("Connection was closed
+    cleanly; Chunked decoder in 'BODY' state..."); a terminal line has room
+    for the gist only.
+    """
+    lowered = error.lower()
+    if "refused" in lowered and "token" not in lowered:
+        return "connection refused"
+    if any(words in lowered for words in _DROPPED):
+        return "the dashboard closed the connection (stopped or restarting?)"
+    if "timed out" in lowered or "timeout" in lowered:
+        return "no answer in time"
+    if "dns" in lowered or "name or service not known" in lowered:
+        return "unknown host"
+    return error if len(error) <= 60 else error[:57] + "..."
+
+
+#: SGR faint and back: figures from before the connection dropped are only the last known ones.
+DIM, UNDIM = "\x1b[2m", "\x1b[22m"
+
+
+def render_screen(view: View, now: float, width: int, dim: bool = False) -> list[str]:
+    """The terminal view as lines, each cut to ``width``.
+
+    While the dashboard is away, the figures are the last known ones: they stop
+    moving, and with ``dim`` (a terminal) they are drawn faint.
+    """
     status = view.status
     state = view.trouble or ("running" if status is not None and status.is_running else "not running")
     lines = [f"loopdash watch  {view.url}  {state}"]
@@ -207,7 +247,10 @@ def render_screen(view: View, now: float, width: int) -> list[str]:
         else:
             lines.append("  (none yet)")
     lines.append("Ctrl-C to quit")
-    return [line[: max(width - 1, 10)] for line in lines]
+    cut = [line[: max(width - 1, 10)] for line in lines]
+    if dim and view.trouble is not None and status is not None:
+        cut = [cut[0]] + [f"{DIM}{line}{UNDIM}" for line in cut[1:-1]] + [cut[-1]]
+    return cut
 
 
 def status_line(status: ExecutionStatus) -> str:
@@ -262,7 +305,7 @@ def describe(item: StreamItem | Disconnected) -> str:
     if isinstance(item, UnknownEvent):
         return f"event {item.type}"
     if isinstance(item, Disconnected):
-        return f"disconnected: {item.error}; reconnecting in {item.retry_in:.1f} s..."
+        return f"disconnected: {away_reason(item.error)}; reconnecting in {item.retry_in:.1f} s..."
     if isinstance(item, Reconnected):
         return "reconnected" + (f" (resuming after {item.last_event_id})" if item.last_event_id else "")
     if isinstance(item, Gap):
@@ -384,7 +427,9 @@ class Watch:
             self.pending.cancel()
         self.pending = None
         if self.terminal is not None:
-            self.terminal.draw(render_screen(self.view, self.clock.seconds(), self.terminal.width()))
+            self.terminal.draw(
+                render_screen(self.view, self.clock.seconds(), self.terminal.width(), dim=True)
+            )
 
     def refresh_logs(self) -> None:
         """Fetch the newest log entries in the background (the stream only brings new ones)."""
@@ -433,7 +478,15 @@ def run(args: argparse.Namespace) -> int:
     try:
         token = read_token(token_path)
     except DashboardError as e:
-        print(f"loopdash watch: {e.message}", file=sys.stderr)
+        if not args.token_file and not os.path.lexists(token_path):
+            # Most likely not in a project (or its dashboard never started): say what to do.
+            print(
+                f"loopdash watch: no dashboard token at {token_path}: run this in the project directory, "
+                "give --root DIR, or start the dashboard there with `loopdash start`",
+                file=sys.stderr,
+            )
+        else:
+            print(f"loopdash watch: {e.message}", file=sys.stderr)
         return 1
     client = DashboardClient(args.url or find_url(root), token, reactor=reactor, timeout=args.timeout)
     out = sys.stdout
