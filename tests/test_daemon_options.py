@@ -130,9 +130,9 @@ def test_both_parsers_refuse_a_bad_value_with_the_same_reason(
         parse_start(*arguments)
     assert exited.value.code == 2
     flag, rest = reason.split(" ", 1)
-    message = capsys.readouterr().err.splitlines()[-1]
-    assert message.startswith(f"loopdash start: error: argument {flag}")  # "--port/-p" for a short name too
-    assert message.endswith(f": {rest}")
+    [message] = capsys.readouterr().err.splitlines()  # one line, no usage block before it
+    assert message.startswith(f"loopdash start: argument {flag}")  # "--port/-p" for a short name too
+    assert message.endswith(f": {rest} (`loopdash start --help` lists the options)")
 
 
 def test_command_line_leaves_out_what_was_notdaemon_choices() -> None:

@@ -14,8 +14,12 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from loopdash import __version__
+
+#: Exit status for bad usage (a bare ``loopdash`` too), as argparse uses.
+EXIT_USAGE = 2
 
 #: subcommand -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -29,8 +33,18 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class OneLineErrors(argparse.ArgumentParser):
+    """An argparse parser whose usage errors are one line (the reason, then where help is), exit 2.
+
+    argparse's own answer puts a usage block of up to ten lines before the reason.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (`{self.prog} --help` lists the options)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrors(
         prog="loopdash", description="Watch an autonomous coding loop live: REST API, event stream, web page."
     )
     parser.add_argument("--version", action="version", version=f"loopdash {__version__}")
@@ -43,8 +57,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-#: Exit status of a bare ``loopdash``: usage, as argparse uses.
-EXIT_USAGE = 2
 #: Exit status when the reader of our output went away (128 + SIGPIPE, as a shell reports it).
 EXIT_BROKEN_PIPE = 141
 
