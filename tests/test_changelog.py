@@ -37,12 +37,11 @@ def fragments() -> list[Path]:
 
 
 def copy_of_the_project(tmp_path: Path) -> Path:
-    """The changelog, its configuration, template and fragments, outside git."""
+    """The changelog, its configuration and template, outside git, with no fragment yet."""
     project = tmp_path / "project"
-    project.mkdir()
-    for name in ("pyproject.toml", "CHANGELOG.md"):
+    (project / "changelog.d").mkdir(parents=True)
+    for name in ("pyproject.toml", "CHANGELOG.md", "changelog.d/template.md.jinja"):
         shutil.copy(ROOT / name, project / name)
-    shutil.copytree(FRAGMENTS, project / "changelog.d")
     return project
 
 
@@ -86,11 +85,15 @@ def test_a_release_goes_below_unreleased_in_keep_a_changelog_shape(tmp_path: Pat
     (project / "changelog.d" / "99.fixed.md").write_text(
         "- One thing fixed.\n- Another, written\n  on two lines.\n", encoding="utf-8"
     )
+    (project / "changelog.d" / "98.added.md").write_text("A sentence, not a list.\n", encoding="utf-8")
     built = towncrier("--version", "9.9.9", "--date", "2026-12-31", "--yes", cwd=project)
     assert built.returncode == 0, built.stderr
     changelog = (project / "CHANGELOG.md").read_text(encoding="utf-8")
     unreleased = changelog.index("## [Unreleased]")
     release = changelog.index("## [9.9.9] - 2026-12-31\n\n### ")
     assert unreleased < changelog.index(CONFIG["start_string"]) < release
-    assert "### Fixed\n\n- One thing fixed. (#99)\n- Another, written\n  on two lines. (#99)\n" in changelog
+    assert (
+        "### Added\n\n- A sentence, not a list. (#98)\n\n"
+        "### Fixed\n\n- One thing fixed. (#99)\n- Another, written\n  on two lines. (#99)\n"
+    ) in changelog
     assert [p.name for p in (project / "changelog.d").iterdir()] == ["template.md.jinja"]
