@@ -397,3 +397,32 @@ async def test_deep_metrics_keep_the_last_good_reading_and_are_reported_once(
         assert (await daemon.get(f"/api/runs/{run_id}")).json() == good.json()
     assert reports and all("nested too deeply" in reason for _, reason in reports)
     assert len(reports) == len({name for name, _ in reports})  # once per reader, not per request
+
+
+# -- memory that stays flat: answers kept per run -------------------------------------------
+
+
+def test_answers_kept_per_run_are_bounded_whatever_the_runs_asked_for(tmp_path: Any) -> None:
+    from twisted.internet.task import Clock
+
+    from loopdash.loop.project import Project
+    from loopdash.server.live import MAX_RUN_SLOTS, LiveProject
+
+    root = os.path.join(str(tmp_path), "runs")
+    run = _project(root)
+    run_ids = [run.run_id]
+    for n in range(1, MAX_RUN_SLOTS + 10):  # more runs than slots, each asked for once
+        later = RealRun(root, run.started_at + timedelta(minutes=n))
+        later.start()
+        later.add_iteration("US-0000", "Story 0", later.started_at + timedelta(seconds=30), 30000)
+        later.write_metrics(later.started_at + timedelta(seconds=30))
+        run_ids.append(later.run_id)
+    live = LiveProject(Project(root), Clock(), stale_after=600.0)
+    for run_id in run_ids:
+        assert live.metrics_body(run_id) is not None
+        live.run_body(run_id)
+    kinds = [slot[0] for slot in live._bodies]
+    assert kinds.count("metrics") == MAX_RUN_SLOTS and kinds.count("run") == MAX_RUN_SLOTS
+    assert live._cached_bytes == sum(len(body) for _, body in live._bodies.values())
+    # The newest runs are the ones kept.
+    assert {slot[1] for slot in live._bodies if slot[0] == "metrics"} == set(run_ids[-MAX_RUN_SLOTS:])

@@ -40,6 +40,9 @@ MAX_SNAPSHOT_AGE = 0.05
 LOG_INDEX_STEP = 4 << 20
 #: Bytes of encoded answers kept, across every endpoint and page.
 MAX_CACHED_BYTES = 32 << 20
+#: Kinds of answer kept per run, and how many runs' answers each kind keeps.
+PER_RUN_SLOTS = ("metrics", "run")
+MAX_RUN_SLOTS = 16
 #: Runs whose file identities are remembered between requests.
 MAX_RUN_CHECKS = 4096
 #: Runs whose history rows are read per step the first time (about 10 ms of work).
@@ -101,6 +104,8 @@ class LiveProject:
         #: One encoded answer per slot (endpoint and page), with the version it is valid for.
         self._bodies: OrderedDict[tuple[object, ...], tuple[tuple[object, ...], bytes]] = OrderedDict()
         self._cached_bytes = 0
+        #: Per kind of per-run slot, its slots, oldest first (see _body).
+        self._run_slots: dict[object, OrderedDict[tuple[object, ...], None]] = {}
         self._log_waiters: list[Deferred[None]] = []
         self._run_set: frozenset[str] = frozenset()
         self._run_set_of: tuple[str, ...] | None = None
@@ -198,7 +203,10 @@ class LiveProject:
 
         A slot keeps only its latest answer, and all slots together at most
         MAX_CACHED_BYTES (least recently used go first), so memory stays flat
-        however long the daemon runs and however many pages clients read.
+        however long the daemon runs and however many pages clients read. Slots
+        of one run (``("metrics", run_id)``, ``("run", run_id)``) are at most
+        MAX_RUN_SLOTS per kind: a slot per run ever asked for kept each finished
+        run's answer until the 32 MB were full, a steady growth over days.
         """
         cached = self._bodies.get(slot)
         if cached is not None and cached[0] == valid_for:
@@ -211,10 +219,23 @@ class LiveProject:
         self._bodies[slot] = (valid_for, body)
         self._bodies.move_to_end(slot)
         self._cached_bytes += len(body)
+        if slot[0] in PER_RUN_SLOTS:
+            self._keep_run_slot(slot)
         while self._cached_bytes > MAX_CACHED_BYTES and len(self._bodies) > 1:
             _, (_, evicted) = self._bodies.popitem(last=False)
             self._cached_bytes -= len(evicted)
         return body
+
+    def _keep_run_slot(self, slot: tuple[object, ...]) -> None:
+        """Note ``slot`` as the newest of its kind; drop the kind's oldest past MAX_RUN_SLOTS."""
+        slots = self._run_slots.setdefault(slot[0], OrderedDict())
+        slots[slot] = None
+        slots.move_to_end(slot)
+        while len(slots) > MAX_RUN_SLOTS:
+            oldest, _ = slots.popitem(last=False)
+            dropped = self._bodies.pop(oldest, None)
+            if dropped is not None:
+                self._cached_bytes -= len(dropped[1])
 
     def status(self) -> dict[str, Any]:
         return execution_status(self.snapshot(), self.clock.seconds(), self.stale_after)
