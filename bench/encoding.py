@@ -95,6 +95,25 @@ def dumps(value: object) -> bytes:
 
 # -- the candidates that are not loopdash's: minimal classes, for measuring only ----------
 
+STORY_NAMES = (
+    "id", "title", "description", "priority", "status", "notes", "estimated_complexity", "dependencies",
+    "acceptance_criteria",
+)  # fmt: skip
+ROW_NAMES = (
+    "run_id", "timestamp", "total_cost", "total_iterations", "success_count", "failure_count", "elapsed_time_s",
+)  # fmt: skip
+
+
+def story_fields(s: Any) -> tuple[Any, ...]:
+    """A story answer's values, in STORY_NAMES order (what the candidates' classes take)."""
+    status = "completed" if s.passes else "pending"
+    return (s.id, s.title, s.description, s.priority_raw, status, s.notes, s.complexity, s.dependencies, s.acceptance_criteria)  # fmt: skip
+
+
+def row_fields(r: RunRow) -> tuple[Any, ...]:
+    """A history row's values, in ROW_NAMES order."""
+    return (r.run_id, r.run_id, round(r.total_cost, 6), r.total_iterations, r.success_count, r.failure_count, r.elapsed_time_s)  # fmt: skip
+
 
 def cattrs_candidate() -> tuple[
     Callable[[Any], bytes], Callable[[list[RunRow], int], bytes], Callable[[dict[str, Any]], bytes]
@@ -171,36 +190,12 @@ def cattrs_candidate() -> tuple[
     )
 
     def stories(prd: Any) -> bytes:
-        items = tuple(
-            AStory(
-                s.id,
-                s.title,
-                s.description,
-                s.priority_raw,
-                "completed" if s.passes else "pending",
-                s.notes,
-                s.complexity,
-                s.dependencies,
-                s.acceptance_criteria,
-            )
-            for s in prd.stories
-        )
+        items = tuple(AStory(*story_fields(s)) for s in prd.stories)
         done = sum(1 for s in prd.stories if s.passes)
         return dumps(converter.unstructure(AStoryList(items, len(items), done, len(items) - done)))
 
     def history(rows: list[RunRow], total: int) -> bytes:
-        items = tuple(
-            ARow(
-                r.run_id,
-                r.run_id,
-                round(r.total_cost, 6),
-                r.total_iterations,
-                r.success_count,
-                r.failure_count,
-                r.elapsed_time_s,
-            )
-            for r in rows
-        )
+        items = tuple(ARow(*row_fields(r)) for r in rows)
         return dumps(converter.unstructure(APage(items, total, len(rows), 0)))
 
     def status(fields: dict[str, Any]) -> bytes:
@@ -276,19 +271,7 @@ def pydantic_candidate(
 
     def stories(prd: Any) -> bytes:
         items = tuple(
-            make(
-                PStory,
-                id=s.id,
-                title=s.title,
-                description=s.description,
-                priority=s.priority_raw,
-                status="completed" if s.passes else "pending",
-                notes=s.notes,
-                estimated_complexity=s.complexity,
-                dependencies=s.dependencies,
-                acceptance_criteria=s.acceptance_criteria,
-            )
-            for s in prd.stories
+            make(PStory, **dict(zip(STORY_NAMES, story_fields(s), strict=True))) for s in prd.stories
         )
         done = sum(1 for s in prd.stories if s.passes)
         page = make(PStoryList, stories=items, total=len(items), completed=done, pending=len(items) - done)
@@ -296,19 +279,7 @@ def pydantic_candidate(
         return encoded
 
     def history(rows: list[RunRow], total: int) -> bytes:
-        items = tuple(
-            make(
-                PRow,
-                run_id=r.run_id,
-                timestamp=r.run_id,
-                total_cost=round(r.total_cost, 6),
-                total_iterations=r.total_iterations,
-                success_count=r.success_count,
-                failure_count=r.failure_count,
-                elapsed_time_s=r.elapsed_time_s,
-            )
-            for r in rows
-        )
+        items = tuple(make(PRow, **dict(zip(ROW_NAMES, row_fields(r), strict=True))) for r in rows)
         encoded: bytes = (
             make(PPage, runs=items, total=total, limit=len(rows), offset=0).model_dump_json().encode()
         )

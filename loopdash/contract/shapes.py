@@ -503,20 +503,19 @@ EVENT_DATA: dict[str, type[Struct]] = {
 }
 
 
+#: Every event class is closed, frozen and sent without its unset ``gap``.
+EVENT_OPTIONS: dict[str, Any] = {
+    "kw_only": True,
+    "frozen": True,
+    "omit_defaults": True,
+    "forbid_unknown_fields": True,
+}
+
+
 def _event_class(kind: str, data: type[Struct]) -> type[Struct]:
     """The closed event whose ``type`` is ``kind`` (``RunStartedEvent`` for run_started)."""
     name = "".join(word.title() for word in kind.split("_")) + "Event"
-    return defstruct(
-        name,
-        [("data", data)],
-        bases=(Event,),
-        module=__name__,
-        tag=kind,
-        kw_only=True,
-        frozen=True,
-        omit_defaults=True,
-        forbid_unknown_fields=True,
-    )
+    return defstruct(name, [("data", data)], bases=(Event,), module=__name__, tag=kind, **EVENT_OPTIONS)
 
 
 #: Every event the server sends, told apart by ``type`` (a union for msgspec's schema).
