@@ -211,6 +211,13 @@ async def test_apprise_delivers_to_a_json_webhook(tmp_path: Any) -> None:
         assert posted["title"].endswith(": run finished")
         assert posted["message"] == f"Run {run.run_id} finished at $0.05.\nhttp://127.0.0.1:8080/"
         assert posted["type"] == "success"
+        sender = daemon.dashboard.notifications.senders[0]
+        assert isinstance(sender, AppriseSender)
+        for _ in range(100):
+            if sender.pending == 0:
+                break
+            await settle(reactor, 0.05)
+        assert (sender.sent, sender.failed, sender.failing) == (1, 0, set())
     finally:
         await daemon.stop()
         await port.stopListening()
@@ -340,3 +347,41 @@ def test_options_build_the_rules_and_refuse_a_readable_config(tmp_path: Any) -> 
         Options().parseOptions(["--root", root, "--notify-kinds", "run_exploded"])
     with pytest.raises(usage.UsageError, match="--budget must be a positive amount"):
         Options().parseOptions(["--root", root, "--budget", "-3"])
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_backlog_drops_sends_past_its_cap_and_says_so_once(tmp_path: Any) -> None:
+    from twisted.internet import reactor
+    from twisted.logger import globalLogPublisher
+
+    slow = Webhook(delay=1.0)
+    port = listen(slow)
+    sender = AppriseSender(
+        reactor, [f"json://127.0.0.1:{port.getHost().port}/slow"], max_pending=2, threads=2
+    )
+    sender.startService()
+    said: list[str] = []
+
+    def observer(event: dict[str, Any]) -> None:
+        if str(event.get("log_namespace", "")).startswith("loopdash.server.notify"):
+            said.append(event.get("log_format", ""))
+
+    globalLogPublisher.addObserver(observer)
+    try:
+        note = {"title": "t", "message": "m", "severity": "warning", "link": None}
+        for _ in range(5):
+            sender.send(note)
+        assert (sender.pending, sender.dropped) == (2, 3)
+        for _ in range(100):
+            if sender.pending == 0:
+                break
+            await settle(reactor, 0.05)
+        assert (sender.sent, sender.failed) == (2, 0)
+        assert [line for line in said if line.startswith("Notifications dropped")] == [
+            "Notifications dropped: {pending} deliveries already waiting (slow services?)"
+        ]
+        assert "The notification backlog cleared; {count} were dropped" in said
+    finally:
+        globalLogPublisher.removeObserver(observer)
+        sender.stopService()
+        await port.stopListening()

@@ -265,6 +265,8 @@ class AppriseSender(Service):
         self.sent = 0
         self.failed = 0
         self.dropped = 0
+        #: Dropped since the backlog last cleared.
+        self._dropped_now = 0
         #: Targets whose last send failed (their failures are logged once).
         self.failing: set[str] = set()
         self.targets: list[tuple[str, Any]] = []
@@ -298,11 +300,12 @@ class AppriseSender(Service):
         for name, target in self.targets:
             if self.pending >= self.max_pending:
                 self.dropped += 1
-                self.log.warn(
-                    "Notification to {target} dropped: {pending} deliveries already waiting",
-                    target=name,
-                    pending=self.pending,
-                )
+                self._dropped_now += 1
+                if self._dropped_now == 1:  # said once per backlog, not once per notification
+                    self.log.warn(
+                        "Notifications dropped: {pending} deliveries already waiting (slow services?)",
+                        pending=self.pending,
+                    )
                 continue
             self.pending += 1
             sending: Deferred[bool] = deferToThreadPool(
@@ -311,9 +314,13 @@ class AppriseSender(Service):
             sending.addTimeout(self.timeout, self.reactor)
             sending.addBoth(self._done, name)
 
-    def _done(self, result: bool | Failure, name: str) -> None:
+    def _done(self, result: object, name: str) -> None:
         self.pending -= 1
-        if result is True:
+        if self.pending == 0 and self._dropped_now:
+            self.log.info("The notification backlog cleared; {count} were dropped", count=self._dropped_now)
+            self._dropped_now = 0
+        # Apprise answers a bool, or (2.x) an AppriseResult that is true on success.
+        if not isinstance(result, Failure) and bool(result):
             self.sent += 1
             if name in self.failing:
                 self.failing.discard(name)
