@@ -386,6 +386,26 @@ def test_logs_escape_markup_filter_and_page_older_entries(
         daemon.stop()
 
 
+def test_an_entry_cut_at_the_daemons_cap_says_so_with_its_size(
+    project: str, tmp_path: Any, open_page: OpenPage
+) -> None:
+    line = "- " + "w" * 100_000
+    append_progress(project, "### Iteration: 2026-01-11 10:00:00\n" + line + "\n")
+    size = len(("### Iteration: 2026-01-11 10:00:00\n" + line + "\n").encode())
+    daemon = DaemonProcess(project, os.path.join(str(tmp_path), "twistd.log"))
+    daemon.start()
+    try:
+        page, console = open_page()
+        sign_in(page, daemon)
+        last = page.locator("#log-list > li").last
+        expect(last.locator(".log-truncated")).to_have_text(
+            f"Cut here: the whole entry is {size:,} bytes; see progress.txt."
+        )
+        assert list(console) == []
+    finally:
+        daemon.stop()
+
+
 def test_a_page_following_the_log_keeps_its_newest_500_entries_and_pages_back_the_rest(
     project: str, daemon: DaemonProcess, open_page: OpenPage
 ) -> None:

@@ -101,7 +101,10 @@ export class LogsView {
     const node = h('li', {class: 'log-entry'},
       h('article', {},
         h('h3', {tabindex: -1}, h('time', {}, entry.timestamp || 'Undated entry')),
-        h('div', {class: 'md', dir: 'auto'}, renderLines(entry.lines || []))));
+        h('div', {class: 'md', dir: 'auto'}, renderLines(entry.lines || [])),
+        // An entry over the daemon's --max-entry-bytes arrives cut (docs/limits.md).
+        entry.truncated && h('p', {class: 'log-truncated'},
+          `Cut here: the whole entry is ${Number(entry.size).toLocaleString()} bytes; see progress.txt.`)));
     node.hidden = !this.matches(entry);
     return node;
   }
