@@ -433,6 +433,9 @@ ROW_KEYS = {
     "success_count",
     "failure_count",
     "elapsed_time_s",
+    # Issue 15: each run's state and last sign of life.
+    "state",
+    "last_activity",
 }
 
 
@@ -519,7 +522,7 @@ async def test_run_detail_of_a_real_shape_run(sample_daemon: RunningDaemon) -> N
     assert answer.code == 200
     body = answer.json()
     assert body["run_id"] == body["timestamp"] == finished
-    assert set(body["summary"]) == ROW_KEYS - {"run_id", "timestamp"}
+    assert set(body["summary"]) == ROW_KEYS - {"run_id", "timestamp", "state", "last_activity"}
     raw = load(sample_daemon.root, finished, "metrics.json")
     metrics = body["metrics"]
     assert metrics["cache"] == raw["cache"]

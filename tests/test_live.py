@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 from twisted.internet.task import Clock
 
 from loopdash.cli.sample import RealRun, create_sample_project, progress_entry
-from loopdash.derive.status import run_row_json
 from loopdash.loop.parsing import parse_log_entries
 from loopdash.loop.project import Project
 from loopdash.server.encoding import encode_json
@@ -250,7 +249,7 @@ def test_the_first_full_run_list_is_read_in_steps_that_yield_to_the_reactor(tmp_
     assert [row["run_id"] for row in rows] == run_ids[::-1]
     assert all(row["total_iterations"] == 1 for row in rows)
     # Joined from each row's kept JSON: the same bytes as encoding the list whole.
-    assert body == encode_json([run_row_json(project.run_row(r)) for r in run_ids[::-1]])
+    assert body == encode_json([live.row_json(r) for r in run_ids[::-1]])
     # A row that changes is encoded again; the others are kept.
     newest = RealRun(str(tmp_path), datetime(2026, 11, 1, tzinfo=UTC) + timedelta(hours=34))
     newest.add_iteration("US-001", "A story", newest.started_at + timedelta(minutes=5), 300000)

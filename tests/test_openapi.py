@@ -209,6 +209,8 @@ def test_the_event_schema_rejects_what_the_stream_must_never_send() -> None:
         "success_count": 1,
         "failure_count": 0,
         "elapsed_time_s": 3.0,
+        "state": "running",
+        "last_activity": "2026-01-13T20:00:00Z",
     }
     good = {"type": "run_started", "data": row, "timestamp": "2026-01-13T20:00:00Z"}
     assert event.is_valid(good)
@@ -217,6 +219,11 @@ def test_the_event_schema_rejects_what_the_stream_must_never_send() -> None:
     assert not event.is_valid({**good, "data": {**row, "run_id": "../etc"}})
     assert not event.is_valid({**good, "gap": False})
     assert not event.is_valid({**good, "event": "run_started"})
+    assert not event.is_valid({**good, "data": {**row, "state": "alive"}})
+    stalled = {**row, "quiet_for": 420}
+    assert event.is_valid({**good, "type": "run_stalled", "data": stalled})
+    assert not event.is_valid({**good, "type": "run_stalled", "data": row})  # quiet_for is required
+    assert event.is_valid({**good, "type": "log_reset", "data": {"total": 1}})
 
 
 @pytest_twisted.ensureDeferred

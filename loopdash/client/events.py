@@ -80,6 +80,34 @@ class RunFinished(StreamEvent):
 
 
 @dataclass(frozen=True, kw_only=True)
+class RunStalled(StreamEvent):
+    """The current run has had no activity for --stall-after (``run.quiet_for`` seconds)."""
+
+    run: RunRow
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunResumed(StreamEvent):
+    """A stalled or stopped run shows activity again."""
+
+    run: RunRow
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunStopped(StreamEvent):
+    """The run went quiet past --stale-after without finishing: the loop ended."""
+
+    run: RunRow
+
+
+@dataclass(frozen=True, kw_only=True)
+class LogReset(StreamEvent):
+    """progress.txt was rewritten, truncated or replaced: refetch it (it now has ``total`` entries)."""
+
+    total: int
+
+
+@dataclass(frozen=True, kw_only=True)
 class NotificationSent(StreamEvent):
     """The daemon notified: a run finished, stalled or stopped, a failure, a budget passed."""
 
@@ -120,6 +148,10 @@ ServerEvent = (
     | RunStarted
     | RunFinished
     | NotificationSent
+    | RunStalled
+    | RunResumed
+    | RunStopped
+    | LogReset
     | UnknownEvent
 )
 StreamItem = ServerEvent | Reconnected | Gap
@@ -160,6 +192,15 @@ def decode_event(data: str, event_id: str | None) -> ServerEvent:
         return RunStarted(run=decode(RunRow, payload, "run_started.data"), **common)
     if kind == "run_finished":
         return RunFinished(run=decode(RunRow, payload, "run_finished.data"), **common)
+    if kind == "run_stalled":
+        return RunStalled(run=decode(RunRow, payload, "run_stalled.data"), **common)
+    if kind == "run_resumed":
+        return RunResumed(run=decode(RunRow, payload, "run_resumed.data"), **common)
+    if kind == "run_stopped":
+        return RunStopped(run=decode(RunRow, payload, "run_stopped.data"), **common)
+    if kind == "log_reset":
+        total, _ = _split(payload, "total", int, "log_reset.data")
+        return LogReset(total=total, **common)
     return UnknownEvent(type=kind, data=payload, **common)
 
 

@@ -39,10 +39,14 @@ from loopdash.client.events import (
     Gap,
     IterationAdded,
     LogAppended,
+    LogReset,
     NotificationSent,
     Reconnected,
     RunFinished,
+    RunResumed,
+    RunStalled,
     RunStarted,
+    RunStopped,
     StatusUpdate,
     StoryUpdated,
     StreamItem,
@@ -100,6 +104,39 @@ def duration(seconds: float | None) -> str:
     if minutes:
         return f"{minutes}m{secs:02d}s"
     return f"{secs}s"
+
+
+def roughly(seconds: float) -> str:
+    """A quiet time as people say it: ``45 s``, ``7 min``, ``2 h``, ``3 d`` (rounded down)."""
+    total = max(int(seconds), 0)
+    if total < 60:
+        return f"{total} s"
+    if total < 3600:
+        return f"{total // 60} min"
+    if total < 86400:
+        return f"{total // 3600} h"
+    return f"{total // 86400} d"
+
+
+#: The states in which the loop may still be at work: its clocks move on between events.
+TICKING_STATES = frozenset({"running", "stalled"})
+
+
+def state_words(status: ExecutionStatus, moved: float = 0.0) -> str:
+    """The run's state in plain words (docs/liveness.md): what the page's badge says."""
+    state = status.state
+    if state is None:  # a server from before issue 15
+        return "running" if status.is_running else "not running"
+    quiet = None if status.quiet_for is None else status.quiet_for + moved
+    if state == "stalled":
+        return f"stalled: no activity for {roughly(quiet or 0)}"
+    if state == "stopped":
+        return "stopped without finishing" + (f" {roughly(quiet)} ago" if quiet is not None else "")
+    if state == "finished":
+        return "finished"
+    if state == "idle":
+        return "idle: no run yet"
+    return state
 
 
 def money(amount: float) -> str:
@@ -166,6 +203,8 @@ def apply(view: View, item: StreamItem | Disconnected, now: float) -> View:
         return with_logs(view, {item.index: item.entry})
     if isinstance(item, NotificationSent):
         return replace(view, notice=notification_line(item))
+    if isinstance(item, LogReset):
+        return replace(view, logs={})  # what was shown is void; the watch refetches the newest
     if isinstance(item, Disconnected):
         return replace(view, trouble=f"reconnecting... ({away_reason(item.error)})")
     return view
@@ -214,13 +253,19 @@ def render_screen(view: View, now: float, width: int, dim: bool = False) -> list
     moving, and with ``dim`` (a terminal) they are drawn faint.
     """
     status = view.status
-    state = view.trouble or ("running" if status is not None and status.is_running else "not running")
+    moved = 0.0
+    if status is not None and status.run_state in TICKING_STATES and view.trouble is None:
+        moved = max(now - view.status_at, 0.0)
+    if view.trouble is not None:
+        state = view.trouble
+    elif status is None:
+        state = "not running"
+    else:
+        state = state_words(status, moved)
     lines = [f"loopdash watch  {view.url}  {state}"]
     if status is None:
         lines.append("waiting for the first status...")
     else:
-        running = status.is_running
-        moved = max(now - view.status_at, 0.0) if running and view.trouble is None else 0.0
         lines.append(
             f"{progress_bar(status.progress_pct)} {status.progress_pct:5.1f}%  "
             f"{status.completed_stories}/{status.total_stories} stories"
@@ -237,7 +282,10 @@ def render_screen(view: View, now: float, width: int, dim: bool = False) -> list
             f"Elapsed  {duration(status.elapsed_time + moved)}   Cost {money(status.cost_so_far)}   "
             f"ETA {duration(eta)}"
         )
-        lines.append(f"Run      {status.run_id or '-'}   updated {status.last_update}")
+        quiet = ""
+        if status.quiet_for is not None and status.state != "idle":
+            quiet = f" (quiet for {roughly(status.quiet_for + moved)})"
+        lines.append(f"Run      {status.run_id or '-'}   updated {status.last_update}{quiet}")
     if view.notice is not None:
         lines.append(f"Notice   {view.notice}")
     if view.headlines > 0:
@@ -254,7 +302,7 @@ def render_screen(view: View, now: float, width: int, dim: bool = False) -> list
 
 
 def status_line(status: ExecutionStatus) -> str:
-    state = "running" if status.is_running else "not running"
+    state = state_words(status)
     parts = [
         f"status {state} {status.progress_pct:.1f}% ({status.completed_stories}/{status.total_stories} stories)"
     ]
@@ -302,6 +350,16 @@ def describe(item: StreamItem | Disconnected) -> str:
         )
     if isinstance(item, NotificationSent):
         return f"notification {notification_line(item)}"
+    if isinstance(item, RunStalled):
+        return f"run {item.run.run_id} stalled: no activity for {roughly(item.run.quiet_for or 0)}"
+    if isinstance(item, RunResumed):
+        return f"run {item.run.run_id} resumed"
+    if isinstance(item, RunStopped):
+        quiet = item.run.quiet_for
+        ago = f", last activity {roughly(quiet)} ago" if quiet is not None else ""
+        return f"run {item.run.run_id} stopped without finishing{ago}"
+    if isinstance(item, LogReset):
+        return f"log rewritten: {item.total} entries now"
     if isinstance(item, UnknownEvent):
         return f"event {item.type}"
     if isinstance(item, Disconnected):
@@ -410,7 +468,7 @@ class Watch:
         if self.terminal is not None and isinstance(item, NotificationSent):
             self.out.write("\a")  # the terminal's bell: someone may be in another window
         if self.terminal is not None:
-            if isinstance(item, (Connected, Gap)):
+            if isinstance(item, (Connected, Gap, LogReset)):
                 self.refresh_logs()
             self.redraw_soon()
         else:

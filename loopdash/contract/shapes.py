@@ -46,6 +46,29 @@ Strings = tuple[str, ...]
 PageLimit = Annotated[
     int, Meta(ge=0, description="The limit applied (requests above the maximum are capped).")
 ]
+#: A run's state (docs/liveness.md); an addition of issue 15.
+RunState = Annotated[
+    Literal["running", "stalled", "finished", "stopped", "idle"],
+    Meta(
+        description=(
+            "running; stalled (no activity for --stall-after while unfinished); finished (a summary, "
+            "or every story passes and the run went quiet); stopped (no summary, quiet past "
+            "--stale-after: it ended without finishing); idle (no run). An addition."
+        )
+    ),
+]
+QuietFor = Annotated[
+    int,
+    Meta(ge=0, description="Whole seconds since the run's last activity; null when nothing ever happened."),
+]
+LastActivity = Annotated[
+    str,
+    Meta(
+        pattern=TIMESTAMP_REGEX,
+        description="The run's last sign of life (its own files; never in the future). An addition.",
+        extra_json_schema={"format": "date-time"},
+    ),
+]
 
 
 class Shape(Struct, frozen=True, omit_defaults=True, kw_only=True):
@@ -133,6 +156,19 @@ class ExecutionStatus(Shape, frozen=True):
     estimated_remaining: int | None
     cost_so_far: float
     last_update: Timestamp
+    #: running, stalled, finished, stopped or idle (docs/liveness.md); None from an older server.
+    state: str | None = None
+    #: Whole seconds since the run's last activity; None when nothing happened (or an older server).
+    quiet_for: int | None = None
+    #: The run's last sign of life, ISO-8601 UTC.
+    last_activity: str | None = None
+
+    @property
+    def run_state(self) -> str:
+        """The state, or (from a server before issue 15) running / idle from ``is_running``."""
+        if self.state is not None:
+            return self.state
+        return "running" if self.is_running else "idle"
 
 
 class ExecutionStatusAnswer(ExecutionStatus, Answer, frozen=True):
@@ -146,6 +182,10 @@ class ExecutionStatusAnswer(ExecutionStatus, Answer, frozen=True):
         Annotated[int, Meta(ge=0, description="An addition, for families that write metrics.jsonl.")]
         | UnsetType
     ) = UNSET
+    # Always sent by this server; UNSET only while a family's answer is completed.
+    state: RunState | UnsetType = UNSET  # type: ignore[assignment]
+    quiet_for: QuietFor | None | UnsetType = UNSET  # type: ignore[assignment]
+    last_activity: LastActivity | None | UnsetType = UNSET  # type: ignore[assignment]
 
 
 # -- stories ---------------------------------------------------------------------------
@@ -311,10 +351,18 @@ class RunRow(Shape, frozen=True):
     success_count: int
     failure_count: int
     elapsed_time_s: float
+    #: The run's state (docs/liveness.md); None from a server before issue 15.
+    state: str | None = None
+    #: The run's last sign of life, ISO-8601 UTC.
+    last_activity: str | None = None
+    #: Whole seconds since then (sent with run_stalled / run_resumed / run_stopped).
+    quiet_for: int | None = None
 
 
 class RunRowAnswer(RunRow, Answer, frozen=True):
-    pass
+    state: RunState | UnsetType = UNSET  # type: ignore[assignment]
+    last_activity: LastActivity | None | UnsetType = UNSET  # type: ignore[assignment]
+    quiet_for: QuietFor | None | UnsetType = UNSET  # type: ignore[assignment]
 
 
 class HistoryPage(Shape, frozen=True):
@@ -350,11 +398,18 @@ class RunDetail(Shape, frozen=True):
     timestamp: RunId
     summary: RunTotals
     metrics: RunMetricsDetail
+    #: The run's state, quiet time and last activity (docs/liveness.md); None from an older server.
+    state: str | None = None
+    quiet_for: int | None = None
+    last_activity: str | None = None
 
 
 class RunDetailAnswer(RunDetail, Answer, frozen=True):
     summary: RunTotalsAnswer
     metrics: RunMetricsDetailAnswer
+    state: RunState | UnsetType = UNSET  # type: ignore[assignment]
+    quiet_for: QuietFor | None | UnsetType = UNSET  # type: ignore[assignment]
+    last_activity: LastActivity | None | UnsetType = UNSET  # type: ignore[assignment]
 
 
 # -- the stream ---------------------------------------------------------------------------
@@ -480,6 +535,20 @@ class LogsResetAnswer(Answer, frozen=True):
     total: Count
 
 
+class RunStateChangeAnswer(RunRowAnswer, frozen=True):
+    """``run_stalled`` / ``run_resumed`` / ``run_stopped``: the run's row, state and quiet time."""
+
+    state: RunState
+    quiet_for: QuietFor | None
+    last_activity: LastActivity | None
+
+
+class LogRewrittenAnswer(Answer, frozen=True):
+    """``log_reset``: progress.txt was rewritten, truncated or replaced; reload it."""
+
+    total: Annotated[int, Meta(ge=0, description="Entries in progress.txt now; they follow as log_appended.")]
+
+
 class Event(Answer, frozen=True, tag_field="type"):
     """The JSON of one event's data line; ``gap`` marks a status sent after events were lost."""
 
@@ -500,6 +569,11 @@ EVENT_DATA: dict[str, type[Struct]] = {
     "stories_reset": StoriesResetAnswer,
     "iterations_reset": IterationsResetAnswer,
     "logs_reset": LogsResetAnswer,
+    # Issue 15 (docs/liveness.md).
+    "run_stalled": RunStateChangeAnswer,
+    "run_resumed": RunStateChangeAnswer,
+    "run_stopped": RunStateChangeAnswer,
+    "log_reset": LogRewrittenAnswer,
 }
 
 

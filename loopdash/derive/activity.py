@@ -14,7 +14,7 @@ from __future__ import annotations
 from msgspec import UNSET
 
 from loopdash.contract.shapes import CurrentStoryAnswer, ExecutionStatusAnswer
-from loopdash.derive.status import iso_utc_at, next_story
+from loopdash.derive.status import IDLE, STOPPED, Liveness, decide_liveness, iso_utc_at, next_story
 from loopdash.loop.models import Prd
 from loopdash.loop.project import ProjectSnapshot
 
@@ -77,6 +77,34 @@ def activity_status(snapshot: ProjectSnapshot, now: float, stale_after: float) -
         tokens_in=metrics.tokens_in if metrics is not None else UNSET,
         tokens_out=metrics.tokens_out if metrics is not None else UNSET,
     )
+
+
+#: Of FINISHED_PHASES, those that mean the work is done (the others: the loop stopped).
+DONE_PHASES = frozenset({"complete", "completed", "done", "finished"})
+
+
+def activity_liveness(
+    snapshot: ProjectSnapshot, now: float, stale_after: float, stall_after: float
+) -> Liveness:
+    """The state of such a loop (docs/liveness.md) from the same evidence as ``is_running``."""
+    run = snapshot.family_run
+    live = run.status if run is not None else None
+    phase = (live.phase or "").strip().lower() if live is not None else ""
+    times = activity_times(snapshot)
+    if not times:
+        return Liveness(IDLE, None, None)
+    liveness = decide_liveness(
+        started=None,
+        evidence=times,
+        finished=phase in DONE_PHASES,
+        every_story_passes=False,
+        now=now,
+        stall_after=stall_after,
+        stale_after=stale_after,
+    )
+    if phase in FINISHED_PHASES - DONE_PHASES:
+        return Liveness(STOPPED, liveness.quiet_for, liveness.last_activity)
+    return liveness
 
 
 def _title(prd: Prd | None, story_id: str) -> str | None:

@@ -22,7 +22,7 @@ MAX_ITEM_EVENTS = 100
 
 #: Status fields that move with the clock alone; a client ticks them itself,
 #: so a change in them is not a reason to send a status_update.
-CLOCK_FIELDS = ("elapsed_time", "estimated_remaining")
+CLOCK_FIELDS = ("elapsed_time", "estimated_remaining", "quiet_for")
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,37 @@ class LogAppended:
 
 
 @dataclass(frozen=True)
+class LogRewritten:
+    """progress.txt was rewritten, truncated or replaced: what a client shows of it is void.
+
+    Sent as ``log_reset``; its entries follow, from 0.
+    """
+
+    total: int
+
+
+@dataclass(frozen=True)
+class RunStalled:
+    """The run went quiet past the stall window while unfinished."""
+
+    run_id: str
+
+
+@dataclass(frozen=True)
+class RunResumed:
+    """A stalled or stopped run showed activity again (its own files moved)."""
+
+    run_id: str
+
+
+@dataclass(frozen=True)
+class RunStopped:
+    """The run went quiet past the staleness window without finishing."""
+
+    run_id: str
+
+
+@dataclass(frozen=True)
 class StatusChanged:
     status: Mapping[str, Any]
 
@@ -101,6 +132,10 @@ Change = (
     | IterationAdded
     | StoryUpdated
     | LogAppended
+    | LogRewritten
+    | RunStalled
+    | RunResumed
+    | RunStopped
     | StatusChanged
     | StoriesReset
     | IterationsReset
@@ -160,23 +195,51 @@ def diff(old: Observation, new: Observation, max_items: int = MAX_ITEM_EVENTS) -
         else:
             changes.extend(StoryUpdated(story) for story in updated)
 
-    first_new = _first_new_log_entry(old.log, new.log)
+    first_new: int | None
+    if log_was_reset(old.log, new.log):
+        changes.append(LogRewritten(new.log.total))
+        first_new = 0 if new.log.total else None
+    else:
+        first_new = _first_new_log_entry(old.log, new.log)
     if first_new is not None:
         if new.log.total - first_new > max_items:
             changes.append(LogReset(first_new, new.log.total))
         else:
             changes.append(LogAppended(first_new))
 
-    if (
-        new.current_run is not None
-        and new.current_finished
-        and not (old.current_run == new.current_run and old.current_finished)
-    ):
-        changes.append(RunFinished(new.current_run))
+    changes.extend(status_changes(old, new))
+    return changes
 
+
+def status_changes(old: Observation, new: Observation) -> list[Change]:
+    """The run's end, its state moving (stalled, resumed, stopped) and the status itself."""
+    changes: list[Change] = []
+    same_run = old.current_run == new.current_run
+    if new.current_run is not None and new.current_finished and not (same_run and old.current_finished):
+        changes.append(RunFinished(new.current_run))
+    if new.current_run is not None and same_run:
+        before, after = old.status.get("state"), new.status.get("state")
+        if before == "running" and after == "stalled":
+            changes.append(RunStalled(new.current_run))
+        elif before in ("stalled", "stopped") and after in ("running", "stalled"):
+            changes.append(RunResumed(new.current_run))
+        elif before in ("running", "stalled") and after == "stopped":
+            changes.append(RunStopped(new.current_run))
     if status_signature(old.status) != status_signature(new.status):
         changes.append(StatusChanged(new.status))
     return changes
+
+
+def log_was_reset(old: LogState, new: LogState) -> bool:
+    """Whether progress.txt was replaced, truncated or rewritten (not only appended to).
+
+    The index starts again for any of these (``LogState.generation`` moves).
+    Only a log that had entries is reset: a client showed them, and they are
+    void; the entries of a log that had none arrive as appended.
+    """
+    if not old.complete or not new.complete:
+        return False  # while a cold log is indexed there is no baseline
+    return old.generation != new.generation and old.total > 0
 
 
 def _first_new_log_entry(old: LogState, new: LogState) -> int | None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from loopdash.derive.status import DEFAULT_STALL_AFTER as DEFAULT_STALL_AFTER  # one source, re-exported
 from loopdash.loop.models import Iteration, Story
 
 #: Every kind of notification, in the order the settings list them.
@@ -42,8 +43,6 @@ SEVERITY = {
     "budget_warning": "warning",
     "budget_exceeded": "failure",
 }
-#: Seconds of quiet after which a running loop counts as stalled (``--stall-after``).
-DEFAULT_STALL_AFTER = 300.0
 #: Failed iterations in a row that make a streak (``--failure-streak``).
 DEFAULT_FAILURE_STREAK = 3
 #: The share of the budget at which the warning fires.

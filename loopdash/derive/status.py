@@ -8,10 +8,12 @@ for users in docs/status.md.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Final, Literal, TypeVar
 
+import msgspec
 from msgspec import UNSET, Struct
 
 from loopdash.contract.codec import plain_object
@@ -37,6 +39,19 @@ T = TypeVar("T", bound=Struct)
 
 #: Default staleness window: real iterations take minutes.
 DEFAULT_STALE_AFTER = 600.0
+#: Default quiet time after which an unfinished run counts as stalled.
+DEFAULT_STALL_AFTER = 300.0
+
+#: The run states, as ``state`` names them (see docs/liveness.md).
+StateName = Literal["running", "stalled", "finished", "stopped", "idle"]
+RUNNING: Final = "running"
+STALLED: Final = "stalled"
+FINISHED: Final = "finished"
+STOPPED: Final = "stopped"
+IDLE: Final = "idle"
+RUN_STATES = (RUNNING, STALLED, FINISHED, STOPPED, IDLE)
+#: The states in which the loop may still be at work (``is_running`` is true).
+LIVE_STATES = frozenset({RUNNING, STALLED})
 
 
 def iso_utc(moment: float | datetime | None) -> str | None:
@@ -170,7 +185,7 @@ def metrics_payload(metrics: RunMetrics, run_id: str) -> JSONObject:
     return plain_object(value)
 
 
-def run_row_value(row: RunRow) -> RunRowAnswer:
+def run_row_value(row: RunRow, liveness: Liveness | None = None) -> RunRowAnswer:
     """A run's row: the run id is its timestamp too; money to the micro-dollar."""
     # Spelled out, not _same_names(): this is /api/history's hot path (1,000 rows a page).
     return RunRowAnswer(
@@ -181,14 +196,18 @@ def run_row_value(row: RunRow) -> RunRowAnswer:
         success_count=row.success_count,
         failure_count=row.failure_count,
         elapsed_time_s=row.elapsed_time_s,
+        state=UNSET if liveness is None else liveness.state,
+        last_activity=UNSET if liveness is None else iso_utc(liveness.last_activity),
     )
 
 
-def run_row_json(row: RunRow) -> JSONObject:
-    return plain_object(run_row_value(row))
+def run_row_json(row: RunRow, liveness: Liveness | None = None) -> JSONObject:
+    """A history row; with ``liveness``, its ``state`` and ``last_activity`` too
+    (not ``quiet_for``: rows are kept encoded while they do not change)."""
+    return plain_object(run_row_value(row, liveness))
 
 
-def run_detail_json(row: RunRow, metrics: RunMetrics | None) -> JSONObject:
+def run_detail_json(row: RunRow, metrics: RunMetrics | None, liveness: Liveness | None = None) -> JSONObject:
     detail = RunMetricsDetailAnswer(iterations=())
     if metrics is not None:
         blocks = {k: v for k, v in metrics.blocks.items() if k not in ("totals", "pricing")}
@@ -203,7 +222,10 @@ def run_detail_json(row: RunRow, metrics: RunMetrics | None) -> JSONObject:
         summary=_same_names(RunTotalsAnswer, row, total_cost=_round_money(row.total_cost)),
         metrics=detail,
     )
-    return plain_object(value)
+    out = plain_object(value)
+    if liveness is not None:
+        out.update(liveness.json_fields())
+    return out
 
 
 def log_entry_value(entry: LogEntry) -> LogEntryAnswer:
@@ -240,9 +262,138 @@ def log_page_value(entries: Sequence[LogEntry], total: int, limit: int, offset: 
     )
 
 
-def history_page_value(rows: Sequence[RunRow], total: int, limit: int, offset: int) -> HistoryPageAnswer:
+def history_page_value(
+    rows: Sequence[RunRow],
+    total: int,
+    limit: int,
+    offset: int,
+    liveness: Sequence[Liveness | None] | None = None,
+) -> HistoryPageAnswer:
+    states = liveness if liveness is not None else [None] * len(rows)
     return HistoryPageAnswer(
-        runs=tuple(run_row_value(r) for r in rows), total=total, limit=limit, offset=offset
+        runs=tuple(run_row_value(r, state) for r, state in zip(rows, states, strict=True)),
+        total=total,
+        limit=limit,
+        offset=offset,
+    )
+
+
+# -- liveness ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Liveness:
+    """What a run is doing, decided from its own evidence (docs/liveness.md)."""
+
+    #: One of RUN_STATES.
+    state: StateName
+    #: Seconds since the run's last activity (never negative); None when nothing ever happened.
+    quiet_for: float | None
+    #: The run's last activity (seconds since the epoch, never after ``now``), if any.
+    last_activity: float | None
+
+    @property
+    def live(self) -> bool:
+        return self.state in LIVE_STATES
+
+    def json_fields(self) -> JSONObject:
+        """``state``, ``quiet_for`` (whole seconds) and ``last_activity`` (ISO-8601 UTC)."""
+        return {
+            "state": self.state,
+            "quiet_for": None if self.quiet_for is None else int(self.quiet_for),
+            "last_activity": iso_utc(self.last_activity),
+        }
+
+
+def decide_liveness(
+    *,
+    started: float | None,
+    evidence: Iterable[float | None],
+    finished: bool,
+    every_story_passes: bool,
+    now: float,
+    stall_after: float,
+    stale_after: float,
+) -> Liveness:
+    """The state of a run from its start, the times of its own evidence and whether it ended.
+
+    Rules (docs/liveness.md): a summary means ``finished``; otherwise the quiet
+    time since the newest evidence decides: past ``stale_after`` the run is
+    ``stopped`` (it ended without finishing), past ``stall_after`` it is
+    ``stalled``, else ``running``. A run whose every story passes and that has
+    been quiet past ``stall_after`` is ``finished``: it has nothing left to do.
+    Times after ``now`` count as ``now``: a file from the future is not
+    activity for ever.
+    """
+    times = [min(t, now) for t in (started, *evidence) if t is not None]
+    last = max(times) if times else None
+    quiet = max(now - last, 0.0) if last is not None else None
+    if finished:
+        return Liveness(FINISHED, quiet, last)
+    if quiet is None:
+        # A run without a start time or any file: say it stopped rather than claim work.
+        return Liveness(STOPPED, None, None)
+    if every_story_passes and quiet > stall_after:
+        return Liveness(FINISHED, quiet, last)
+    if quiet > stale_after:
+        return Liveness(STOPPED, quiet, last)
+    if quiet > stall_after:
+        return Liveness(STALLED, quiet, last)
+    return Liveness(RUNNING, quiet, last)
+
+
+def run_evidence(snapshot: ProjectSnapshot) -> list[float | None]:
+    """The times that show the current run at work: its metrics.json, and
+    progress.txt when it holds entries and was written since the run started.
+
+    prd.json is not among them: the plan is edited by people too, and an edit
+    must not bring a run that went quiet long ago back to life.
+    """
+    started = run_started_at(snapshot)
+    evidence: list[float | None] = [snapshot.metrics.mtime, snapshot.summary.mtime]
+    log = snapshot.log
+    if log.mtime is not None and log.total > 0 and (started is None or log.mtime >= started):
+        evidence.append(log.mtime)
+    return evidence
+
+
+def older_run_liveness(
+    run_id: str,
+    metrics_mtime: float | None,
+    summary_mtime: float | None,
+    now: float,
+    stale_after: float,
+    stall_after: float = DEFAULT_STALL_AFTER,
+) -> Liveness:
+    """A run's liveness from its own files alone (for runs other than the current one)."""
+    return decide_liveness(
+        started=run_id_start(run_id),
+        evidence=(metrics_mtime, summary_mtime),
+        finished=summary_mtime is not None,
+        every_story_passes=False,
+        now=now,
+        stall_after=stall_after,
+        stale_after=stale_after,
+    )
+
+
+def snapshot_liveness(
+    snapshot: ProjectSnapshot, now: float, stale_after: float, stall_after: float = DEFAULT_STALL_AFTER
+) -> Liveness:
+    """The current run's liveness; ``idle`` when there is no run."""
+    if snapshot.current_run is None:
+        activity = snapshot.activity if snapshot.activity is not None else None
+        quiet = max(now - min(activity, now), 0.0) if activity is not None else None
+        return Liveness(IDLE, quiet, None if activity is None else min(activity, now))
+    prd = snapshot.prd.value
+    return decide_liveness(
+        started=run_started_at(snapshot),
+        evidence=run_evidence(snapshot),
+        finished=snapshot.summary.mtime is not None,
+        every_story_passes=prd is not None and bool(prd.stories) and prd.completed == len(prd.stories),
+        now=now,
+        stall_after=stall_after,
+        stale_after=stale_after,
     )
 
 
@@ -258,30 +409,40 @@ def run_started_at(snapshot: ProjectSnapshot) -> float | None:
     return None
 
 
-def is_running(snapshot: ProjectSnapshot, now: float, stale_after: float) -> bool:
-    """A run is live when it has no summary yet and the project moved recently."""
-    if snapshot.current_run is None or snapshot.summary.mtime is not None:
-        return False
-    activity = snapshot.activity
-    return activity is not None and now - activity <= stale_after
+def is_running(
+    snapshot: ProjectSnapshot, now: float, stale_after: float, stall_after: float = DEFAULT_STALL_AFTER
+) -> bool:
+    """A run is live while it is running or stalled (it has not ended nor gone quiet for good)."""
+    return snapshot_liveness(snapshot, now, stale_after, stall_after).live
 
 
-def execution_status(snapshot: ProjectSnapshot, now: float, stale_after: float) -> JSONObject:
+def execution_status(
+    snapshot: ProjectSnapshot, now: float, stale_after: float, stall_after: float = DEFAULT_STALL_AFTER
+) -> JSONObject:
     """The status as JSON builtins (what the stream sends and the diff compares)."""
-    return plain_object(status_value(snapshot, now, stale_after))
+    return plain_object(status_value(snapshot, now, stale_after, stall_after))
 
 
-def status_value(snapshot: ProjectSnapshot, now: float, stale_after: float) -> ExecutionStatusAnswer:
-    """``GET /api/status``: the rules of loop-data.md over one snapshot."""
+def status_value(
+    snapshot: ProjectSnapshot, now: float, stale_after: float, stall_after: float = DEFAULT_STALL_AFTER
+) -> ExecutionStatusAnswer:
+    """``GET /api/status``: the rules of loop-data.md and docs/liveness.md over one snapshot."""
     if snapshot.source is not None and not snapshot.source.run_directories:
         # A loop family without .claude-loop/runs/: the rules of docs/loop-families.md.
-        from loopdash.derive.activity import activity_status
+        from loopdash.derive.activity import activity_liveness, activity_status
 
-        return activity_status(snapshot, now, stale_after)
+        family = activity_liveness(snapshot, now, stale_after, stall_after)
+        return msgspec.structs.replace(
+            activity_status(snapshot, now, stale_after),
+            state=family.state,
+            quiet_for=None if family.quiet_for is None else int(family.quiet_for),
+            last_activity=iso_utc(family.last_activity),
+        )
     prd = snapshot.prd.value
     metrics = snapshot.metrics.value
     summary = snapshot.summary.value
-    running = is_running(snapshot, now, stale_after)
+    liveness = snapshot_liveness(snapshot, now, stale_after, stall_after)
+    running = liveness.live
     started = run_started_at(snapshot)
 
     total = len(prd.stories) if prd else 0
@@ -297,6 +458,9 @@ def status_value(snapshot: ProjectSnapshot, now: float, stale_after: float) -> E
         )
     elif summary is not None:
         elapsed = summary.elapsed_time_s
+    elif liveness.state in (STOPPED, FINISHED) and started is not None and liveness.last_activity is not None:
+        # Frozen at the run's last sign of life: a dead run's clock does not go on.
+        elapsed = max(liveness.last_activity - min(started, now), metrics.elapsed_time_s if metrics else 0.0)
     else:
         elapsed = metrics.elapsed_time_s if metrics else 0.0
 
@@ -324,8 +488,9 @@ def status_value(snapshot: ProjectSnapshot, now: float, stale_after: float) -> E
     done_here = len({i.story_id for i in iterations if i.succeeded and i.story_id})
     remaining_stories = max(total - completed, 0)
     estimated: int | None = None
-    # Without a plan there is no "stories left" to estimate from: say nothing.
-    if done_here and prd is not None:
+    # Without a plan there is no "stories left" to estimate from, and a run
+    # that ended (or stopped) is not going to finish anything: say nothing.
+    if done_here and prd is not None and running:
         guess = elapsed / done_here * remaining_stories
         # An absurd duration on disk (1e308 s) must not overflow into a 500.
         estimated = int(round(guess)) if math.isfinite(guess) else None
@@ -336,6 +501,8 @@ def status_value(snapshot: ProjectSnapshot, now: float, stale_after: float) -> E
         cost = metrics.total_cost if metrics else 0.0
 
     last = snapshot.activity if snapshot.activity is not None else snapshot.root_mtime
+    if last is not None:
+        last = min(last, now)  # a file time in the future is not a promise of activity
     return ExecutionStatusAnswer(
         is_running=running,
         run_id=snapshot.current_run,
@@ -347,6 +514,9 @@ def status_value(snapshot: ProjectSnapshot, now: float, stale_after: float) -> E
         estimated_remaining=estimated,
         cost_so_far=_round_money(cost),
         last_update=iso_utc_at(last if last is not None else now),
+        state=liveness.state,
+        quiet_for=None if liveness.quiet_for is None else int(liveness.quiet_for),
+        last_activity=iso_utc(liveness.last_activity),
     )
 
 

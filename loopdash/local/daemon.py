@@ -90,7 +90,7 @@ def read_pidfile(path: str) -> int | None:
         raw = read_small_file(path, PIDFILE_LIMIT)
     except FileNotFoundError:
         return None
-    text = raw.decode("ascii", errors="replace").strip()
+    text = raw.removeprefix(b"\xef\xbb\xbf").decode("ascii", errors="replace").strip()
     if not text.isdigit() or int(text) <= 0:
         raise ValueError(f"not a pid: {text[:20]!r}")
     return int(text)

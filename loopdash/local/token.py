@@ -79,7 +79,8 @@ def token_file_problem(path: str) -> str | None:
         if problem is not None:
             return problem
     try:
-        token = read_small_file(path, TOKEN_LIMIT).decode("utf-8", errors="replace").strip()
+        raw = read_small_file(path, TOKEN_LIMIT).removeprefix(b"\xef\xbb\xbf")  # an editor's BOM
+        token = raw.decode("utf-8", errors="replace").strip()
     except FileNotFoundError:
         return None
     except SmallFileError as e:
@@ -94,7 +95,10 @@ def read_token(path: str) -> str:
 
     Bounded and non-blocking, like every read of the token.
     """
-    token = read_small_file(path, TOKEN_LIMIT).decode("utf-8", errors="replace").strip()
+    # An editor may put a byte-order mark first. (removeprefix, not the utf-8-sig
+    # codec: a daemon that dropped privileges may not be able to import it.)
+    raw = read_small_file(path, TOKEN_LIMIT).removeprefix(b"\xef\xbb\xbf")
+    token = raw.decode("utf-8", errors="replace").strip()
     if not token:
         raise ValueError(f"the token file {path} is empty")
     return token

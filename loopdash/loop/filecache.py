@@ -3,7 +3,7 @@
 A loop rewrites its files in place (``cat > metrics.json``), so a reader can
 catch one empty or half-written. The cache answers every read with the last
 reading that parsed, re-parses only when the file's identity
-``(inode, mtime_ns, size)`` changes, and reports a file that does not parse
+``(inode, mtime_ns, size, ctime_ns)`` changes, and reports a file that does not parse
 once, not on every poll. A file that never parsed is reported at once; one
 that parsed before is reported only when it stays bad for ``grace`` seconds,
 since catching a rewrite half-way is the normal case, not news. Pure Python
@@ -24,14 +24,15 @@ from loopdash.loop.parsing import ParseError
 
 T = TypeVar("T")
 
-FileIdentity = tuple[int, int, int]
+FileIdentity = tuple[int, int, int, int]
 
 #: Metrics and summaries are kilobytes; anything past this is not one of them.
 MAX_JSON_BYTES = 32 * 1024 * 1024
 
 
 def identity_of(st: os.stat_result) -> FileIdentity:
-    return (st.st_ino, st.st_mtime_ns, st.st_size)
+    """(inode, mtime_ns, size, ctime_ns): a rewrite that restores the mtime still moves ctime."""
+    return (st.st_ino, st.st_mtime_ns, st.st_size, st.st_ctime_ns)
 
 
 @dataclass(frozen=True)

@@ -82,14 +82,14 @@ class LogFormat:
 class _ClaudeLoop(LogFormat):
     def count(self, data: bytes, end: int, first: bool) -> tuple[int, int]:
         # One bytes.count per chunk, in C: what keeps a 50 MB log cheap to index.
-        starts = data.startswith(LOG_HEADER_BYTES)
+        starts = self.is_header(data, first)
         count = data.count(_CLAUDE_NEEDLE, 0, end)
         if count:
             return count + starts, data.rfind(_CLAUDE_NEEDLE, 0, end) + 1
         return int(starts), (0 if starts else -1)
 
     def offsets(self, data: bytes, first: bool) -> list[int]:
-        found = [0] if data.startswith(LOG_HEADER_BYTES) else []
+        found = [0] if self.is_header(data, first) else []
         index = data.find(_CLAUDE_NEEDLE)
         while index != -1:
             found.append(index + 1)
@@ -97,7 +97,9 @@ class _ClaudeLoop(LogFormat):
         return found
 
     def is_header(self, data: bytes, first: bool) -> bool:
-        return data.startswith(LOG_HEADER_BYTES)
+        # At the file's first byte an editor's BOM may stand before the header
+        # (the entry then begins at 0; parsing drops the BOM).
+        return data.startswith(LOG_HEADER_BYTES) or (first and data.startswith(_BOM + LOG_HEADER_BYTES))
 
     def parse(self, data: bytes) -> list[LogEntry]:
         return parse_log_entries(data.decode("utf-8", errors="replace"))

@@ -74,7 +74,9 @@ def _finite_float(literal: str) -> float:
 def load_json_object(data: bytes) -> JSONObject:
     """Decode a JSON object, raising ParseError for anything else."""
     try:
-        text = data.decode("utf-8")
+        # A byte-order mark some editors write is not part of the JSON. (Not the
+        # utf-8-sig codec: a daemon that dropped privileges may fail to import it.)
+        text = data.removeprefix(b"\xef\xbb\xbf").decode("utf-8")
     except UnicodeDecodeError as e:
         raise ParseError(f"not UTF-8: {e.reason} at byte {e.start}") from None
     if not text.strip():
@@ -617,6 +619,7 @@ def parse_log_entries(content: str) -> list[LogEntry]:
     """Every entry of a whole progress.txt; text before the first header is not an entry."""
     entries: list[LogEntry] = []
     current: list[str] | None = None
+    content = content.removeprefix("\ufeff")  # a byte-order mark before the first header
     # Split on newlines only: the byte-offset index (progress.py) does the same,
     # and form feeds or U+2028 inside an entry are content, not line breaks.
     for line in content.split("\n"):

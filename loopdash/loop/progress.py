@@ -57,6 +57,9 @@ class LogState:
     complete: bool = True
     #: The log's shape (:mod:`.logformats`), None while it holds nothing to show.
     format: str | None = None
+    #: Bumped each time the index starts again from the first byte (the file was
+    #: replaced, truncated or rewritten): entries read before are void.
+    generation: int = 0
 
 
 class ProgressLog:
@@ -71,12 +74,19 @@ class ProgressLog:
         self._whole_file = whole_file
         self._chunk_size = chunk_size
         self._cached_blocks = cached_blocks
+        self._generation = 0
+        self._inode: int | None = None
+        self._total = 0
+        self._scanned = 0
         self._reset(None)
         self._size = 0
         self._mtime: float | None = None
         self._mtime_ns: int | None = None
+        self._ctime_ns: int | None = None
 
     def _reset(self, inode: int | None) -> None:
+        if self._total or self._scanned or inode != self._inode:
+            self._generation += 1  # what was read of the file before no longer stands
         self._inode = inode
         #: Where each block begins; a block ends where the next begins (the last at ``_scanned``).
         self._block_start = array("q")
@@ -112,7 +122,15 @@ class ProgressLog:
     @property
     def state(self) -> LogState:
         name = self._format.name if self._format is not None else None
-        return LogState(self._inode, self._size, self._total, self._mtime, not self._incomplete, name)
+        return LogState(
+            self._inode,
+            self._size,
+            self._total,
+            self._mtime,
+            not self._incomplete,
+            name,
+            generation=self._generation,
+        )
 
     def refresh(self, budget: int | None = None) -> LogState:
         """Bring the index up to date with the file; cheap when nothing changed.
@@ -138,6 +156,8 @@ class ProgressLog:
                 st.st_ino == self._inode
                 and st.st_size == self._size
                 and st.st_mtime_ns == self._mtime_ns
+                # A rewrite that puts the old mtime back still moves ctime.
+                and st.st_ctime_ns == self._ctime_ns
                 and not self._incomplete
                 and not self._changed_under_us
             ):
@@ -146,7 +166,10 @@ class ProgressLog:
                 st.st_ino != self._inode
                 or st.st_size < self._scanned
                 # Same size, newer write: not an append, so a rewrite.
-                or (st.st_size == self._size and st.st_mtime_ns != self._mtime_ns)
+                or (
+                    st.st_size == self._size
+                    and (st.st_mtime_ns != self._mtime_ns or st.st_ctime_ns != self._ctime_ns)
+                )
                 or self._changed_under_us
                 or not self._indexed_bytes_unchanged(fd)
             ):
@@ -154,6 +177,7 @@ class ProgressLog:
             self._size = st.st_size
             self._mtime = st.st_mtime
             self._mtime_ns = st.st_mtime_ns
+            self._ctime_ns = st.st_ctime_ns
             self._scan(fd, st.st_size, budget)
             self._head = os.pread(fd, min(_SAMPLE, self._scanned), 0)
             tail_start = max(self._scanned - _SAMPLE, 0)

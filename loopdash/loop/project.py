@@ -355,6 +355,16 @@ class Project:
             metrics=metrics,
         )
 
+    def run_activity(self, run_id: str) -> tuple[float | None, float | None]:
+        """The modification times of a run's metrics.json and summary.json (None: missing)."""
+        times: list[float | None] = []
+        for name in ("metrics.json", "summary.json"):
+            try:
+                times.append(os.stat(self._run_file(run_id, name)).st_mtime)
+            except OSError:
+                times.append(None)
+        return times[0], times[1]
+
     def run_files_identity(self, run_id: str) -> tuple[object, ...]:
         """The identities of a run's two files, for keying caches of what is derived from them."""
         identities: list[object] = []

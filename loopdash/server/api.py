@@ -42,6 +42,10 @@ MAX_LOG_PAGE = 1000
 MAX_HISTORY_PAGE = 1000
 
 JSON_CONTENT_TYPE = b"application/json; charset=utf-8"
+#: On every JSON answer: the id of the last event published when the answer
+#: was made. The answer shows every change up to that event; a client applies
+#: only later events to it, and resumes the stream from the oldest such id.
+EVENT_ID_HEADER = b"X-Loopdash-Event-Id"
 
 
 class Clock(Protocol):
@@ -130,9 +134,16 @@ def api_route(
             result = handler(self, request, **kwargs)
             if raw:
                 return result
+
+            def answer(value: object) -> bytes:
+                # Read when the body is made, not when the request came: an
+                # async handler may wait while events are published.
+                request.setHeader(EVENT_ID_HEADER, self.hub.last_id.encode("ascii"))
+                return json_body(request, value)
+
             if inspect.iscoroutine(result):
-                return ensureDeferred(result).addCallback(lambda value: json_body(request, value))
-            return json_body(request, result)
+                return ensureDeferred(result).addCallback(answer)
+            return answer(result)
 
         app.route(path, methods=list(methods))(endpoint)
         return handler

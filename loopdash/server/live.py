@@ -19,14 +19,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
+from twisted.logger import Logger
 
+from loopdash.derive.future import FutureTimes
 from loopdash.derive.status import (
+    DEFAULT_STALL_AFTER,
+    Liveness,
     execution_status,
     history_page_value,
     log_page_value,
     metrics_payload,
+    older_run_liveness,
     run_detail_json,
+    run_row_json,
     run_row_value,
+    snapshot_liveness,
     status_value,
     stories_value,
 )
@@ -56,6 +63,7 @@ class KeptRow:
     """A run's history row, its JSON, and when to look at its files again."""
 
     row: RunRow
+    liveness: Liveness
     encoded: bytes
     check_after: float
 
@@ -69,6 +77,8 @@ def history_page(run_ids: tuple[str, ...], offset: int, limit: int) -> tuple[str
 class LiveProject:
     """Shared snapshots and encoded answers over one :class:`Project`."""
 
+    log = Logger(namespace="loopdash.server.live")
+
     def __init__(
         self,
         project: Project,
@@ -78,6 +88,7 @@ class LiveProject:
         log_step: int = LOG_INDEX_STEP,
         row_step: int = ROW_WARM_STEP,
         max_entry_bytes: int = MAX_ENTRY_BYTES,
+        stall_after: float = DEFAULT_STALL_AFTER,
     ) -> None:
         self.project = project
         #: Bytes of one log entry served or sent at most; longer ones are cut (``truncated``).
@@ -86,6 +97,9 @@ class LiveProject:
         self.on_log_indexed: Callable[[], None] = lambda: None
         self.clock = clock
         self.stale_after = stale_after
+        self.stall_after = stall_after
+        #: File times ahead of the clock, counted from when they were first seen.
+        self._future = FutureTimes()
         self.max_age = max_age
         self.log_step = log_step
         self.row_step = row_step
@@ -122,7 +136,14 @@ class LiveProject:
         now = self.clock.seconds()
         current = self._snapshot
         if current is None or force or self._dirty or now - self._taken >= self.max_age:
-            current = self.project.snapshot(log_budget=self.log_step)
+            current, ahead = self._future.clamp(self.project.snapshot(log_budget=self.log_step), now)
+            for name, seconds in ahead:
+                self.log.warn(
+                    "{name} has a modification time {seconds:.0f} s in the future; "
+                    "counting it as written now, when it was first seen",
+                    name=name,
+                    seconds=seconds,
+                )
             key = current.key()
             if key != self._key:
                 self.version += 1
@@ -238,7 +259,27 @@ class LiveProject:
                 self._cached_bytes -= len(dropped[1])
 
     def status(self) -> dict[str, Any]:
-        return execution_status(self.snapshot(), self.clock.seconds(), self.stale_after)
+        return execution_status(self.snapshot(), self.clock.seconds(), self.stale_after, self.stall_after)
+
+    def liveness(self, run_id: str, now: float | None = None) -> Liveness:
+        """A run's state: the current run's as the status says it, an older run's from its files."""
+        snapshot = self.snapshot()
+        moment = self.clock.seconds() if now is None else now
+        if run_id == snapshot.current_run:
+            return snapshot_liveness(snapshot, moment, self.stale_after, self.stall_after)
+        metrics_mtime, summary_mtime = self.project.run_activity(run_id)
+        return older_run_liveness(
+            run_id,
+            None if metrics_mtime is None else min(metrics_mtime, moment),
+            None if summary_mtime is None else min(summary_mtime, moment),
+            moment,
+            self.stale_after,
+            self.stall_after,
+        )
+
+    def row_json(self, run_id: str) -> dict[str, Any]:
+        """A run's history row with its state, as history, the run list and events give it."""
+        return run_row_json(self.project.run_row(run_id), self.liveness(run_id))
 
     def status_body(self) -> bytes:
         snapshot = self.snapshot()
@@ -247,7 +288,7 @@ class LiveProject:
         return self._body(
             ("status",),
             (self.version, second),
-            lambda: status_value(snapshot, self.clock.seconds(), self.stale_after),
+            lambda: status_value(snapshot, self.clock.seconds(), self.stale_after, self.stall_after),
         )
 
     def stories_body(self) -> bytes:
@@ -272,8 +313,11 @@ class LiveProject:
         second = int(self.clock.seconds())
 
         def page() -> object:
-            rows = [self.project.run_row(r) for r in history_page(snapshot.run_ids, offset, limit)]
-            return history_page_value(rows, len(snapshot.run_ids), limit, offset)
+            ids = history_page(snapshot.run_ids, offset, limit)
+            rows = [self.project.run_row(r) for r in ids]
+            return history_page_value(
+                rows, len(snapshot.run_ids), limit, offset, [self.liveness(r) for r in ids]
+            )
 
         return self._body(("history", offset, limit), (self.version, second), page)
 
@@ -305,8 +349,12 @@ class LiveProject:
         if cached is not None and not current and now < cached.check_after:
             return cached.encoded
         row = self.project.run_row(run_id)
-        if cached is None or cached.row != row:
-            cached = KeptRow(row, encode_json(run_row_value(row)), 0.0)
+        liveness = self.liveness(run_id, now)
+        # quiet_for moves every second and is not in a row: only a new state re-encodes it.
+        liveness = Liveness(liveness.state, None, liveness.last_activity)
+        if cached is None or cached.row != row or cached.liveness != liveness:
+            check_after = 0.0 if cached is None else cached.check_after
+            cached = KeptRow(row, liveness, encode_json(run_row_value(row, liveness)), check_after)
             self._row_json[run_id] = cached
         offset = (zlib.crc32(run_id.encode("ascii", "replace")) % 1000) / 1000 * ROW_RECHECK
         cached.check_after = now + ROW_RECHECK - offset if cached.check_after == 0.0 else now + ROW_RECHECK
@@ -344,8 +392,11 @@ class LiveProject:
             if len(self._run_checks) >= MAX_RUN_CHECKS:
                 self._run_checks.clear()
             self._run_checks[run_id] = (now, self.version, identity)
+        # The state and quiet time move with the clock: recomputed once a second.
         return self._body(
             ("run", run_id),
-            identity,
-            lambda: run_detail_json(self.project.run_row(run_id), self.project.metrics(run_id).value),
+            (identity, self.version, int(now)),
+            lambda: run_detail_json(
+                self.project.run_row(run_id), self.project.metrics(run_id).value, self.liveness(run_id, now)
+            ),
         )

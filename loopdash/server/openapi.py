@@ -182,6 +182,20 @@ def _responses(ok: JSONSchema, *errors: str, authenticated: bool = True) -> JSON
     return out
 
 
+#: On every JSON answer (issue 15): the stream event the answer is as new as.
+EVENT_ID_HEADER: dict[str, JSONSchema] = {
+    "X-Loopdash-Event-Id": {
+        "description": (
+            "The id of the last stream event published when this answer was made: the answer "
+            "shows every change up to it. Apply only later events to it; resume the stream "
+            "(last_event_id) from the oldest such id to miss nothing in between."
+        ),
+        "schema": {"type": "string", "pattern": "^[0-9a-f]+-[0-9]+$"},
+        "required": True,
+    }
+}
+
+
 def _get(
     operation_id: str,
     summary: str,
@@ -190,6 +204,8 @@ def _get(
     parameters: list[JSONSchema] | None = None,
     public: bool = False,
 ) -> JSONSchema:
+    if "application/json" in ok.get("content", {}):
+        ok = {**ok, "headers": {**ok.get("headers", {}), **EVENT_ID_HEADER}}
     operation: JSONSchema = {
         "operationId": operation_id,
         "summary": summary,

@@ -19,7 +19,7 @@ from typing import Any
 
 from loopdash.derive.notify import DEFAULT_FAILURE_STREAK
 from loopdash.derive.notify import KINDS as NOTIFICATION_KINDS
-from loopdash.derive.status import DEFAULT_STALE_AFTER
+from loopdash.derive.status import DEFAULT_STALE_AFTER, DEFAULT_STALL_AFTER
 from loopdash.loop.formats import layout_names
 from loopdash.loop.progress import MAX_ENTRY_BYTES
 from loopdash.server.limits import DEFAULT_MAX_CONNECTIONS, DEFAULT_REQUEST_DEADLINE
@@ -199,6 +199,17 @@ DAEMON_OPTIONS: tuple[DaemonOption, ...] = (
         convert=positive_seconds(),
         metavar="SECONDS",
         example="7.5",
+    ),
+    DaemonOption(
+        "stall-after",
+        (
+            "Seconds without activity after which an unfinished run counts as stalled "
+            "(it is still live until --stale-after; see docs/liveness.md)."
+        ),
+        default=DEFAULT_STALL_AFTER,
+        convert=positive_seconds(),
+        metavar="SECONDS",
+        example="90",
     ),
     DaemonOption(
         "poll-interval",

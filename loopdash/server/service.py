@@ -20,8 +20,8 @@ from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 from twisted.web.server import Site
 
-from loopdash.derive.notify import DEFAULT_FAILURE_STREAK, DEFAULT_KINDS, DEFAULT_STALL_AFTER, RuleConfig
-from loopdash.derive.status import DEFAULT_STALE_AFTER
+from loopdash.derive.notify import DEFAULT_FAILURE_STREAK, DEFAULT_KINDS, RuleConfig
+from loopdash.derive.status import DEFAULT_STALE_AFTER, DEFAULT_STALL_AFTER
 from loopdash.local.daemon import connect_url
 from loopdash.local.token import (
     TokenFile,
@@ -90,7 +90,7 @@ class DashboardConfig:
     budget_usd: float | None = None
     #: Failed iterations in a row that make a failure streak.
     failure_streak: int = DEFAULT_FAILURE_STREAK
-    #: Seconds of quiet after which a running loop counts as stalled.
+    #: Seconds of quiet after which an unfinished run counts as stalled (docs/liveness.md).
     stall_after: float = DEFAULT_STALL_AFTER
     #: The page's address, put in every notification; None: derived from ``listen``.
     public_url: str | None = None
@@ -233,7 +233,13 @@ def build_dashboard(config: DashboardConfig, reactor: Any) -> Dashboard:
     )
     hub = StreamHub(reactor, keepalive=config.keepalive, meter=meter)
     meter.count_streams(lambda: len(hub.subscribers))
-    live = LiveProject(project, reactor, config.stale_after, max_entry_bytes=config.max_entry_bytes)
+    live = LiveProject(
+        project,
+        reactor,
+        config.stale_after,
+        max_entry_bytes=config.max_entry_bytes,
+        stall_after=config.stall_after,
+    )
     meter.register(LoopCollector(live, reactor, config.stale_after, config.stall_after, config.budget_usd))
     senders: list[Sender] = []
     apprise_sender: AppriseSender | None = None
@@ -297,6 +303,7 @@ def build_dashboard(config: DashboardConfig, reactor: Any) -> Dashboard:
         live=live,
         meter=meter,
         watched_interval=config.watched_poll_interval,
+        stall_after=config.stall_after,
     )
     watcher.observers.append(notifications.observe)
     service.addService(watcher)

@@ -130,6 +130,7 @@ class Options(usage.Options):
             listen=self["listen"] or tcp_endpoint(self["port"], self["host"]),
             token_file=self["token-file"],
             stale_after=self["stale-after"],
+            stall_after=self["stall-after"],
             cors_origins=tuple(self["cors-origin"]) or ("*",),
             poll_interval=self["poll-interval"],
             keepalive=self["keepalive"],

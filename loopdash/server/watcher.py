@@ -26,20 +26,25 @@ from loopdash.derive.changes import (
     IterationsReset,
     LogAppended,
     LogReset,
+    LogRewritten,
     Observation,
     RunFinished,
+    RunResumed,
+    RunStalled,
     RunStarted,
+    RunStopped,
     StatusChanged,
     StoriesReset,
     StoryUpdated,
     diff,
-    status_signature,
+    status_changes,
 )
 from loopdash.derive.status import (
+    DEFAULT_STALL_AFTER,
+    FINISHED,
     execution_status,
     iteration_json,
     log_entry_json,
-    run_row_json,
     story_json,
 )
 from loopdash.loop.project import Project, ProjectSnapshot
@@ -50,6 +55,10 @@ from loopdash.server.stream import StreamHub
 #: How long an inotify wake-up waits before polling, so one burst of writes
 #: (truncate, write, close) costs one poll.
 WAKE_DELAY = 0.002
+#: The least time between two polls woken by inotify: a writer flushing a
+#: file it keeps open sends IN_MODIFY per write, and a stream of them must
+#: cost a poll per this many seconds, not one per write.
+WAKE_SPACING = 0.05
 #: Seconds between polls when polling is how changes are found: no inotify, or
 #: a directory that matters is not watched.
 POLL_INTERVAL = 1.0
@@ -59,15 +68,19 @@ POLL_INTERVAL = 1.0
 WATCHED_POLL_INTERVAL = 10.0
 
 
-def observe(snapshot: ProjectSnapshot, now: float, stale_after: float) -> Observation:
+def observe(
+    snapshot: ProjectSnapshot, now: float, stale_after: float, stall_after: float = DEFAULT_STALL_AFTER
+) -> Observation:
     metrics = snapshot.metrics.value
     prd = snapshot.prd.value
+    status = execution_status(snapshot, now, stale_after, stall_after)
     return Observation(
-        status=execution_status(snapshot, now, stale_after),
+        status=status,
         stories=prd.stories if prd is not None else (),
         run_ids=snapshot.run_ids,
         current_run=snapshot.current_run,
-        current_finished=snapshot.summary.mtime is not None,
+        # A summary, or (every story passing, quiet) the state says so.
+        current_finished=snapshot.summary.mtime is not None or status.get("state") == FINISHED,
         iterations=metrics.iterations if metrics is not None else (),
         log=snapshot.log,
     )
@@ -89,10 +102,12 @@ class Watcher(Service):
         live: LiveProject | None = None,
         meter: Meter = NULL_METER,
         watched_interval: float = WATCHED_POLL_INTERVAL,
+        stall_after: float = DEFAULT_STALL_AFTER,
     ) -> None:
         self.project = project
+        self.stall_after = stall_after
         #: The snapshots requests share: a poll refreshes them, inotify invalidates them.
-        self.live = live or LiveProject(project, clock, stale_after)
+        self.live = live or LiveProject(project, clock, stale_after, stall_after=stall_after)
         self.meter = meter
         self.hub = hub
         self.clock = clock
@@ -120,6 +135,8 @@ class Watcher(Service):
         #: inotify could not be started: polling only, without retrying.
         self.inotify_unavailable = False
         self._wake_pending: Any = None
+        #: When the last poll woken by inotify ran (clock seconds).
+        self._last_wake_poll = float("-inf")
         #: Called after each poll with the changes published (for metrics and tests).
         self.on_poll: Callable[[list[Change]], None] = lambda changes: None
         #: Told of every observation, the first (the baseline) included, after its
@@ -156,8 +173,9 @@ class Watcher(Service):
         if self.interval is not None:
             return self.interval
         if self.watching_all:
-            # Never so slow that a run going quiet is noticed late.
-            return max(POLL_INTERVAL, min(self.watched_interval, self.stale_after / 4))
+            # Never so slow that a run going quiet (stalled, stopped) is noticed late.
+            quiet = min(self.stale_after, self.stall_after)
+            return max(POLL_INTERVAL, min(self.watched_interval, quiet / 4))
         return POLL_INTERVAL
 
     # -- polling -----------------------------------------------------------------
@@ -195,15 +213,15 @@ class Watcher(Service):
             assert previous is not None
             # No file changed since the last poll: only the clock can move the
             # status (a run going stale), so skip the full observation and diff.
-            status = execution_status(snapshot, now, self.stale_after)
-            self.last = replace(previous, status=status)
-            changes = (
-                []
-                if status_signature(status) == status_signature(previous.status)
-                else [StatusChanged(status)]
+            status = execution_status(snapshot, now, self.stale_after, self.stall_after)
+            self.last = replace(
+                previous,
+                status=status,
+                current_finished=previous.current_finished or status.get("state") == FINISHED,
             )
+            changes = status_changes(previous, self.last)
         else:
-            observed = observe(snapshot, now, self.stale_after)
+            observed = observe(snapshot, now, self.stale_after, self.stall_after)
             if previous is not None and previous.log.complete and not observed.log.complete:
                 # progress.txt is being indexed in steps (an append of megabytes):
                 # the baseline stays the last complete index, so that what is new
@@ -248,9 +266,21 @@ class Watcher(Service):
 
     def _publish(self, change: Change) -> None:
         if isinstance(change, RunStarted):
-            self.hub.publish("run_started", run_row_json(self.project.run_row(change.run_id)))
+            self.hub.publish("run_started", self.live.row_json(change.run_id))
         elif isinstance(change, RunFinished):
-            self.hub.publish("run_finished", run_row_json(self.project.run_row(change.run_id)))
+            self.hub.publish("run_finished", self.live.row_json(change.run_id))
+        elif isinstance(change, (RunStalled, RunResumed, RunStopped)):
+            kind = {RunStalled: "run_stalled", RunResumed: "run_resumed", RunStopped: "run_stopped"}[
+                type(change)
+            ]
+            data = self.live.row_json(change.run_id)
+            assert self.last is not None
+            # The same state, quiet time and last activity as the status this poll saw.
+            for name in ("state", "quiet_for", "last_activity"):
+                data[name] = self.last.status.get(name)
+            self.hub.publish(kind, data)
+        elif isinstance(change, LogRewritten):
+            self.hub.publish("log_reset", {"total": change.total})
         elif isinstance(change, IterationAdded):
             data = iteration_json(change.iteration)
             data["run_id"] = change.run_id
@@ -359,7 +389,10 @@ class Watcher(Service):
         from twisted.internet import inotify
 
         mask = (
-            inotify.IN_CLOSE_WRITE
+            # IN_MODIFY: a writer that keeps the file open (append, flush, no
+            # close) sends no IN_CLOSE_WRITE; _wake coalesces the stream of them.
+            inotify.IN_MODIFY
+            | inotify.IN_CLOSE_WRITE
             | inotify.IN_MOVED_TO
             | inotify.IN_MOVED_FROM
             | inotify.IN_CREATE
@@ -411,6 +444,14 @@ class Watcher(Service):
             self.log.failure("inotify wake-up failed")
 
     def _wake(self) -> None:
-        """Poll very soon (once for a burst of wake-ups)."""
+        """Poll very soon: once for a burst of wake-ups, at most once per WAKE_SPACING."""
         if self._wake_pending is None or not self._wake_pending.active():
-            self._wake_pending = self.clock.callLater(WAKE_DELAY, self.poll)
+            now = self.clock.seconds()
+            delay = max(WAKE_DELAY, self._last_wake_poll + WAKE_SPACING - now)
+            # A clock stepped back must not put the next poll off by the size of the step.
+            delay = min(delay, WAKE_SPACING)
+            self._wake_pending = self.clock.callLater(delay, self._woken)
+
+    def _woken(self) -> None:
+        self._last_wake_poll = self.clock.seconds()
+        self.poll()
