@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -912,3 +913,103 @@ def test_a_budget_passed_shows_a_toast_a_browser_notification_and_a_red_bar(
     finally:
         context.close()
         daemon.stop()
+
+
+# -- hostile links and many tabs (issue 18) ---------------------------------------------
+# A #token= link must not replace a working token before the daemon accepts it, and
+# a link pasted into an open tab works without a reload. Eight tabs of one browser
+# share one event stream (a browser opens at most six connections per origin and
+# each EventSource holds one), and every tab still gets every update.
+
+
+def remember_in_form(page: Any, daemon: DaemonProcess) -> None:
+    page.goto(daemon.url + "/")
+    page.get_by_label("API token").fill(daemon.token)
+    page.get_by_label("Remember on this device").check()
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#connection-state")).to_have_text("Live")
+
+
+def open_streams(daemon: DaemonProcess) -> float:
+
+    request = urllib.request.Request(
+        daemon.url + "/metrics", headers={"Authorization": f"Bearer {daemon.token}"}
+    )
+    with urllib.request.urlopen(request, timeout=5) as answer:
+        text = answer.read().decode()
+    match = re.search(r"^loopdash_sse_streams_open (\S+)$", text, re.M)
+    assert match is not None, text[:500]
+    return float(match.group(1))
+
+
+def test_a_refused_link_token_never_replaces_a_remembered_one(
+    daemon: DaemonProcess, open_page: OpenPage
+) -> None:
+    page, console = open_page()
+    remember_in_form(page, daemon)
+    page.evaluate("window.stillTheSamePage = true")
+
+    # A hostile page links to the open dashboard with its own token: the fragment changes, no reload.
+    page.goto(f"{daemon.url}/#token=hostile-token")
+    notice = page.locator("#notice")
+    expect(notice).to_contain_text("The token in the link was not used: the daemon refused it (403)")
+    expect(page.locator("#connection-state")).to_have_text("Live")
+    expect(page.locator("#dashboard-view")).to_be_visible()
+    assert "hostile" not in page.url
+    assert page.evaluate("window.stillTheSamePage") is True
+    assert page.evaluate("localStorage.getItem('loopdash.token')") == daemon.token
+    assert page.evaluate("sessionStorage.getItem('loopdash.token')") == daemon.token
+
+    # The same link opened in a new tab: the remembered token still signs it in.
+    second, second_console = open_page(context=page.context)
+    second.goto(f"{daemon.url}/#token=hostile-token")
+    expect(second.locator("#notice")).to_contain_text("The token in the link was not used")
+    expect(second.locator("#connection-state")).to_have_text("Live")
+    expect(second.locator("#signin")).to_be_hidden()
+    assert second.evaluate("localStorage.getItem('loopdash.token')") == daemon.token
+    # The only errors are the browser's notes about the refused checks.
+    assert [e for e in [*console, *second_console] if "status of 403" not in e] == []
+
+
+def test_a_link_token_the_daemon_accepts_is_adopted(daemon: DaemonProcess, open_page: OpenPage) -> None:
+    page, console = open_page()
+    page.goto(daemon.url + "/")
+    expect(page.locator("#signin")).to_be_visible()
+    page.evaluate("window.stillTheSamePage = true")
+    # Pasting the printed link into the tab that shows the form changes only the fragment.
+    page.evaluate(f"window.location.hash = '#token={daemon.token}'")
+    expect(page.locator("#connection-state")).to_have_text("Live")
+    expect(page.locator("#signin")).to_be_hidden()
+    assert page.evaluate("window.stillTheSamePage") is True
+    assert "token" not in page.url
+    assert page.evaluate("sessionStorage.getItem('loopdash.token')") == daemon.token
+    assert page.evaluate("localStorage.getItem('loopdash.token')") is None
+    assert list(console) == []
+
+
+def test_eight_tabs_share_one_stream_and_every_tab_gets_every_update(
+    project: str, daemon: DaemonProcess, open_page: OpenPage
+) -> None:
+    first, _ = open_page()
+    tabs = [first] + [open_page(context=first.context)[0] for _ in range(7)]
+    for tab in tabs:
+        sign_in(tab, daemon)  # each waits for "Live"
+    assert open_streams(daemon) == 1.0
+    logs_before = daemon.api("/api/logs?limit=0")["total"]
+
+    make_progress(project, daemon, "eight tabs")
+    for tab in tabs:
+        expect(tab.locator("#log-list > li")).to_have_count(logs_before + 1)
+        expect(tab.locator("#log-list > li").last).to_contain_text("eight tabs")
+        expect(tab.locator("#story-grid li[data-story-id='US-005']")).to_have_attribute(
+            "data-state", "completed"
+        )
+
+    # The leader (the first tab) closes: another tab takes the stream over, resuming.
+    first.close()
+    for tab in tabs[1:]:
+        expect(tab.locator("#connection-state")).to_have_text("Live")
+    make_progress(project, daemon, "after the leader left")
+    for tab in tabs[1:]:
+        expect(tab.locator("#log-list > li").last).to_contain_text("after the leader left", timeout=WAIT)
+    assert open_streams(daemon) == 1.0

@@ -4,7 +4,7 @@
 import {byId, money, integer, plural} from './dom.js';
 import {Api} from './api.js';
 import * as auth from './auth.js';
-import {LiveConnection} from './live.js';
+import {liveConnection} from './live.js';
 import {Theme} from './theme.js';
 import {ExecutionView} from './execution.js';
 import {StoriesView} from './stories.js';
@@ -70,7 +70,7 @@ class Dashboard {
       api, guard, body: byId('runs-body'), counter: byId('runs-counter'), newer: byId('runs-newer'), older: byId('runs-older'),
     });
     this.runView = new RunView({api, root: byId('run-body'), heading: byId('run-title')});
-    this.live = new LiveConnection(api, {
+    this.live = liveConnection(api, {
       onMessage: (event, context) => this.received(event, context),
       onState: showBanner,
       onPoll: () => this.guard(this.poll()),
@@ -296,6 +296,49 @@ async function signIn(token, remember) {
     window.location.reload();
     return;
   }
+  await start(api, status);
+}
+
+/**
+ * A token from a link's #token= fragment. It replaces nothing until the daemon
+ * accepts it: a hostile page can link here with any token, to sign this tab out
+ * or into someone else's daemon, so a refused one never displaces a working
+ * token, and a remembered token stays remembered.
+ */
+async function adoptFragmentToken(candidate) {
+  const stored = auth.storedToken();
+  if (candidate === stored) {
+    if (!dashboard) await signIn(stored, auth.isRemembered());
+    return;
+  }
+  let status;
+  try {
+    status = await new Api(candidate).get('api/status');
+  } catch (error) {
+    if (stored) {
+      const why = error.isAuth ? `the daemon refused it (${error.status})` : `it could not be checked (${error.message})`;
+      if (!dashboard) await signIn(stored, auth.isRemembered());
+      notice(`The token in the link was not used: ${why}. You are still signed in with your saved token.`);
+      return;
+    }
+    if (error.isAuth) {
+      showBanner('denied');
+      showSignIn(deniedMessage(error));
+    } else {
+      showBanner('signedout');
+      showSignIn(`Could not reach the daemon (${error.message}). Is it running?`);
+    }
+    return;
+  }
+  auth.keepToken(candidate, auth.isRemembered());
+  if (dashboard) {
+    window.location.reload(); // every view starts again with the accepted token
+    return;
+  }
+  await start(new Api(candidate), status);
+}
+
+async function start(api, status) {
   byId('token-input').value = '';
   byId('signin-error').textContent = '';
   dashboard = new Dashboard(api);
@@ -317,8 +360,17 @@ function main() {
     }
     signIn(token, byId('remember').checked);
   });
+  // A printed #token= link pasted into an open tab changes only the fragment: no reload.
+  window.addEventListener('hashchange', () => {
+    const candidate = auth.takeTokenFromFragment();
+    if (candidate) adoptFragmentToken(candidate);
+  });
   const fromFragment = auth.takeTokenFromFragment();
-  const token = fromFragment || auth.storedToken();
+  if (fromFragment) {
+    adoptFragmentToken(fromFragment);
+    return;
+  }
+  const token = auth.storedToken();
   if (!token) {
     showBanner('signedout');
     showSignIn('');

@@ -134,3 +134,118 @@ export class LiveConnection {
     }, POLL_SECONDS * 1000);
   }
 }
+
+// One stream for all the tabs of a browser.
+//
+// A browser opens at most six HTTP/1.1 connections to one origin, and every
+// EventSource holds one for good: a seventh dashboard tab would wait for ever.
+// So the tabs elect a leader with the Web Locks API (the lock is released when
+// its tab closes or navigates away, and the next waiting tab takes it); only the
+// leader opens the stream, and it relays every event and state change to the
+// other tabs over a BroadcastChannel. A follower that becomes leader resumes
+// after the last event id relayed to it. Neither API needs anything from the
+// page's Content-Security-Policy. Where either is missing (Web Locks need a
+// secure context: http://127.0.0.1 and http://localhost are; a plain-HTTP LAN
+// address is not), each tab keeps its own stream, as before.
+
+const CHANNEL = 'loopdash.live';
+const LEADER_LOCK = 'loopdash.live.leader';
+
+/** The shared connection where the browser allows it, else one stream per tab. */
+export function liveConnection(api, callbacks) {
+  const shared = typeof BroadcastChannel === 'function' && navigator.locks && typeof navigator.locks.request === 'function';
+  return shared ? new SharedLiveConnection(api, callbacks) : new LiveConnection(api, callbacks);
+}
+
+export class SharedLiveConnection {
+  constructor(api, {onMessage, onState, onPoll, onDenied}) {
+    this.api = api;
+    this.callbacks = {onMessage, onState, onPoll, onDenied};
+    this.role = 'follower';
+    this.lastEventId = null;
+    this.connection = null;
+    this.channel = null;
+    this.stopped = true;
+  }
+
+  start() {
+    this.stopped = false;
+    this.channel = new BroadcastChannel(CHANNEL);
+    this.channel.onmessage = (message) => this.heard(message.data);
+    this.abort = new AbortController();
+    this.callbacks.onState('connecting');
+    this.post({kind: 'hello'}); // a leader, if there is one, answers with its state
+    navigator.locks
+      .request(LEADER_LOCK, {signal: this.abort.signal}, () => this.lead())
+      .catch(() => {}); // aborted by stop()
+  }
+
+  /** Holding the lock: open the stream; the promise keeps the lock until stop() or the tab's end. */
+  lead() {
+    if (this.stopped) return undefined;
+    this.role = 'leader';
+    const {onMessage, onState, onPoll, onDenied} = this.callbacks;
+    const connection = new LiveConnection(this.api, {
+      onMessage: (event, context) => {
+        this.post({kind: 'event', event, resumed: context.resumed, id: connection.lastEventId});
+        onMessage(event, context);
+      },
+      onState: (state, secondsLeft) => {
+        this.post({kind: 'state', state, secondsLeft});
+        onState(state, secondsLeft);
+      },
+      onPoll: () => {
+        this.post({kind: 'poll'});
+        onPoll();
+      },
+      onDenied,
+    });
+    connection.lastEventId = this.lastEventId;
+    this.connection = connection;
+    connection.start();
+    return new Promise((resolve) => {
+      this.release = resolve;
+    });
+  }
+
+  heard(message) {
+    if (this.stopped || !message) return;
+    if (this.role === 'leader') {
+      if (message.kind === 'hello' && this.connection.state) {
+        this.post({kind: 'state', state: this.connection.state, secondsLeft: this.connection.secondsLeft});
+      } else if (message.kind === 'retry') {
+        this.connection.retryNow();
+      }
+      return;
+    }
+    if (message.kind === 'event') {
+      if (message.id) this.lastEventId = message.id;
+      this.callbacks.onMessage(message.event, {resumed: message.resumed});
+    } else if (message.kind === 'state' && message.state) {
+      this.callbacks.onState(message.state, message.secondsLeft);
+    } else if (message.kind === 'poll') {
+      this.callbacks.onPoll();
+    }
+  }
+
+  retryNow() {
+    if (this.role === 'leader') this.connection.retryNow();
+    else this.post({kind: 'retry'});
+  }
+
+  stop() {
+    this.stopped = true;
+    if (this.connection) this.connection.stop();
+    this.connection = null;
+    this.role = 'follower';
+    if (this.release) this.release();
+    this.release = null;
+    if (this.abort) this.abort.abort();
+    if (this.channel) this.channel.close();
+    this.channel = null;
+  }
+
+  post(message) {
+    if (this.channel && !this.stopped) this.channel.postMessage(message);
+  }
+}
