@@ -341,7 +341,7 @@ async def test_a_small_body_expecting_100_continue_still_gets_it(sample_daemon: 
 
 @pytest_twisted.ensureDeferred
 async def test_a_head_sent_a_byte_at_a_time_is_cut_off_at_the_deadline_with_408(
-    daemon_factory: DaemonFactory, sample_root: str
+    daemon_factory: DaemonFactory, sample_root: str, access_lines: list[dict[str, Any]]
 ) -> None:
     from twisted.internet import reactor
 
@@ -359,6 +359,8 @@ async def test_a_head_sent_a_byte_at_a_time_is_cut_off_at_the_deadline_with_408(
     answer = await client.closed
     assert_json_error(answer, 408)
     assert 0.5 <= reactor.seconds() - started < 3.0
+    [logged] = [e for e in access_lines if e.get("status") == 408]
+    assert logged["line"] == "- - 408 127.0.0.1 (The request did not arrive within 0.5 seconds)"
 
 
 @pytest_twisted.ensureDeferred
@@ -386,7 +388,7 @@ async def test_a_silent_connection_is_closed_at_the_deadline_but_a_kept_alive_on
 
 @pytest_twisted.ensureDeferred
 async def test_past_the_connection_cap_streams_included_a_new_connection_is_503_json(
-    daemon_factory: DaemonFactory, sample_root: str
+    daemon_factory: DaemonFactory, sample_root: str, access_lines: list[dict[str, Any]]
 ) -> None:
     daemon = await daemon_factory(sample_root, max_connections=3)
     streams = [await open_stream(daemon) for _ in range(3)]
@@ -410,6 +412,12 @@ async def test_past_the_connection_cap_streams_included_a_new_connection_is_503_
         await settle(reactor, 0.02)
     answer = await exchange(daemon, http10(b"/api/health", b"Host: 127.0.0.1"))
     assert status_of(answer) == 200
+    # Logged once when the cap is reached and once when it is left, not per connection.
+    spells = [e["log_format"] for e in access_lines if "max-connections" in e["log_format"]]
+    assert spells == [
+        "{count} connections open: answering new ones 503 (--max-connections)",
+        "Below --max-connections again; {count} connections were answered 503",
+    ]
 
 
 # -- 5. tickets and secrets in the query string --------------------------------------------

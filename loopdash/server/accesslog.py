@@ -94,9 +94,18 @@ class AccessLogSite(Site):
         self.connections: set[EdgeChannel] = set()
         #: Connections answered 503 since the start.
         self.refused_connections = 0
+        #: refused_connections when the cap was reached, while it is.
+        self._refusing_since: int | None = None
 
     def buildProtocol(self, addr: Any) -> Any:
         if len(self.connections) >= self.max_connections:
+            if self._refusing_since is None:
+                # Once per spell at the cap, not once per connection: a flood must not flood the log.
+                self._refusing_since = self.refused_connections
+                access_log.warn(
+                    "{count} connections open: answering new ones 503 (--max-connections)",
+                    count=len(self.connections),
+                )
             self.refused_connections += 1
             deadline = self.request_deadline if self.request_deadline is not None else 10.0
             refuser = OverCapacity(self.reactor.callLater, deadline, self.max_connections)
@@ -106,8 +115,27 @@ class AccessLogSite(Site):
         assert isinstance(channel, EdgeChannel)
         channel.request_deadline = self.request_deadline
         channel.on_open = self.connections.add
-        channel.on_close = self.connections.discard
+        channel.on_close = self._closed
         return channel
+
+    def _closed(self, channel: EdgeChannel) -> None:
+        self.connections.discard(channel)
+        if self._refusing_since is not None and len(self.connections) < self.max_connections:
+            access_log.info(
+                "Below --max-connections again; {count} connections were answered 503",
+                count=self.refused_connections - self._refusing_since,
+            )
+            self._refusing_since = None
+
+    def log_refusal(self, status: int, client: str, reason: str) -> None:
+        """A request refused before it was parsed (400, 408, 414, 431): no method or URI to log."""
+        access_log.info(
+            PREFORMATTED,
+            line=f"- - {status} {client} ({reason})",
+            status=status,
+            client=client,
+            reason=reason,
+        )
 
     def startFactory(self) -> None:
         # HTTPFactory's would open its Combined Log Format file and start a timer

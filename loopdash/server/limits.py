@@ -270,6 +270,9 @@ class EdgeChannel(HTTPChannel):
             return
         self._refused = True
         self._stop_deadline()
+        report = getattr(self.factory, "log_refusal", None)
+        if report is not None:
+            report(status, getattr(self.transport.getPeer(), "host", "-"), message)
         self.transport.write(refusal(status, message))
         self.loseConnection()  # type: ignore[no-untyped-call]
 
