@@ -22,6 +22,7 @@ import msgspec
 import msgspec.inspect as mi
 
 T = TypeVar("T")
+S = TypeVar("S", bound=msgspec.Struct)
 
 #: The field that holds what the contract does not name; never itself in JSON.
 EXTRA = "extra"
@@ -92,6 +93,15 @@ def plain_object(value: msgspec.Struct) -> dict[str, Any]:
     """:func:`plain` of one Struct: a JSON object."""
     result: dict[str, Any] = plain(value)
     return result
+
+
+def copied(cls: type[S], source: object, **changed: Any) -> S:
+    """A ``cls`` holding ``source``'s attributes of the same names (``extra`` too), but ``changed``.
+
+    How a reading whose fields already bear the contract's names becomes an answer.
+    """
+    fields = {name: getattr(source, name) for name in cls.__struct_fields__ if hasattr(source, name)}
+    return cls(**{**fields, **changed})
 
 
 def encode(value: object) -> bytes:

@@ -11,17 +11,19 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Final, Literal, TypeVar
+from typing import Final, Literal
 
 import msgspec
-from msgspec import UNSET, Struct
+from msgspec import UNSET
 
-from loopdash.contract.codec import plain_object
+from loopdash.contract.codec import copied, plain_object
 from loopdash.contract.shapes import (
     CurrentStoryAnswer,
     ExecutionStatusAnswer,
     HistoryPageAnswer,
+    IterationAddedAnswer,
     IterationAnswer,
+    LogAppendedAnswer,
     LogEntryAnswer,
     LogPageAnswer,
     MetricsAnswer,
@@ -34,8 +36,6 @@ from loopdash.contract.shapes import (
 )
 from loopdash.loop.models import Iteration, JSONObject, LogEntry, Prd, RunMetrics, Story
 from loopdash.loop.project import ProjectSnapshot, RunRow, run_id_start
-
-T = TypeVar("T", bound=Struct)
 
 #: Default staleness window: real iterations take minutes.
 DEFAULT_STALE_AFTER = 600.0
@@ -156,15 +156,14 @@ def next_story(prd: Prd) -> Story | None:
 # leave through plain() (``*_json``), which puts those fields beside the contract's.
 
 
-def _same_names(cls: type[T], source: object, **changed: object) -> T:
-    """A ``cls`` holding ``source``'s attributes of the same names (``extra`` too), but ``changed``."""
-    fields = {name: getattr(source, name) for name in cls.__struct_fields__ if hasattr(source, name)}
-    return cls(**{**fields, **changed})
-
-
 def iteration_value(iteration: Iteration) -> IterationAnswer:
     """The reading's iteration, whose fields (and ``extra``) are the contract's by name."""
-    return _same_names(IterationAnswer, iteration)
+    return copied(IterationAnswer, iteration)
+
+
+def iteration_added_value(iteration: Iteration, run_id: str) -> IterationAddedAnswer:
+    """The ``iteration_added`` event's data: the iteration and its run."""
+    return copied(IterationAddedAnswer, iteration, run_id=run_id)
 
 
 def iteration_json(iteration: Iteration) -> JSONObject:
@@ -187,7 +186,7 @@ def metrics_payload(metrics: RunMetrics, run_id: str) -> JSONObject:
 
 def run_row_value(row: RunRow, liveness: Liveness | None = None) -> RunRowAnswer:
     """A run's row: the run id is its timestamp too; money to the micro-dollar."""
-    # Spelled out, not _same_names(): this is /api/history's hot path (1,000 rows a page).
+    # Spelled out, not copied(): this is /api/history's hot path (1,000 rows a page).
     return RunRowAnswer(
         run_id=row.run_id,
         timestamp=row.run_id,
@@ -219,7 +218,7 @@ def run_detail_json(row: RunRow, metrics: RunMetrics | None, liveness: Liveness 
     value = RunDetailAnswer(
         run_id=row.run_id,
         timestamp=row.run_id,
-        summary=_same_names(RunTotalsAnswer, row, total_cost=_round_money(row.total_cost)),
+        summary=copied(RunTotalsAnswer, row, total_cost=_round_money(row.total_cost)),
         metrics=detail,
     )
     out = plain_object(value)
@@ -250,6 +249,11 @@ def log_entry_value(entry: LogEntry) -> LogEntryAnswer:
         title=details.title,
         status=details.status,
     )
+
+
+def log_appended_value(entry: LogEntry, index: int) -> LogAppendedAnswer:
+    """The ``log_appended`` event's data: the entry and its position in ``/api/logs``."""
+    return copied(LogAppendedAnswer, log_entry_value(entry), index=index)
 
 
 def log_entry_json(entry: LogEntry) -> JSONObject:

@@ -27,6 +27,7 @@ from twisted.logger import Logger
 from twisted.web.server import Request
 from zope.interface import implementer
 
+from loopdash.contract.codec import plain
 from loopdash.derive.status import iso_utc
 from loopdash.metrics.meter import NULL_METER, Meter
 
@@ -63,7 +64,8 @@ def encode_event(event_id: str, kind: str, data: object, timestamp: str | None, 
     """One SSE message: an ``id:`` line and one ``data:`` line of JSON, no ``event:`` line."""
     body: dict[str, Any] = {"type": kind}
     if data is not None:
-        body["data"] = data
+        # A contract value (a Struct) as JSON builtins, its pass-through fields included.
+        body["data"] = plain(data)
     body["timestamp"] = timestamp
     if gap:
         body["gap"] = True

@@ -19,6 +19,8 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.filepath import FilePath
 
+from loopdash.contract.codec import copied
+from loopdash.contract.shapes import IterationsResetAnswer, LogsResetAnswer, StoriesResetAnswer
 from loopdash.derive.changes import (
     RESETS,
     Change,
@@ -43,9 +45,9 @@ from loopdash.derive.status import (
     DEFAULT_STALL_AFTER,
     FINISHED,
     execution_status,
-    iteration_json,
-    log_entry_json,
-    story_json,
+    iteration_added_value,
+    log_appended_value,
+    story_value,
 )
 from loopdash.loop.project import Project, ProjectSnapshot
 from loopdash.metrics.meter import NULL_METER, Meter
@@ -282,29 +284,23 @@ class Watcher(Service):
         elif isinstance(change, LogRewritten):
             self.hub.publish("log_reset", {"total": change.total})
         elif isinstance(change, IterationAdded):
-            data = iteration_json(change.iteration)
-            data["run_id"] = change.run_id
-            self.hub.publish("iteration_added", data)
+            self.hub.publish("iteration_added", iteration_added_value(change.iteration, change.run_id))
         elif isinstance(change, StoryUpdated):
-            self.hub.publish("story_updated", story_json(change.story))
+            self.hub.publish("story_updated", story_value(change.story))
         elif isinstance(change, LogAppended):
             # Up to the total observed (the diff bounded it), each entry cut at the cap.
             stop = self.last.log.total if self.last is not None else change.first
             entries = self.project.log.entries(change.first, stop, self.live.max_entry_bytes)
             for index, entry in enumerate(entries, start=change.first):
-                data = log_entry_json(entry)
-                data["index"] = index
-                self.hub.publish("log_appended", data)
+                self.hub.publish("log_appended", log_appended_value(entry, index))
         elif isinstance(change, StatusChanged):
             self.hub.publish("status_update", dict(change.status))
         elif isinstance(change, StoriesReset):
-            data = {"changed": change.changed, "total": change.total, "completed": change.completed}
-            self.hub.publish("stories_reset", data)
+            self.hub.publish("stories_reset", copied(StoriesResetAnswer, change))
         elif isinstance(change, IterationsReset):
-            data = {"run_id": change.run_id, "first": change.first, "total": change.total}
-            self.hub.publish("iterations_reset", data)
+            self.hub.publish("iterations_reset", copied(IterationsResetAnswer, change))
         elif isinstance(change, LogReset):
-            self.hub.publish("logs_reset", {"first": change.first, "total": change.total})
+            self.hub.publish("logs_reset", copied(LogsResetAnswer, change))
 
     # -- inotify -------------------------------------------------------------------
 
