@@ -178,6 +178,8 @@ def test_an_unsafe_token_file_is_one_line_from_start_and_from_twistd(project: Pr
     assert started.returncode == 1
     assert one_line(started.stderr) == f"loopdash: {reason}"
     assert not os.path.exists(project.files.pidfile)
+    logs = project.loopdash("logs")
+    assert logs.stdout.endswith(f" [loopdash.start#error] Not started: {reason}\n")  # why, for later
 
     foreground = subprocess.run(
         [*TWISTD, "-n", "loopdash", "--root", project.root, "--port", "0"],
@@ -347,6 +349,16 @@ def test_a_token_file_that_is_no_token_is_refused_in_one_line_without_hanging(
     )
     assert started.stdout == ""
     assert not os.path.exists(project.files.pidfile)
+
+
+def test_generate_token_over_a_directory_is_one_line_and_leaves_nothing_behind(project: Project) -> None:
+    os.makedirs(project.files.token_file)
+    written = project.loopdash("generate-token")
+    assert written.returncode == 1
+    assert one_line(written.stderr) == (
+        f"loopdash: cannot write the token file {project.files.token_file}: Is a directory (remove it first)"
+    )
+    assert sorted(os.listdir(project.files.directory)) == ["auth_token.txt"]
 
 
 def test_an_unwritable_project_directory_is_one_line(shared_directory: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import stat
 import subprocess
 import sys
 import time
@@ -248,7 +249,9 @@ def _launch_failed(
     for line in output.splitlines():
         if line.startswith(PLUGIN_PREFIX):
             # The plugin's own one-line refusal: it knows why, so say only that.
-            error(line[len(PLUGIN_PREFIX) :].replace("twistd loopdash --help", "loopdash start --help"))
+            reason = line[len(PLUGIN_PREFIX) :].replace("twistd loopdash --help", "loopdash start --help")
+            error(reason)
+            note_in_log(files, reason)
             return EXIT_USAGE if returncode == EXIT_USAGE else 1
     lines = [line.strip() for line in output.splitlines() if line.strip()]
     reason = lines[-1] if lines else "no message"
@@ -279,6 +282,7 @@ def run(args: argparse.Namespace) -> int:
     refusal = _refusal(files, token_file)
     if refusal is not None:
         error(refusal)
+        note_in_log(files, refusal)
         return 1
     log_offset = os.path.getsize(files.logfile) if os.path.isfile(files.logfile) else 0
 
@@ -328,6 +332,28 @@ def run(args: argparse.Namespace) -> int:
     # The token travels in the URL fragment, which browsers never send to a server.
     print("\n".join(start_lines(pid, url, token_file, token, files.logfile)))
     return 0
+
+
+def note_in_log(files: DaemonFiles, reason: str) -> None:
+    """Append why a start was refused to the daemon's log, in twistd's line format, if it can be.
+
+    ``loopdash logs`` then says why the last start failed. Opened non-blocking:
+    a FIFO in the log's place is skipped, never waited on.
+    """
+    line = f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')} [loopdash.start#error] Not started: {reason}\n"
+    try:
+        fd = os.open(
+            files.logfile, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | os.O_CLOEXEC, 0o600
+        )
+    except OSError:
+        return
+    try:
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            os.write(fd, line.encode("utf-8", errors="replace"))
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _refusal(files: DaemonFiles, token_file: str) -> str | None:

@@ -24,7 +24,13 @@ def run(args: argparse.Namespace) -> int:
     if not os.path.isdir(files.root):
         error(f"--root {args.root}: not a directory")
         return 2
-    token = write_token(files.token_file)
+    try:
+        token = write_token(files.token_file)
+    except OSError as e:
+        # A directory (or anything rename cannot replace) in its place, an unwritable .claude-loop/...
+        hint = " (remove it first)" if os.path.isdir(files.token_file) else ""
+        error(f"cannot write the token file {files.token_file}: {e.strerror or e}{hint}")
+        return 1
     # The token alone on stdout, so `TOKEN=$(loopdash generate-token)` works.
     print(token)
     print(f"Wrote {files.token_file} (mode 0600); the old token no longer works.", file=sys.stderr)

@@ -40,7 +40,11 @@ def write_token(path: str, token: str | None = None) -> str:
         os.fsync(fd)
     finally:
         os.close(fd)
-    os.replace(temporary, path)
+    try:
+        os.replace(temporary, path)
+    except OSError:
+        os.unlink(temporary)  # a directory in the way, say: leave nothing behind
+        raise
     return token
 
 
