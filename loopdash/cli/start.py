@@ -1,8 +1,10 @@
 """``loopdash start``: the dashboard as a daemon, through twistd's own daemonisation.
 
-twistd writes the pidfile and the log; this command adds what twistd cannot
-know: whether the dashboard really answers, a state file with its URL (for
-``status``, ``stop`` and other clients), and messages a person can act on.
+twistd writes the pidfile and the daemon its log and state file (its URL, for
+``status``, ``stop`` and other clients); this command adds what neither can
+know: refusals found before launching, whether the dashboard really answers,
+and messages a person can act on. Every option of ``twistd loopdash`` is
+accepted and passed through (:mod:`loopdash.server.options`).
 """
 
 from __future__ import annotations
@@ -271,8 +273,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     found = inspect(files)
     if found.state == RUNNING:
-        where = found.url or "an unknown URL (not started by `loopdash start`)"
-        error(f"the dashboard is already running (pid {found.pid}) at {where}; `loopdash stop` stops it")
+        at = found.url or "an unknown URL"
+        error(f"the dashboard is already running (pid {found.pid}) at {at}; `loopdash stop` stops it")
         return 1
     if found.state == DEAD:
         print(f"Replacing a stale pidfile: {found.reason}.")
