@@ -558,3 +558,29 @@ def test_a_start_on_a_port_in_use_leaves_one_line_in_the_log_not_a_traceback(pro
         f"twistd loopdash: Couldn't listen on 127.0.0.1:{port}: [Errno 98] Address already in use."
         in logs.stdout
     )
+
+
+def test_watch_outside_a_project_says_how_to_point_it_at_one(tmp_path: Any) -> None:
+    empty = str(tmp_path)
+    watched = subprocess.run(
+        [*loopdash_command(), "watch", "--once"], capture_output=True, text=True, timeout=QUICK, cwd=empty
+    )
+    assert watched.returncode == 1
+    token_path = os.path.join(empty, ".claude-loop", "dashboard", "auth_token.txt")
+    assert one_line(watched.stderr) == (
+        f"loopdash watch: no dashboard token at {token_path}: run this in the project directory, "
+        "give --root DIR, or start the dashboard there with `loopdash start`"
+    )
+
+
+def test_an_unreadable_project_directory_is_a_one_line_refusal(shared_directory: str) -> None:
+    root = os.path.join(shared_directory, "project")
+    create_sample_project(root)
+    os.chmod(root, 0o700)  # root's own: nobody may not enter it
+
+    started = drop_to_nobody_and_run(["start", "--root", root, "--port", str(free_port())], shared_directory)
+
+    assert started.returncode == 1
+    assert (
+        one_line(started.stderr) == f"loopdash: cannot read the project directory {root}: permission denied"
+    )
