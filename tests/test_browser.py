@@ -1013,3 +1013,46 @@ def test_eight_tabs_share_one_stream_and_every_tab_gets_every_update(
     for tab in tabs[1:]:
         expect(tab.locator("#log-list > li").last).to_contain_text("after the leader left", timeout=WAIT)
     assert open_streams(daemon) == 1.0
+
+
+def test_a_ralph_log_renders_tables_code_nested_lists_links_and_right_to_left_text(
+    tmp_path: Any, open_page: OpenPage
+) -> None:
+    root = os.path.join(str(tmp_path), "ralph-project")
+    os.makedirs(os.path.join(root, "scripts", "ralph"))
+    with open(os.path.join(root, "scripts", "ralph", "prd.json"), "w") as f:
+        json.dump({"stories": [{"id": "US-1", "title": "Table", "status": "active"}]}, f)
+    with open(os.path.join(root, "scripts", "ralph", "progress.txt"), "w") as f:
+        f.write(
+            "## Codebase Patterns\n- not an entry\n\n"
+            "## 2026-01-10 - US-001: Markdown\n"
+            "| file | lines |\n|:---|---:|\n| a.py | 12 |\n\n"
+            "```python\nprint('<b>x</b>')\n```\n"
+            "- outer\n  - inner\n\n"
+            "[site](https://example.org) [bad](javascript:alert(1)) <script>alert(2)</script>\n\n"
+            "## 2026-01-11 - US-002\nتم إصلاح الخطأ في الواجهة\n"
+        )
+    daemon = DaemonProcess(root, os.path.join(str(tmp_path), "twistd.log"))
+    daemon.start()
+    try:
+        page, console = open_page()
+        sign_in(page, daemon)
+        entries = page.locator("#log-list > li")
+        expect(entries).to_have_count(2)
+        first = entries.first
+        expect(first.locator("table td.align-right")).to_have_text("12")
+        expect(first.locator("pre code")).to_have_text("print('<b>x</b>')")
+        expect(first.locator("ul ul li")).to_have_text("inner")
+        expect(first.locator("a[href='https://example.org']")).to_have_text("site")
+        assert first.locator("a[href^='javascript']").count() == 0
+        assert page.locator("#log-list script, #log-list b").count() == 0
+        expect(first).to_contain_text("<script>alert(2)</script>")
+        arabic = entries.last.locator(".md")
+        assert arabic.get_attribute("dir") == "auto"
+        assert arabic.evaluate("e => getComputedStyle(e.querySelector('p')).direction") == "rtl"
+        # A loop without run directories has no metrics: that 404 is the only message.
+        assert set(console) <= {
+            "console.error: Failed to load resource: the server responded with a status of 404 (Not Found)"
+        }
+    finally:
+        daemon.stop()

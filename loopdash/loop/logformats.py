@@ -263,6 +263,8 @@ STATUS_WORDS = frozenset(
 )
 _SUFFIX = re.compile(r"\s*[\(\[](?P<word>[A-Za-z][A-Za-z \-_]*)[\)\]]\s*$")
 _TRAILING_CAPS = re.compile(r"\s*[-–—:]?\s*\b(?P<word>[A-Z][A-Z_ ]+[A-Z])\s*$")
+#: Characters at the end of a header searched for a status word.
+_STATUS_TAIL = 48
 _STATUS_LINE = re.compile(r"^\W*status\W*[:=]\W*(?P<word>[A-Za-z][A-Za-z \-_]*)", re.IGNORECASE)
 
 
@@ -293,15 +295,19 @@ def parse_header(text: str) -> tuple[str, EntryDetails]:
         ids = tuple(re.split(r"\s*(?:,|/|&|\+|\band\b)\s*", match.group("ids")))
         rest = rest[match.end() :]
     status = None
-    suffix = _SUFFIX.search(rest)
+    # Only the end of the line is looked at: a status word is short, and a
+    # pathological 10 KB header must not cost a quadratic search.
+    cut = max(len(rest) - _STATUS_TAIL, 0)
+    tail = rest[cut:]
+    suffix = _SUFFIX.search(tail)
     if suffix and suffix.group("word").strip().lower() in STATUS_WORDS:
         status = suffix.group("word").strip().lower()
-        rest = rest[: suffix.start()]
+        rest = rest[: cut + suffix.start()]
     else:
-        caps = _TRAILING_CAPS.search(rest)
+        caps = _TRAILING_CAPS.search(tail)
         if caps and caps.group("word").strip().lower().replace("_", " ") in STATUS_WORDS:
             status = caps.group("word").strip().lower().replace("_", " ")
-            rest = rest[: caps.start()]
+            rest = rest[: cut + caps.start()]
     title = rest.strip(_SEPARATORS) or title_prefix or None
     return timestamp, EntryDetails(ids, title, status, normalise_time(timestamp))
 
@@ -361,13 +367,20 @@ def _cut_at_section(body: list[str], level: int) -> list[str]:
     ``###`` subsections belong to the entry. Fenced code is not scanned."""
     fenced = False
     for index, line in enumerate(body):
+        first = line[:1]
+        if first not in _SPECIAL:
+            continue  # most lines: one comparison, no regex
         if line.lstrip().startswith(("```", "~~~")):
             fenced = not fenced
             continue
-        match = None if fenced else _SECTION.match(line)
+        match = None if fenced or first != "#" else _SECTION.match(line)
         if match and len(match.group(1)) <= level:
             return body[:index]
     return body
+
+
+#: First characters of a line that may open a section or a fence (fences may be indented).
+_SPECIAL = frozenset("#`~ \t")
 
 
 def _status_line(body: list[str]) -> str | None:

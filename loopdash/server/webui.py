@@ -33,6 +33,7 @@ CONTENT_TYPES: Mapping[str, bytes] = {
     ".svg": b"image/svg+xml",
     ".json": b"application/json; charset=utf-8",
     ".png": b"image/png",
+    ".txt": b"text/plain; charset=utf-8",
 }
 
 #: No inline script or style, nothing from elsewhere, DOM sinks only through
@@ -77,9 +78,14 @@ def asset_version(assets: Mapping[str, bytes]) -> str:
 
 
 def read_package_files() -> dict[str, bytes]:
-    """Every file in the ``loopdash/webui`` package directory, by name."""
+    """Every file in the ``loopdash/webui`` package directory, by name, and those of
+    its ``vendor/`` folder (libraries kept as published) as ``vendor/<name>``."""
     folder = resources.files("loopdash").joinpath("webui")
-    return {entry.name: entry.read_bytes() for entry in folder.iterdir() if entry.is_file()}
+    files = {entry.name: entry.read_bytes() for entry in folder.iterdir() if entry.is_file()}
+    vendor = folder.joinpath("vendor")
+    if vendor.is_dir():
+        files.update({f"vendor/{e.name}": e.read_bytes() for e in vendor.iterdir() if e.is_file()})
+    return files
 
 
 def accepts_gzip(request: IRequest) -> bool:

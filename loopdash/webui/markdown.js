@@ -1,74 +1,96 @@
-// The small part of Markdown that progress.txt entries use — bold, emphasis,
-// inline code, bullets, numbered lists, headings, rules and fenced code —
-// rendered as DOM nodes. Text only ever becomes text nodes, so an entry can
-// never inject markup.
+// Log entries as what they are: Markdown (tables, fenced code, nested lists,
+// links, any script), parsed by markdown-it (vendor/, see vendor/README.txt)
+// and built into DOM nodes here from its tokens. No HTML string is ever made
+// or parsed: raw HTML in a log (markdown-it's html option is off) arrives as
+// text, text only becomes text nodes, elements come from a fixed list and
+// links only to http(s) and mailto, so the page's Trusted Types policy
+// ('none') and CSP hold without a sanitizer.
 
+import markdownit from './vendor/markdown-it.js';
 import {h} from './dom.js';
 
-const INLINE = /(`+)([^`]|[^`][\s\S]*?[^`])\1(?!`)|\*\*([^*]+(?:\*(?!\*)[^*]*)*)\*\*|\*([^*\s](?:[^*]*[^*\s])?)\*/g;
+const md = markdownit({html: false, linkify: true, breaks: true, typographer: false});
 
-/** Inline markup of one line as a list of nodes. */
-export function inline(text) {
-  const nodes = [];
-  let last = 0;
-  for (const m of text.matchAll(INLINE)) { // matchAll copies the regex: safe under recursion
-    if (m.index > last) nodes.push(text.slice(last, m.index));
-    if (m[1]) nodes.push(h('code', {}, m[2].trim() || m[2]));
-    else if (m[3] !== undefined) nodes.push(h('strong', {}, inline(m[3])));
-    else nodes.push(h('em', {}, inline(m[4])));
-    last = m.index + m[0].length;
-  }
-  if (last < text.length) nodes.push(text.slice(last));
-  return nodes;
+// Block and inline tags an entry may produce; headings inside an entry are
+// shown smaller than the page's own (an entry sits under an h3).
+const TAGS = new Map([
+  ['p', 'p'], ['ul', 'ul'], ['ol', 'ol'], ['li', 'li'], ['blockquote', 'blockquote'],
+  ['table', 'table'], ['thead', 'thead'], ['tbody', 'tbody'], ['tr', 'tr'], ['th', 'th'], ['td', 'td'],
+  ['strong', 'strong'], ['em', 'em'], ['s', 's'],
+  ['h1', 'h4'], ['h2', 'h4'], ['h3', 'h5'], ['h4', 'h6'], ['h5', 'h6'], ['h6', 'h6'],
+]);
+const SAFE_LINK = /^(https?:|mailto:)/i;
+
+function attr(token, name) {
+  const found = (token.attrs || []).find(([key]) => key === name);
+  return found ? found[1] : null;
 }
 
-const BULLET = /^(\s*)[-*+]\s+(.*)$/;
-const NUMBERED = /^(\s*)\d+[.)]\s+(.*)$/;
-const HEADING = /^#{1,6}\s+(.*)$/;
-const RULE = /^\s*([-*_])(\s*\1){2,}\s*$/;
-const FENCE = /^\s*(```|~~~)/;
+function openElement(token) {
+  if (token.type === 'link_open') {
+    const href = attr(token, 'href') || '';
+    if (!SAFE_LINK.test(href)) return h('span', {class: 'md-link'});
+    return h('a', {href, rel: 'noopener noreferrer nofollow', target: '_blank'});
+  }
+  const tag = TAGS.get(token.tag) || 'span';
+  const element = h(tag, {});
+  if (tag === 'ol') {
+    const start = attr(token, 'start');
+    if (start && /^\d{1,9}$/.test(start)) element.setAttribute('start', start);
+  }
+  const style = attr(token, 'style');  // table alignment, as a class (CSP allows no inline style)
+  const align = style && /text-align:(left|center|right)/.exec(style);
+  if (align) element.classList.add(`align-${align[1]}`);
+  if (tag.startsWith('h')) element.classList.add('md-heading');
+  return element;
+}
+
+function renderInline(children, parent) {
+  const stack = [parent];
+  for (const token of children || []) {
+    const top = stack[stack.length - 1];
+    if (token.nesting === 1) {
+      const element = openElement(token);
+      top.append(element);
+      stack.push(element);
+    } else if (token.nesting === -1) {
+      if (stack.length > 1) stack.pop();
+    } else if (token.type === 'code_inline') {
+      top.append(h('code', {}, token.content));
+    } else if (token.type === 'hardbreak' || token.type === 'softbreak') {
+      top.append(h('br'));
+    } else if (token.type === 'image') {
+      // No images from elsewhere (CSP img-src 'self'): the alt text stands for it.
+      top.append(token.content ? `[${token.content}]` : '');
+    } else {
+      top.append(token.content);  // text, and html_inline that stays text
+    }
+  }
+}
 
 /** The lines of one log entry as a fragment of block elements. */
 export function renderLines(lines) {
   const out = document.createDocumentFragment();
-  let list = null;
-  let listKind = null;
-  let code = null;
-  let fence = null;
-  const endList = () => { list = null; listKind = null; };
-  for (const line of lines) {
-    if (code) {
-      if (line.trim().startsWith(fence)) { code = null; fence = null; continue; }
-      code.textContent += (code.textContent ? '\n' : '') + line;
-      continue;
+  const stack = [out];
+  for (const token of md.parse(lines.join('\n'), {})) {
+    const top = stack[stack.length - 1];
+    if (token.nesting === 1) {
+      const element = openElement(token);
+      // Tight list items hold their text without a paragraph: keep them inline.
+      if (token.type === 'paragraph_open' && token.hidden) { stack.push(top); continue; }
+      top.append(element);
+      stack.push(element);
+    } else if (token.nesting === -1) {
+      if (stack.length > 1) stack.pop();
+    } else if (token.type === 'inline') {
+      renderInline(token.children, top);
+    } else if (token.type === 'fence' || token.type === 'code_block') {
+      top.append(h('pre', {dir: 'ltr'}, h('code', {}, token.content.replace(/\n$/, ''))));
+    } else if (token.type === 'hr') {
+      top.append(h('hr'));
+    } else if (token.content) {
+      top.append(h('p', {}, token.content));  // html_block and anything new: as text
     }
-    const fenced = FENCE.exec(line);
-    if (fenced) {
-      endList();
-      fence = fenced[1];
-      code = h('code');
-      out.append(h('pre', {}, code));
-      continue;
-    }
-    const bullet = BULLET.exec(line);
-    const numbered = bullet ? null : NUMBERED.exec(line);
-    if ((bullet || numbered) && !RULE.test(line)) {
-      const kind = bullet ? 'ul' : 'ol';
-      const match = bullet || numbered;
-      if (listKind !== kind) {
-        list = h(kind);
-        listKind = kind;
-        out.append(list);
-      }
-      list.append(h('li', {class: match[1].length >= 2 ? 'nested' : null}, inline(match[2])));
-      continue;
-    }
-    endList();
-    if (line.trim() === '') continue;
-    if (RULE.test(line)) { out.append(h('hr')); continue; }
-    const heading = HEADING.exec(line);
-    if (heading) { out.append(h('p', {class: 'md-heading'}, h('strong', {}, inline(heading[1])))); continue; }
-    out.append(h('p', {}, inline(line)));
   }
   return out;
 }
