@@ -116,7 +116,9 @@ async def test_stories_are_typed_and_keep_acceptance_criteria(
     first, raw_first = stories.stories[0], raw["stories"][0]
     assert first.estimated_complexity == raw_first["estimatedComplexity"]
     assert first.priority == raw_first["priority"] and first.dependencies == tuple(raw_first["dependencies"])
-    assert first.extra == {"acceptanceCriteria": raw_first["acceptanceCriteria"]}
+    # Every field beyond the contract's Story is kept, as sent (commits: issue 21).
+    assert first.extra == {key: raw_first[key] for key in ("acceptanceCriteria", "commits")}
+    assert first.commits == tuple(raw_first["commits"])
 
 
 @pytest_twisted.ensureDeferred

@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, settings
 
 from loopdash.cli.sample import create_sample_project
 from tests.contract import the_document
+from tests.gitrepos import commit, init
 from tests.processes import DaemonProcess
 
 #: Examples per operation and generation mode; with the coverage phase's own
@@ -34,6 +35,10 @@ def daemon_process(tmp_path_factory: Any) -> Iterator[DaemonProcess]:
     base = tmp_path_factory.mktemp("fuzz")
     root = os.path.join(str(base), "project")
     create_sample_project(root)
+    # A real repository, so that the commit routes read one (issue 21).
+    init(root)
+    commit(root, "feat: US-001 the sample project", {"notes.txt": "n\n"}, add_all=True)
+    commit(root, "fix: US-002 and a binary", {"notes.txt": "m\n", "b.bin": bytes(range(256))})
     # Schemathesis sends hundreds of unauthenticated probes on purpose: no 429s here
     # (test_throttle.py covers throttling).
     daemon = DaemonProcess(root, os.path.join(str(base), "twistd.log"), options=("--auth-failures", "100000"))
@@ -84,8 +89,8 @@ def test_zz_the_fuzzing_ran_and_the_daemon_logged_no_bug(daemon_process: DaemonP
     print(
         f"\nschemathesis: {len(calls)} cases over {len(operations)} operations, statuses {sorted(statuses)}"
     )
-    assert len(operations) == 11
-    assert len(calls) >= 11 * 10
+    assert len(operations) == 14
+    assert len(calls) >= 14 * 10
     # Valid and invalid input reached the daemon: bad values, unknown runs, wrong methods.
     assert {200, 400, 404, 405} <= statuses
     assert {"GET", "POST", "PUT", "DELETE"} <= methods

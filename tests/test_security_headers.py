@@ -14,14 +14,15 @@ from loopdash.local.token import UnsafeTokenFile, write_token
 from loopdash.server.service import DashboardConfig, build_dashboard
 from tests.conftest import DaemonFactory
 from tests.contract import the_document
+from tests.gitrepos import commit, init
 from tests.processes import TWISTD
 from tests.support import RunningDaemon, open_stream
 
 
-def routes(run_id: str) -> dict[str, set[str]]:
-    """Every documented route and its methods, ``{run_id}`` filled in."""
+def routes(run_id: str, sha: str = "0123abcd") -> dict[str, set[str]]:
+    """Every documented route and its methods, ``{run_id}`` and ``{sha}`` filled in."""
     return {
-        path.replace("{run_id}", run_id): {m.upper() for m in item}
+        path.replace("{run_id}", run_id).replace("{sha}", sha): {m.upper() for m in item}
         for path, item in the_document()["paths"].items()
     }
 
@@ -118,7 +119,10 @@ async def test_options_on_an_unknown_api_path_is_404_json(sample_daemon: Running
 @pytest_twisted.ensureDeferred
 async def test_head_answers_like_get_without_a_body_on_every_get_route(sample_daemon: RunningDaemon) -> None:
     run_id = await sample_run(sample_daemon)
-    for path, methods in routes(run_id).items():
+    # A commit to ask for: the project in a git repository (issue 21).
+    init(sample_daemon.root)
+    sha = commit(sample_daemon.root, "feat: US-001", {"a.txt": "a\n"})
+    for path, methods in routes(run_id, sha).items():
         if "GET" not in methods:
             continue
         head = await sample_daemon.request("HEAD", path)

@@ -38,6 +38,8 @@ from loopdash.client.events import (
     decode_event,
 )
 from loopdash.client.models import (
+    CommitDetail,
+    CommitPage,
     DashboardError,
     ExecutionStatus,
     Health,
@@ -394,6 +396,15 @@ class DashboardClient:
     async def run(self, run_id: str) -> RunDetail:
         # One path segment whatever the id holds ("/" included).
         return decode(RunDetail, await self._get(f"/api/runs/{quote(run_id, safe='')}"))
+
+    async def commits(self, limit: int = 20, offset: int = 0, since: str | None = None) -> CommitPage:
+        """A page of the project's commits, newest first; ``since``: a run id or a commit sha."""
+        params = {"limit": limit, "offset": offset, "since": since}
+        return decode(CommitPage, await self._get("/api/commits", params))
+
+    async def commit(self, sha: str) -> CommitDetail:
+        """One commit with its files' stats and diffs (NotFound when there is no such commit)."""
+        return decode(CommitDetail, await self._get(f"/api/commits/{quote(sha, safe='')}"))
 
     async def iter_logs(
         self, page_size: int = PAGE_SIZE, run_id: str | None = None

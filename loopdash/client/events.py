@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from loopdash.client.models import (
+    Commit,
     ExecutionStatus,
     Iteration,
     LogEntry,
@@ -115,6 +116,13 @@ class NotificationSent(StreamEvent):
 
 
 @dataclass(frozen=True, kw_only=True)
+class CommitAdded(StreamEvent):
+    """A new commit on the project's current branch."""
+
+    commit: Commit
+
+
+@dataclass(frozen=True, kw_only=True)
 class UnknownEvent(StreamEvent):
     """An event type this client does not know; its data as sent."""
 
@@ -152,6 +160,7 @@ ServerEvent = (
     | RunResumed
     | RunStopped
     | LogReset
+    | CommitAdded
     | UnknownEvent
 )
 StreamItem = ServerEvent | Reconnected | Gap
@@ -201,6 +210,8 @@ def decode_event(data: str, event_id: str | None) -> ServerEvent:
     if kind == "log_reset":
         total, _ = _split(payload, "total", int, "log_reset.data")
         return LogReset(total=total, **common)
+    if kind == "commit_added":
+        return CommitAdded(commit=decode(Commit, payload, "commit_added.data"), **common)
     return UnknownEvent(type=kind, data=payload, **common)
 
 

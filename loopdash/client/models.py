@@ -16,6 +16,10 @@ from typing import Any, TypeVar
 from loopdash.contract import codec
 from loopdash.contract.codec import ContractError
 from loopdash.contract.shapes import (
+    Commit,
+    CommitDetail,
+    CommitFile,
+    CommitPage,
     CurrentStory,
     ExecutionStatus,
     Health,
@@ -33,9 +37,14 @@ from loopdash.contract.shapes import (
     RunTotals,
     Stories,
     Story,
+    WorkingTree,
 )
 
 __all__ = [
+    "Commit",
+    "CommitDetail",
+    "CommitFile",
+    "CommitPage",
     "ContractError",
     "CurrentStory",
     "DashboardError",
@@ -57,6 +66,7 @@ __all__ = [
     "RunTotals",
     "Stories",
     "Story",
+    "WorkingTree",
     "decode",
     "runs_from_json",
 ]

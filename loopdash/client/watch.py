@@ -35,6 +35,7 @@ from loopdash.client.dashboard import (
     read_token,
 )
 from loopdash.client.events import (
+    CommitAdded,
     Connected,
     Gap,
     IterationAdded,
@@ -52,7 +53,7 @@ from loopdash.client.events import (
     StreamItem,
     UnknownEvent,
 )
-from loopdash.client.models import ExecutionStatus, LogEntry
+from loopdash.client.models import Commit, ExecutionStatus, LogEntry, WorkingTree
 from loopdash.local.token import default_token_path
 
 #: Log headlines shown on the terminal view.
@@ -185,6 +186,8 @@ class View:
     headlines: int = DEFAULT_HEADLINES
     #: The newest notification, as one line.
     notice: str | None = None
+    #: The newest commit of the project's branch (from /api/commits, then commit_added).
+    last_commit: Commit | None = None
 
 
 def with_logs(view: View, entries: Mapping[int, LogEntry]) -> View:
@@ -205,6 +208,8 @@ def apply(view: View, item: StreamItem | Disconnected, now: float) -> View:
         return replace(view, notice=notification_line(item))
     if isinstance(item, LogReset):
         return replace(view, logs={})  # what was shown is void; the watch refetches the newest
+    if isinstance(item, CommitAdded):
+        return replace(view, last_commit=item.commit)
     if isinstance(item, Disconnected):
         return replace(view, trouble=f"reconnecting... ({away_reason(item.error)})")
     return view
@@ -286,6 +291,11 @@ def render_screen(view: View, now: float, width: int, dim: bool = False) -> list
         if status.quiet_for is not None and status.state != "idle":
             quiet = f" (quiet for {roughly(status.quiet_for + moved)})"
         lines.append(f"Run      {status.run_id or '-'}   updated {status.last_update}{quiet}")
+        tree = status.working_tree
+        if tree is not None:
+            lines.append(f"Git      {working_tree_text(tree)}")
+    if view.last_commit is not None:
+        lines.append(f"Commit   {commit_text(view.last_commit)}")
     if view.notice is not None:
         lines.append(f"Notice   {view.notice}")
     if view.headlines > 0:
@@ -299,6 +309,25 @@ def render_screen(view: View, now: float, width: int, dim: bool = False) -> list
     if dim and view.trouble is not None and status is not None:
         cut = [cut[0]] + [f"{DIM}{line}{UNDIM}" for line in cut[1:-1]] + [cut[-1]]
     return cut
+
+
+def commit_text(commit: Commit) -> str:
+    """``abc1234 feat: US-001 ... (+12 -3, 2026-01-13T20:00:00Z)``."""
+    return f"{commit.short_sha} {commit.subject} (+{commit.insertions} -{commit.deletions}, {commit.time})"
+
+
+def working_tree_text(tree: WorkingTree) -> str:
+    """The branch, its upstream and the uncommitted files; or why git is not read."""
+    if tree.git.state not in ("ok", "rebase", "shallow", "empty"):
+        return tree.git.reason or tree.git.state
+    parts = [tree.branch or "detached HEAD"]
+    if tree.upstream is not None:
+        parts.append(f"{tree.ahead} ahead, {tree.behind} behind {tree.upstream}")
+    if tree.changed_files is not None:
+        parts.append("clean" if tree.changed_files == 0 else f"{tree.changed_files} uncommitted")
+    if tree.git.state != "ok":
+        parts.append(tree.git.reason or tree.git.state)
+    return ", ".join(parts)
 
 
 def status_line(status: ExecutionStatus) -> str:
@@ -341,6 +370,8 @@ def describe(item: StreamItem | Disconnected) -> str:
         return f"log #{item.index} {log_headline(item.entry)}"
     if isinstance(item, RunStarted):
         return f"run {item.run.run_id} started"
+    if isinstance(item, CommitAdded):
+        return f"commit {commit_text(item.commit)}"
     if isinstance(item, RunFinished):
         run = item.run
         return (
@@ -490,19 +521,32 @@ class Watch:
             )
 
     def refresh_logs(self) -> None:
-        """Fetch the newest log entries in the background (the stream only brings new ones)."""
-        if self.view.headlines <= 0:
-            return
+        """Fetch the newest log entries and the last commit in the background (the stream only brings new ones)."""
 
         async def fetch() -> None:
-            total = (await self.client.logs(limit=0)).total
-            offset = max(total - self.view.headlines, 0)
-            page = await self.client.logs(limit=self.view.headlines, offset=offset)
-            self.view = with_logs(self.view, {offset + i: e for i, e in enumerate(page.logs)})
+            await self.fetch_last_commit()
+            if self.view.headlines > 0:
+                total = (await self.client.logs(limit=0)).total
+                offset = max(total - self.view.headlines, 0)
+                page = await self.client.logs(limit=self.view.headlines, offset=offset)
+                self.view = with_logs(self.view, {offset + i: e for i, e in enumerate(page.logs)})
             self.redraw()
 
         # A failure here only leaves the headlines as they were; the stream reports the trouble.
         Deferred.fromCoroutine(fetch()).addErrback(lambda _: None)
+
+    async def fetch_last_commit(self) -> None:
+        newest = await last_commit(self.client)  # awaited first: the view may change meanwhile
+        self.view = replace(self.view, last_commit=newest)
+
+
+async def last_commit(client: DashboardClient) -> Commit | None:
+    """The newest commit, or None (no repository, or a daemon without the git view)."""
+    try:
+        page = await client.commits(limit=1)
+    except DashboardError:
+        return None
+    return page.commits[0] if page.commits else None
 
 
 # -- the command -------------------------------------------------------------------------
@@ -520,7 +564,14 @@ async def once(client: DashboardClient, out: TextIO, as_json: bool, clock: Any) 
     if as_json:
         out.write(json.dumps(status.to_json(), indent=2) + "\n")
     else:
-        view = View(client.base_url, status=status, status_at=clock.seconds(), trouble=None, headlines=0)
+        view = View(
+            client.base_url,
+            status=status,
+            status_at=clock.seconds(),
+            trouble=None,
+            headlines=0,
+            last_commit=await last_commit(client),
+        )
         out.write("\n".join(render_screen(view, clock.seconds(), terminal_width())[:-1]) + "\n")
     out.flush()
 

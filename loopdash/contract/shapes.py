@@ -118,6 +118,138 @@ class HealthAnswer(Health, Answer, frozen=True):
     source: SourceAnswer | UnsetType = UNSET
 
 
+# -- git (issue 21) ----------------------------------------------------------------------
+
+SHA_REGEX = r"^[0-9a-f]{40}$"
+SHORT_SHA_REGEX = r"^[0-9a-f]{7}$"
+Sha = Annotated[str, Meta(pattern=SHA_REGEX)]
+ShortSha = Annotated[str, Meta(pattern=SHORT_SHA_REGEX)]
+NullableCount = Annotated[int, Meta(ge=0)] | None
+
+
+class GitInfo(Shape, frozen=True):
+    """Whether the repository's commits can be listed: ``state`` ok, or why not."""
+
+    state: str
+    reason: str | None
+
+
+class GitInfoAnswer(GitInfo, Answer, frozen=True):
+    state: Annotated[
+        str,
+        Meta(
+            description="ok, or why commits are not listed (the lists are then empty).",
+            extra_json_schema={
+                "enum": ["ok", "missing", "empty", "shallow", "rebase", "unreadable", "reading"]
+            },
+        ),
+    ]
+    reason: Annotated[str | None, Meta(description="The state in words; null when ok.")]
+
+
+class WorkingTree(Shape, frozen=True):
+    """``ExecutionStatus.working_tree`` (loopdash's addition): the branch and uncommitted work."""
+
+    git: GitInfo
+    branch: str | None
+    head: str | None
+    upstream: str | None
+    ahead: int | None
+    behind: int | None
+    changed_files: int | None
+
+
+class WorkingTreeAnswer(WorkingTree, Answer, frozen=True):
+    git: GitInfoAnswer
+    branch: Annotated[str | None, Meta(description="The branch HEAD names; null when detached.")]
+    head: Annotated[str, Meta(pattern=SHORT_SHA_REGEX)] | None
+    upstream: Annotated[str | None, Meta(description="The branch's upstream; null when it has none.")]
+    ahead: Annotated[NullableCount, Meta(description="Commits not on the upstream; null without one.")]
+    behind: Annotated[NullableCount, Meta(description="Upstream commits not on the branch.")]
+    changed_files: Annotated[
+        NullableCount,
+        Meta(description="Files with uncommitted changes (staged, unstaged, untracked; not ignored)."),
+    ]
+
+
+class Commit(Shape, frozen=True):
+    """One commit of ``GET /api/commits`` (and the ``commit_added`` event)."""
+
+    sha: str
+    short_sha: str
+    subject: str
+    author_name: str
+    time: str
+    story_ids: Strings
+    files_changed: Count
+    insertions: Count
+    deletions: Count
+
+
+class CommitAnswer(Commit, Answer, frozen=True):
+    sha: Sha
+    short_sha: ShortSha
+    time: Annotated[Timestamp, Meta(description="The committer's time.")]
+    story_ids: Annotated[Strings, Meta(description="The plan's story ids named in the message.")]
+
+
+class CommitFile(Shape, frozen=True):
+    """One file of a commit's detail: ``diff`` is null for a binary (or too large) file."""
+
+    path: str
+    old_path: str | None
+    status: str
+    insertions: Count
+    deletions: Count
+    binary: bool
+    truncated: bool
+    diff: str | None
+
+
+class CommitFileAnswer(CommitFile, Answer, frozen=True):
+    old_path: Annotated[str | None, Meta(description="The path before a rename or copy.")]
+    status: Annotated[
+        str,
+        Meta(extra_json_schema={"enum": ["added", "deleted", "modified", "renamed", "copied", "typechange"]}),
+    ]
+    binary: Annotated[bool, Meta(description="A binary file: named, its diff not shown.")]
+    truncated: Annotated[bool, Meta(description="The diff was cut at the server's cap (or not made).")]
+    diff: Annotated[str | None, Meta(description="The file's unified diff; null when binary or too large.")]
+
+
+class CommitDetail(Commit, frozen=True):
+    """``GET /api/commits/<sha>``: a commit with its message body and each file's stats and diff."""
+
+    body: str
+    parents: Strings
+    files: tuple[CommitFile, ...]
+    files_omitted: Count
+    truncated: bool
+
+
+class CommitDetailAnswer(CommitDetail, CommitAnswer, frozen=True):
+    body: Annotated[str, Meta(description="The message after the subject.")]
+    parents: tuple[Sha, ...]
+    files: tuple[CommitFileAnswer, ...]
+    files_omitted: Annotated[int, Meta(ge=0, description="Files beyond the listed ones.")]
+    truncated: Annotated[bool, Meta(description="Some file's diff was cut or left out.")]
+
+
+class CommitPage(Shape, frozen=True):
+    """One page of ``GET /api/commits``, newest first, and the repository's state."""
+
+    commits: tuple[Commit, ...]
+    total: Count
+    limit: PageLimit
+    offset: Count
+    git: GitInfo
+
+
+class CommitPageAnswer(CommitPage, Answer, frozen=True):
+    commits: tuple[CommitAnswer, ...]
+    git: GitInfoAnswer
+
+
 # -- status ---------------------------------------------------------------------------
 
 
@@ -170,6 +302,12 @@ class ExecutionStatus(Shape, frozen=True):
             return self.state
         return "running" if self.is_running else "idle"
 
+    @property
+    def working_tree(self) -> WorkingTree | None:
+        """The git working tree (loopdash's addition; None from a server that does not read git)."""
+        raw = self.extra.get("working_tree")
+        return None if raw is None else WorkingTree.from_json(raw)
+
 
 class ExecutionStatusAnswer(ExecutionStatus, Answer, frozen=True):
     current_story: CurrentStoryAnswer | None
@@ -186,6 +324,13 @@ class ExecutionStatusAnswer(ExecutionStatus, Answer, frozen=True):
     state: RunState | UnsetType = UNSET  # type: ignore[assignment]
     quiet_for: QuietFor | None | UnsetType = UNSET  # type: ignore[assignment]
     last_activity: LastActivity | None | UnsetType = UNSET  # type: ignore[assignment]
+    tree: (
+        Annotated[
+            WorkingTreeAnswer,
+            Meta(description="An addition: the project's git working tree (absent when git is not read)."),
+        ]
+        | UnsetType
+    ) = field(default=UNSET, name="working_tree")
 
 
 # -- stories ---------------------------------------------------------------------------
@@ -210,6 +355,12 @@ class Story(Shape, frozen=True, kw_only=False):
     state: str | UnsetType = UNSET
     priority_label: str | None | UnsetType = field(default=UNSET, name="priorityLabel")
 
+    @property
+    def commits(self) -> Strings:
+        """Short shas of the commits naming the story, newest first (loopdash's addition)."""
+        raw = self.extra.get("commits")
+        return tuple(c for c in raw if isinstance(c, str)) if isinstance(raw, list | tuple) else ()
+
 
 class StoryAnswer(Story, Answer, frozen=True):
     acceptance_criteria: Annotated[Strings, Meta(description="An addition, from prd.json.")] = field(
@@ -226,6 +377,10 @@ class StoryAnswer(Story, Answer, frozen=True):
         str | None,
         Meta(description="An addition: a priority written as a word (high), as written; null for numbers."),
     ] = field(name="priorityLabel")
+    story_commits: Annotated[
+        tuple[ShortSha, ...],
+        Meta(description="An addition: short shas of the commits naming the story, newest first."),
+    ] = field(name="commits")
 
 
 class Stories(Shape, frozen=True):
@@ -403,6 +558,12 @@ class RunDetail(Shape, frozen=True):
     quiet_for: int | None = None
     last_activity: str | None = None
 
+    @property
+    def commits(self) -> tuple[Commit, ...]:
+        """The commits made during the run, newest first (loopdash's addition; () from an older server)."""
+        raw = self.extra.get("commits")
+        return tuple(Commit.from_json(c) for c in raw) if isinstance(raw, list | tuple) else ()
+
 
 class RunDetailAnswer(RunDetail, Answer, frozen=True):
     summary: RunTotalsAnswer
@@ -410,6 +571,13 @@ class RunDetailAnswer(RunDetail, Answer, frozen=True):
     state: RunState | UnsetType = UNSET  # type: ignore[assignment]
     quiet_for: QuietFor | None | UnsetType = UNSET  # type: ignore[assignment]
     last_activity: LastActivity | None | UnsetType = UNSET  # type: ignore[assignment]
+    run_commits: (
+        Annotated[
+            tuple[CommitAnswer, ...],
+            Meta(description="An addition: the commits made between the run's start and end, newest first."),
+        ]
+        | UnsetType
+    ) = field(default=UNSET, name="commits")
 
 
 # -- the stream ---------------------------------------------------------------------------
@@ -574,6 +742,7 @@ EVENT_DATA: dict[str, type[Struct]] = {
     "run_resumed": RunStateChangeAnswer,
     "run_stopped": RunStateChangeAnswer,
     "log_reset": LogRewrittenAnswer,
+    "commit_added": CommitAnswer,
 }
 
 

@@ -8,7 +8,7 @@ for users in docs/status.md.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final, Literal
@@ -79,7 +79,8 @@ def _round_money(value: float) -> float:
 # -- stories -------------------------------------------------------------------
 
 
-def story_value(story: Story) -> StoryAnswer:
+def story_value(story: Story, commits: Sequence[str] = ()) -> StoryAnswer:
+    """A story; ``commits``: the short shas of its commits in the git history, newest first."""
     return StoryAnswer(
         id=story.id,
         title=story.title,
@@ -95,18 +96,20 @@ def story_value(story: Story) -> StoryAnswer:
         # in_progress or blocked when the plan's own status word does.
         state=story.state,
         priority_label=story.priority_label,
+        story_commits=tuple(commits),
     )
 
 
-def story_json(story: Story) -> JSONObject:
-    return plain_object(story_value(story))
+def story_json(story: Story, commits: Sequence[str] = ()) -> JSONObject:
+    return plain_object(story_value(story, commits))
 
 
-def stories_value(prd: Prd | None) -> StoryListAnswer:
+def stories_value(prd: Prd | None, commits: Mapping[str, Sequence[str]] | None = None) -> StoryListAnswer:
     stories = prd.stories if prd is not None else ()
     completed = sum(1 for s in stories if s.passes)
+    found = commits or {}
     return StoryListAnswer(
-        stories=tuple(story_value(s) for s in stories),
+        stories=tuple(story_value(s, found.get(s.id, ())) for s in stories),
         total=len(stories),
         completed=completed,
         pending=len(stories) - completed,

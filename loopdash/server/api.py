@@ -27,10 +27,12 @@ from loopdash import API_VERSION, __version__
 from loopdash.contract.shapes import HealthAnswer, SourceAnswer, StreamTicketAnswer
 from loopdash.derive.status import iso_utc_at
 from loopdash.local.token import TokenFile
-from loopdash.loop.project import Project
+from loopdash.loop.gitrepo import is_sha
+from loopdash.loop.project import Project, is_run_id, run_id_start
 from loopdash.metrics.meter import NULL_METER, Meter
 from loopdash.server.auth import INVALID_TOKEN, Denied, bearer_token, check_token
 from loopdash.server.encoding import encode_json
+from loopdash.server.gitlive import GitLive
 from loopdash.server.live import LiveProject
 from loopdash.server.notify import MAX_NOTIFICATION_PAGE, NotificationCenter
 from loopdash.server.openapi import build_openapi
@@ -40,12 +42,17 @@ from loopdash.server.throttle import FailureThrottle
 #: Largest page a client may ask for; larger limits are capped, not refused.
 MAX_LOG_PAGE = 1000
 MAX_HISTORY_PAGE = 1000
+MAX_COMMIT_PAGE = 200
 
 JSON_CONTENT_TYPE = b"application/json; charset=utf-8"
 #: On every JSON answer: the id of the last event published when the answer
 #: was made. The answer shows every change up to that event; a client applies
 #: only later events to it, and resumes the stream from the oldest such id.
 EVENT_ID_HEADER = b"X-Loopdash-Event-Id"
+
+
+#: The ``git`` field when the daemon does not read the repository.
+NOT_READ = {"state": "missing", "reason": "This daemon does not read git repositories"}
 
 
 class Clock(Protocol):
@@ -175,8 +182,11 @@ class DashboardAPI:
         metrics_public: bool = False,
         throttle: FailureThrottle | None = None,
         notifications: NotificationCenter | None = None,
+        git: GitLive | None = None,
     ) -> None:
         self.notifications = notifications
+        #: The project's git repository; None: the daemon does not read it (every list empty).
+        self.git = git
         self.project = project
         self.throttle = throttle if throttle is not None else FailureThrottle(clock)
         #: Shared snapshots and encoded answers: requests cost what changed.
@@ -272,7 +282,7 @@ class DashboardAPI:
 
     @api_route(app, "/api/openapi.json", auth="public")
     def openapi(self, request: IRequest) -> object:
-        return build_openapi(MAX_LOG_PAGE, MAX_HISTORY_PAGE, __version__)
+        return build_openapi(MAX_LOG_PAGE, MAX_HISTORY_PAGE, __version__, MAX_COMMIT_PAGE)
 
     @api_route(app, "/api/status")
     def status(self, request: IRequest) -> object:
@@ -336,9 +346,57 @@ class DashboardAPI:
         return self.live.runs_body()
 
     @api_route(app, "/api/runs/<string:run_id>")
-    def run(self, request: IRequest, run_id: str) -> object:
+    async def run(self, request: IRequest, run_id: str) -> object:
         self._known_run(run_id)
-        return self.live.run_body(run_id)
+        body = self.live.run_body(run_id)
+        commits: list[Any] = []
+        window = self._run_window(run_id)
+        if self.git is not None and window is not None:
+            commits = await self.git.run_commits(*window)
+        # The run's cached JSON object, with its commits as one more field.
+        return body[:-1] + b',"commits":' + encode_json(commits) + b"}"
+
+    def _run_window(self, run_id: str) -> tuple[float, float | None] | None:
+        """When the run started and ended (None: still running), as seconds since the epoch."""
+        start = run_id_start(run_id)
+        if start is None:
+            return None
+        snapshot = self.live.snapshot()
+        if run_id == snapshot.current_run and snapshot.summary.mtime is None:
+            return start, None
+        return start, start + max(self.project.run_row(run_id).elapsed_time_s, 0.0)
+
+    @api_route(app, "/api/commits")
+    async def commits(self, request: IRequest) -> object:
+        limit = query_int(request, "limit", 20, MAX_COMMIT_PAGE)
+        offset = query_int(request, "offset", 0, 2**62)
+        since = query_text(request, "since")
+        since_sha = since_time = None
+        if since is not None and since.strip() != "":
+            since = since.strip()
+            if is_run_id(since):
+                self._known_run(since)
+                since_time = run_id_start(since)
+            elif is_sha(since):
+                since_sha = since
+            else:
+                raise ApiError(400, "Invalid value for 'since': expected a run id or a commit sha")
+        if self.git is None:
+            return {"commits": [], "total": 0, "limit": limit, "offset": offset, "git": NOT_READ}
+        try:
+            return await self.git.commits_body(offset, limit, since_sha, since_time)
+        except LookupError:
+            raise ApiError(404, f"Commit not found: {since_sha}") from None
+
+    @api_route(app, "/api/commits/<string:sha>")
+    async def commit(self, request: IRequest, sha: str) -> object:
+        # Checked before the repository is touched: only hex object names reach libgit2.
+        if not is_sha(sha):
+            raise ApiError(400, "Invalid commit sha: expected 4 to 40 lower-case hex digits")
+        body = await self.git.detail_body(sha) if self.git is not None else None
+        if body is None:
+            raise ApiError(404, f"Commit not found: {sha}")
+        return body
 
     @api_route(app, "/api/notifications")
     def notification_list(self, request: IRequest) -> object:

@@ -18,9 +18,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
+from loopdash.contract.codec import plain_object
+from loopdash.contract.shapes import ExecutionStatusAnswer
 from loopdash.derive.future import FutureTimes
 from loopdash.derive.status import (
     DEFAULT_STALL_AFTER,
@@ -40,6 +43,7 @@ from loopdash.derive.status import (
 from loopdash.loop.progress import MAX_ENTRY_BYTES
 from loopdash.loop.project import Project, ProjectSnapshot, RunRow, is_run_id
 from loopdash.server.encoding import encode_json
+from loopdash.server.gitlive import GitLive
 
 #: How old a shared snapshot may be before a request takes a new one.
 MAX_SNAPSHOT_AGE = 0.05
@@ -89,8 +93,11 @@ class LiveProject:
         row_step: int = ROW_WARM_STEP,
         max_entry_bytes: int = MAX_ENTRY_BYTES,
         stall_after: float = DEFAULT_STALL_AFTER,
+        git: GitLive | None = None,
     ) -> None:
         self.project = project
+        #: The project's git repository, when the daemon reads it (working_tree, stories' commits).
+        self.git = git
         #: Bytes of one log entry served or sent at most; longer ones are cut (``truncated``).
         self.max_entry_bytes = max_entry_bytes
         #: Called when a log indexed in steps is whole (the watcher looks again then).
@@ -258,8 +265,16 @@ class LiveProject:
             if dropped is not None:
                 self._cached_bytes -= len(dropped[1])
 
+    def with_git(self, status: dict[str, Any]) -> dict[str, Any]:
+        """The status with the repository's ``working_tree`` added (when git is read)."""
+        if self.git is not None:
+            status["working_tree"] = plain_object(self.git.working_tree())
+        return status
+
     def status(self) -> dict[str, Any]:
-        return execution_status(self.snapshot(), self.clock.seconds(), self.stale_after, self.stall_after)
+        return self.with_git(
+            execution_status(self.snapshot(), self.clock.seconds(), self.stale_after, self.stall_after)
+        )
 
     def liveness(self, run_id: str, now: float | None = None) -> Liveness:
         """A run's state: the current run's as the status says it, an older run's from its files."""
@@ -281,19 +296,37 @@ class LiveProject:
         """A run's history row with its state, as history, the run list and events give it."""
         return run_row_json(self.project.run_row(run_id), self.liveness(run_id))
 
+    def _status_value(self, snapshot: ProjectSnapshot) -> ExecutionStatusAnswer:
+        value = status_value(snapshot, self.clock.seconds(), self.stale_after, self.stall_after)
+        return value if self.git is None else msgspec.structs.replace(value, tree=self.git.working_tree())
+
     def status_body(self) -> bytes:
         snapshot = self.snapshot()
         # Elapsed times and staleness move with the clock: recomputed once a second.
         second = int(self.clock.seconds())
         return self._body(
             ("status",),
-            (self.version, second),
-            lambda: status_value(snapshot, self.clock.seconds(), self.stale_after, self.stall_after),
+            (self.version, second, self.git.version if self.git is not None else None),
+            lambda: self._status_value(snapshot),
         )
+
+    def story_commits(self) -> dict[str, tuple[str, ...]]:
+        """Each story id's commits (short shas, newest first), from the last git refresh."""
+        return self.git.story_commits if self.git is not None else {}
 
     def stories_body(self) -> bytes:
         prd = self.snapshot().prd
-        return self._body(("stories",), (prd.identity,), lambda: stories_value(prd.value))
+        git_version = self.git.version if self.git is not None else None
+        return self._body(
+            ("stories",),
+            (prd.identity, git_version),
+            lambda: stories_value(prd.value, self.story_commits()),
+        )
+
+    def plan_ids(self) -> tuple[str, ...]:
+        """The plan's story ids, in file order (what commit messages are matched against)."""
+        prd = self.snapshot().prd.value
+        return tuple(story.id for story in prd.stories) if prd is not None else ()
 
     def logs_body(self, offset: int, limit: int) -> bytes:
         """A page of log entries; call after :meth:`log_ready` has fired."""

@@ -16,6 +16,8 @@ from loopdash import API_VERSION
 from loopdash.contract.codec import schema_components
 from loopdash.contract.shapes import (
     RUN_ID_REGEX,
+    CommitDetailAnswer,
+    CommitPageAnswer,
     ErrorAnswer,
     Event,
     ExecutionStatusAnswer,
@@ -53,14 +55,23 @@ ANSWERS: dict[str, Any] = {
     "StreamTicket": StreamTicketAnswer,
     "StreamEvent": StreamEventAnswer,
     "NotificationPage": NotificationPageAnswer,
+    "CommitPage": CommitPageAnswer,
+    "CommitDetail": CommitDetailAnswer,
 }
+
+#: ``since`` of /api/commits: a run id, a commit sha (or prefix), or blank (as if absent).
+SINCE_REGEX = r"^([0-9]{8}_[0-9]{6}|[0-9a-f]{4,40}|[ \t]*)$"
+#: The largest page of /api/commits (the API's bound, repeated in the document).
+DEFAULT_MAX_COMMIT_PAGE = 200
 
 
 def _ref(name: str) -> JSONSchema:
     return {"$ref": PREFIX + name}
 
 
-def component_schemas(max_log_page: int, max_history_page: int) -> dict[str, JSONSchema]:
+def component_schemas(
+    max_log_page: int, max_history_page: int, max_commit_page: int = DEFAULT_MAX_COMMIT_PAGE
+) -> dict[str, JSONSchema]:
     """``components.schemas``: generated from loopdash.contract, with the server's page bounds."""
     schemas, components = schema_components(ANSWERS.values(), PREFIX)
     for name, schema in zip(ANSWERS, schemas, strict=True):
@@ -71,6 +82,7 @@ def component_schemas(max_log_page: int, max_history_page: int) -> dict[str, JSO
         ("LogPage", "logs", max_log_page),
         ("HistoryPage", "runs", max_history_page),
         ("NotificationPage", "notifications", MAX_NOTIFICATION_PAGE),
+        ("CommitPage", "commits", max_commit_page),
     )
     for name, items, bound in pages:
         properties = components[name]["properties"]
@@ -218,9 +230,14 @@ def _get(
     return operation
 
 
-def build_openapi(max_log_page: int, max_history_page: int, server_version: str) -> JSONSchema:
+def build_openapi(
+    max_log_page: int,
+    max_history_page: int,
+    server_version: str,
+    max_commit_page: int = DEFAULT_MAX_COMMIT_PAGE,
+) -> JSONSchema:
     """The whole document, with the server's page bounds filled in."""
-    schemas = component_schemas(max_log_page, max_history_page)
+    schemas = component_schemas(max_log_page, max_history_page, max_commit_page)
     paths: JSONSchema = {
         "/api/health": {
             "get": _get(
@@ -303,6 +320,45 @@ def build_openapi(max_log_page: int, max_history_page: int, server_version: str)
                         "in": "path",
                         "required": True,
                         "schema": {"type": "string", "pattern": RUN_ID_REGEX},
+                    }
+                ],
+            )
+        },
+        "/api/commits": {
+            "get": _get(
+                "commits",
+                "Commits of the project's current branch, newest first (empty, with `git` saying why, "
+                "when there is no repository, no commit yet, a shallow clone or a rebase in progress).",
+                _json(_ref("CommitPage"), "A page of commits."),
+                "BadRequest",
+                "NotFound",
+                parameters=[
+                    _limit(20, max_commit_page),
+                    OFFSET,
+                    _query(
+                        "since",
+                        {"type": "string", "pattern": SINCE_REGEX},
+                        "A run id (commits made since it started) or a commit sha (commits after it); "
+                        "an unknown run or commit is 404.",
+                    ),
+                ],
+            )
+        },
+        "/api/commits/{sha}": {
+            "get": _get(
+                "commit",
+                "One commit with per-file stats and unified diffs (each file's diff capped, `truncated` "
+                "when cut; binary files named, not shown).",
+                _json(_ref("CommitDetail"), "The commit."),
+                "BadRequest",
+                "NotFound",
+                parameters=[
+                    {
+                        "name": "sha",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "pattern": "^[0-9a-f]{4,40}$"},
+                        "description": "4 to 40 lower-case hex digits; anything else is 400.",
                     }
                 ],
             )

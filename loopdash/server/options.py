@@ -21,6 +21,7 @@ from loopdash.derive.notify import DEFAULT_FAILURE_STREAK
 from loopdash.derive.notify import KINDS as NOTIFICATION_KINDS
 from loopdash.derive.status import DEFAULT_STALE_AFTER, DEFAULT_STALL_AFTER
 from loopdash.loop.formats import layout_names
+from loopdash.loop.gitrepo import DEFAULT_FILE_DIFF_CAP
 from loopdash.loop.progress import MAX_ENTRY_BYTES
 from loopdash.server.limits import DEFAULT_MAX_CONNECTIONS, DEFAULT_REQUEST_DEADLINE
 from loopdash.server.logformat import LOG_FORMATS
@@ -387,7 +388,23 @@ DAEMON_OPTIONS: tuple[DaemonOption, ...] = (
         metavar="PATH",
         example="notes/progress.md",
     ),
+    DaemonOption(
+        "git-diff-cap",
+        (
+            "Bytes of one file's diff in a commit's detail (GET /api/commits/<sha>) before it is cut "
+            "and marked truncated; a commit's diffs together stop at four times this."
+        ),
+        default=DEFAULT_FILE_DIFF_CAP,
+        convert=integer_between(1024, 64 << 20),
+        metavar="BYTES",
+        example="65536",
+    ),
     DaemonOption("no-inotify", "Poll only: do not use inotify to notice file changes at once.", kind=FLAG),
+    DaemonOption(
+        "no-git",
+        "Do not read the project's git repository (no commits, diffs or working tree).",
+        kind=FLAG,
+    ),
     DaemonOption(
         "metrics-public",
         "Serve /metrics without the bearer token, for a Prometheus scraper on this host.",

@@ -31,6 +31,7 @@ from loopdash.local.token import (
     token_file_problem,
 )
 from loopdash.loop.filecache import Reporter
+from loopdash.loop.gitrepo import DEFAULT_FILE_DIFF_CAP, GitReader, limit_libgit2_memory
 from loopdash.loop.progress import MAX_ENTRY_BYTES
 from loopdash.loop.project import Project
 from loopdash.metrics.loop import LoopCollector
@@ -40,6 +41,7 @@ from loopdash.server.accesslog import AccessLogSite
 from loopdash.server.api import DashboardAPI
 from loopdash.server.exposure import endpoint_fields, exposure_warning
 from loopdash.server.front import CorsPolicy, FrontResource
+from loopdash.server.gitlive import GitLive
 from loopdash.server.hosts import HostPolicy
 from loopdash.server.limits import DEFAULT_MAX_CONNECTIONS, DEFAULT_REQUEST_DEADLINE, BoundedRequest
 from loopdash.server.live import LiveProject
@@ -101,6 +103,10 @@ class DashboardConfig:
     #: The plan and the log, relative to the root, when given with --prd and --progress.
     prd: str | None = None
     progress: str | None = None
+    #: Read the project's git repository (commits, diffs, working tree).
+    use_git: bool = True
+    #: Bytes of one file's patch in a commit's detail before it is cut (``truncated``).
+    git_diff_cap: int = DEFAULT_FILE_DIFF_CAP
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -233,12 +239,17 @@ def build_dashboard(config: DashboardConfig, reactor: Any) -> Dashboard:
     )
     hub = StreamHub(reactor, keepalive=config.keepalive, meter=meter)
     meter.count_streams(lambda: len(hub.subscribers))
+    git: GitLive | None = None
+    if config.use_git:
+        limit_libgit2_memory()
+        git = GitLive(GitReader(root, config.git_diff_cap), reactor, lambda: live.plan_ids())
     live = LiveProject(
         project,
         reactor,
         config.stale_after,
         max_entry_bytes=config.max_entry_bytes,
         stall_after=config.stall_after,
+        git=git,
     )
     meter.register(LoopCollector(live, reactor, config.stale_after, config.stall_after, config.budget_usd))
     senders: list[Sender] = []
@@ -268,6 +279,7 @@ def build_dashboard(config: DashboardConfig, reactor: Any) -> Dashboard:
         metrics_public=config.metrics_public,
         throttle=FailureThrottle(reactor, burst=config.auth_failure_burst),
         notifications=notifications,
+        git=git,
     )
     pages = web_pages()
     front = FrontResource(
@@ -291,6 +303,9 @@ def build_dashboard(config: DashboardConfig, reactor: Any) -> Dashboard:
     if warning is not None:
         log.warn("{warning}", warning=warning)
     service = MultiService()
+    if git is not None:
+        # Its thread starts before the watcher's first poll and stops after the watcher.
+        service.addService(git)
     # The watcher starts first and stops last: MultiService stops children in
     # reverse, so the port closes before the hub ends the open streams.
     watcher = Watcher(
@@ -304,6 +319,7 @@ def build_dashboard(config: DashboardConfig, reactor: Any) -> Dashboard:
         meter=meter,
         watched_interval=config.watched_poll_interval,
         stall_after=config.stall_after,
+        git=git,
     )
     watcher.observers.append(notifications.observe)
     service.addService(watcher)

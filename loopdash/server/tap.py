@@ -155,6 +155,8 @@ class Options(usage.Options):
             layout=self["layout"],
             prd=self["prd"],
             progress=self["progress"],
+            use_git=not self["no-git"],
+            git_diff_cap=self["git-diff-cap"],
         )
 
 

@@ -49,8 +49,10 @@ from loopdash.derive.status import (
     log_appended_value,
     story_value,
 )
+from loopdash.loop.gitrepo import Commit
 from loopdash.loop.project import Project, ProjectSnapshot
 from loopdash.metrics.meter import NULL_METER, Meter
+from loopdash.server.gitlive import GitLive
 from loopdash.server.live import LiveProject
 from loopdash.server.stream import StreamHub
 
@@ -104,10 +106,15 @@ class Watcher(Service):
         live: LiveProject | None = None,
         meter: Meter = NULL_METER,
         watched_interval: float = WATCHED_POLL_INTERVAL,
+        git: GitLive | None = None,
         stall_after: float = DEFAULT_STALL_AFTER,
     ) -> None:
         self.project = project
         self.stall_after = stall_after
+        #: The project's git repository: refreshed on each poll and when HEAD or a ref changes.
+        self.git = git
+        if git is not None:
+            git.on_refreshed = self._git_refreshed
         #: The snapshots requests share: a poll refreshes them, inotify invalidates them.
         self.live = live or LiveProject(project, clock, stale_after, stall_after=stall_after)
         self.meter = meter
@@ -232,6 +239,8 @@ class Watcher(Service):
             self.last = observed
             changes = [] if previous is None else diff(previous, observed)
         self.watching_all = self._keep_watching()
+        if self.git is not None:
+            self.git.refresh()  # in its thread; announces new commits when it is done
         if previous is None:
             self._tell_observers()
             return  # the first observation is the baseline, not a change
@@ -242,7 +251,7 @@ class Watcher(Service):
             if not (gap and isinstance(change, StatusChanged)):
                 self._publish(change)
         if gap:
-            self.hub.publish("status_update", dict(self.last.status), gap=True)
+            self.hub.publish("status_update", self.live.with_git(dict(self.last.status)), gap=True)
         self.on_poll(changes)
         self._tell_observers()
 
@@ -286,7 +295,8 @@ class Watcher(Service):
         elif isinstance(change, IterationAdded):
             self.hub.publish("iteration_added", iteration_added_value(change.iteration, change.run_id))
         elif isinstance(change, StoryUpdated):
-            self.hub.publish("story_updated", story_value(change.story))
+            commits = self.live.story_commits().get(change.story.id, ())
+            self.hub.publish("story_updated", story_value(change.story, commits))
         elif isinstance(change, LogAppended):
             # Up to the total observed (the diff bounded it), each entry cut at the cap.
             stop = self.last.log.total if self.last is not None else change.first
@@ -294,13 +304,24 @@ class Watcher(Service):
             for index, entry in enumerate(entries, start=change.first):
                 self.hub.publish("log_appended", log_appended_value(entry, index))
         elif isinstance(change, StatusChanged):
-            self.hub.publish("status_update", dict(change.status))
+            self.hub.publish("status_update", self.live.with_git(dict(change.status)))
         elif isinstance(change, StoriesReset):
             self.hub.publish("stories_reset", copied(StoriesResetAnswer, change))
         elif isinstance(change, IterationsReset):
             self.hub.publish("iterations_reset", copied(IterationsResetAnswer, change))
         elif isinstance(change, LogReset):
             self.hub.publish("logs_reset", copied(LogsResetAnswer, change))
+
+    def _git_refreshed(self, commits: tuple[Commit, ...], changed: bool) -> None:
+        """After a git refresh: a ``commit_added`` per new commit (oldest first), then the status."""
+        assert self.git is not None
+        if changed:
+            # New git watches (a repository created, a branch switched) and a new working tree.
+            self.watching_all = self._keep_watching()
+        for commit in commits:
+            self.hub.publish("commit_added", self.git.commit_json(commit))
+        if changed and self.last is not None:
+            self.hub.publish("status_update", self.live.with_git(dict(self.last.status)))
 
     # -- inotify -------------------------------------------------------------------
 
@@ -332,6 +353,8 @@ class Watcher(Service):
             directory = os.path.dirname(path)
             if directory not in wanted and directory.startswith(self.project.root + os.sep):
                 wanted.append(directory)
+        if self.git is not None:
+            wanted.extend(self.git.state.watch)
         return wanted
 
     def _keep_watching(self) -> bool:
@@ -433,11 +456,26 @@ class Watcher(Service):
     def _on_inotify(self, ignored: object, filepath: FilePath[Any], mask: int) -> None:
         # An exception here would disconnect the notifier for good: never raise.
         try:
+            if self._git_event(filepath):
+                return
             self._note_run_directory(filepath, mask)
             self.live.invalidate()
             self._wake()
         except Exception:
             self.log.failure("inotify wake-up failed")
+
+    def _git_event(self, filepath: FilePath[Any]) -> bool:
+        """Whether the event is in a git directory (HEAD, a ref, packed-refs: a git refresh now)."""
+        git = self.git
+        if git is None:
+            return False
+        path = os.fsdecode(filepath.path)
+        state = git.state
+        if os.path.dirname(path) not in state.watch or path in self._watched:
+            return False
+        if os.path.basename(path) in state.watch_names:
+            git.refresh()
+        return True  # objects, logs, locks: nothing to read
 
     def _wake(self) -> None:
         """Poll very soon: once for a burst of wake-ups, at most once per WAKE_SPACING."""
