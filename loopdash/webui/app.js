@@ -13,6 +13,7 @@ import {ChartPanel} from './charts.js';
 import {HistoryView, RunView} from './history.js';
 import {Notifier} from './notify.js';
 import {BudgetView, CostByStory, storyCosts} from './budget.js';
+import {CommitsView, storiesIn} from './commits.js';
 
 const BANNER = {
   connecting: ['Connecting…', () => ''],
@@ -53,7 +54,11 @@ class Dashboard {
     this.api = api;
     this.queue = null; // events held back while a full reload is in flight
     this.execution = new ExecutionView(byId('execution-body'));
-    this.stories = new StoriesView({grid: byId('story-grid'), summary: byId('stories-summary'), dialog: byId('story-dialog')});
+    this.commits = new CommitsView({api, list: byId('commit-list'), summary: byId('commits-summary'), dialog: byId('commit-dialog')});
+    this.stories = new StoriesView({
+      grid: byId('story-grid'), summary: byId('stories-summary'), dialog: byId('story-dialog'),
+      commitOf: (shortSha) => this.commits.find(shortSha),
+    });
     this.charts = new ChartPanel(byId('charts'));
     this.budget = new BudgetView(byId('budget'));
     this.costs = new CostByStory(byId('cost-by-story'));
@@ -65,6 +70,11 @@ class Dashboard {
     this.logs = new LogsView({
       api, guard, scroller: byId('log-scroll'), list: byId('log-list'), olderButton: byId('log-older'),
       followBox: byId('log-follow'), filterBox: byId('log-filter'), counter: byId('log-counter'),
+      commitsFor: (entry) => this.commitsOfEntry(entry),
+    });
+    this.commits.onChange(() => {
+      this.logs.refreshCommits();
+      this.stories.render();
     });
     this.history = new HistoryView({
       api, guard, body: byId('runs-body'), counter: byId('runs-counter'), newer: byId('runs-newer'), older: byId('runs-older'),
@@ -92,6 +102,22 @@ class Dashboard {
     this.flush();
     const story = /^#\/stories\/([^/]+)$/.exec(window.location.hash);
     if (story) this.stories.open(decodeURIComponent(story[1]));
+  }
+
+  /** The commits of the stories a log entry names (newest first, each once). */
+  commitsOfEntry(entry) {
+    const ids = storiesIn((entry.lines || []).join('\n'), [...this.stories.byId.keys()]);
+    const seen = new Set();
+    const found = [];
+    for (const id of ids) {
+      for (const commit of this.commits.forStory(id)) {
+        if (!seen.has(commit.sha)) {
+          seen.add(commit.sha);
+          found.push(commit);
+        }
+      }
+    }
+    return found;
   }
 
   stop() {
@@ -123,6 +149,7 @@ class Dashboard {
       this.loadMetrics(),
       this.logs.loadLatest(),
       this.history.refresh(),
+      this.commits.load(),
     ]);
   }
 
@@ -170,6 +197,7 @@ class Dashboard {
     this.budget.setStatus(status);
     this.execution.setStatus(status);
     this.stories.setStatus(status);
+    this.commits.setWorkingTree(status.working_tree);
   }
 
   received(event, context) {
@@ -223,6 +251,15 @@ class Dashboard {
       case 'notification':
         this.notifier.received(data);
         break;
+      case 'commit_added':
+        this.commits.added(data);
+        for (const id of data.story_ids) {
+          const story = this.stories.byId.get(id);
+          if (story && !(story.commits || []).includes(data.short_sha)) {
+            this.stories.upsert({...story, commits: [data.short_sha, ...(story.commits || [])]});
+          }
+        }
+        break;
       default:
         break; // a newer daemon's event type: nothing to show
     }
@@ -236,6 +273,7 @@ class Dashboard {
       this.loadMetrics(),
       this.logs.loadNewer(),
       this.history.refresh(),
+      this.commits.load(),
     ]);
   }
 
@@ -243,6 +281,7 @@ class Dashboard {
     const hash = window.location.hash;
     const run = /^#\/runs\/([^/]+)$/.exec(hash);
     const story = /^#\/stories\/([^/]+)$/.exec(hash);
+    const commit = /^#\/commits\/([0-9a-f]{4,40})$/.exec(hash);
     const showRun = Boolean(run);
     byId('dashboard-view').hidden = showRun;
     byId('run-view').hidden = !showRun;
@@ -256,6 +295,12 @@ class Dashboard {
     }
     document.title = 'loopdash';
     this.runView.runId = null;
+    if (commit) {
+      this.stories.close();
+      this.guard(this.commits.open(commit[1]));
+      return;
+    }
+    this.commits.close();
     if (story) this.stories.open(decodeURIComponent(story[1]));
     else if (hash === '' || hash === '#/') this.stories.close();
   }

@@ -10,8 +10,10 @@ const PAGE = 50;
 const KEEP = 500;
 
 export class LogsView {
-  constructor({api, guard, scroller, list, olderButton, followBox, filterBox, counter}) {
+  constructor({api, guard, scroller, list, olderButton, followBox, filterBox, counter, commitsFor = () => []}) {
     this.api = api;
+    /** The commits of the story an entry is about (shown beside it). */
+    this.commitsFor = commitsFor;
     this.scroller = scroller;
     this.list = list;
     this.olderButton = olderButton;
@@ -98,15 +100,34 @@ export class LogsView {
   }
 
   entryNode(entry) {
+    const commits = h('ul', {class: 'entry-commits', 'aria-label': 'Commits of this story'});
     const node = h('li', {class: 'log-entry'},
       h('article', {},
         h('h3', {tabindex: -1}, h('time', {}, entry.timestamp || 'Undated entry')),
         h('div', {class: 'md', dir: 'auto'}, renderLines(entry.lines || [])),
         // An entry over the daemon's --max-entry-bytes arrives cut (docs/limits.md).
         entry.truncated && h('p', {class: 'log-truncated'},
-          `Cut here: the whole entry is ${Number(entry.size).toLocaleString()} bytes; see progress.txt.`)));
+          `Cut here: the whole entry is ${Number(entry.size).toLocaleString()} bytes; see progress.txt.`),
+        commits));
+    this.fillCommits(commits, entry);
     node.hidden = !this.matches(entry);
     return node;
+  }
+
+  fillCommits(slot, entry) {
+    const commits = this.commitsFor(entry);
+    slot.hidden = commits.length === 0;
+    slot.replaceChildren(...commits.map((commit) => h('li', {},
+      h('a', {class: 'commit-chip', href: `#/commits/${commit.sha}`, title: commit.subject},
+        h('code', {}, commit.short_sha), ' ', commit.subject))));
+  }
+
+  /** The commits known changed (loaded, or one added): refill every entry's list. */
+  refreshCommits() {
+    for (const entry of this.entries) {
+      const slot = entry.element.querySelector('.entry-commits');
+      if (slot) this.fillCommits(slot, entry);
+    }
   }
 
   matches(entry) {

@@ -27,7 +27,9 @@ function complexityLabel(story) {
 }
 
 export class StoriesView {
-  constructor({grid, summary, dialog}) {
+  constructor({grid, summary, dialog, commitOf = () => null}) {
+    /** A loaded commit by short sha (for its subject), or null. */
+    this.commitOf = commitOf;
     this.grid = grid;
     this.summary = summary;
     this.dialog = dialog;
@@ -156,6 +158,13 @@ export class StoriesView {
     };
     const deps = story.dependencies || [];
     const criteria = story.acceptanceCriteria || [];
+    const commits = story.commits || [];
+    const commitItem = (shortSha) => {
+      const known = this.commitOf(shortSha);
+      return h('li', {class: 'commit-row'},
+        h('a', {href: `#/commits/${known ? known.sha : shortSha}`}, h('code', {class: 'sha'}, shortSha),
+          known ? ` ${known.subject}` : ''));
+    };
     this.dialog.replaceChildren(h('article', {class: 'story-detail'},
       h('header', {},
         h('h2', {id: 'story-dialog-title'}, h('span', {class: 'story-id'}, story.id), ' ', story.title || '(untitled)'),
@@ -170,6 +179,8 @@ export class StoriesView {
       criteria.length ? h('ul', {class: 'criteria'}, criteria.map((c) => h('li', {}, c))) : h('p', {}, 'None listed.'),
       h('h3', {}, 'Cost'),
       h('p', {class: 'story-cost'}, this.costText(story.id)),
+      h('h3', {}, 'Commits'),
+      commits.length ? h('ul', {class: 'story-commits'}, commits.map(commitItem)) : h('p', {}, 'No commit names this story.'),
       h('h3', {}, 'Notes'),
       h('p', {class: 'story-notes'}, story.notes || 'No notes yet.'),
       h('h3', {}, 'Depends on'),
