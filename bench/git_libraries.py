@@ -54,7 +54,7 @@ def run_pygit2(path: str, repeat: int) -> dict[str, Any]:
 
     def page() -> list[tuple[str, int, int, int]]:
         out = []
-        walker = repo.walk(repo.head.target, pygit2.enums.SortMode.TIME)
+        walker = repo.walk(repo.head.target, pygit2.enums.SortMode.NONE)
         for commit in walker:
             parent = commit.parents[0].tree if commit.parents else None
             diff = (
@@ -67,7 +67,7 @@ def run_pygit2(path: str, repeat: int) -> dict[str, Any]:
         return out
 
     def messages() -> int:
-        return sum(1 for c in repo.walk(repo.head.target, pygit2.enums.SortMode.TIME) if "US-" in c.message)
+        return sum(1 for c in repo.walk(repo.head.target, pygit2.enums.SortMode.NONE) if "US-" in c.message)
 
     def detail() -> int:
         commit = repo.revparse_single("HEAD~1")

@@ -55,7 +55,8 @@ def generate(path: str, commits: int, big_diff_mb: float = 1.0, seed: int = 7) -
                 stream.append(f"M 100644 inline {name}\n".encode() + _data(_blob(lines)))
         elif number == big_at:
             line = "x" * 79
-            count = int(big_diff_mb * (1 << 20)) // 80
+            # 81 bytes a line in the patch ("+" and the line): a patch of big_diff_mb million bytes.
+            count = int(big_diff_mb * 1_000_000) // 81
             payload = _blob([f"{n:08d}{line[8:]}" for n in range(count)])
             stream.append(b"M 100644 inline data/big.txt\n" + _data(payload))
         else:
