@@ -1040,6 +1040,7 @@ def test_a_ralph_log_renders_tables_code_nested_lists_links_and_right_to_left_te
         entries = page.locator("#log-list > li")
         expect(entries).to_have_count(2)
         first = entries.first
+        expect(first.locator("h3")).to_contain_text("2026-01-10 — US-001 Markdown")
         expect(first.locator("table td.align-right")).to_have_text("12")
         expect(first.locator("pre code")).to_have_text("print('<b>x</b>')")
         expect(first.locator("ul ul li")).to_have_text("inner")

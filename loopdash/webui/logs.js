@@ -103,7 +103,7 @@ export class LogsView {
     const commits = h('ul', {class: 'entry-commits', 'aria-label': 'Commits of this story'});
     const node = h('li', {class: 'log-entry'},
       h('article', {},
-        h('h3', {tabindex: -1}, h('time', {}, entry.timestamp || 'Undated entry')),
+        h('h3', {tabindex: -1}, h('time', {}, entry.timestamp || 'Undated entry'), entryLabel(entry)),
         h('div', {class: 'md', dir: 'auto'}, renderLines(entry.lines || [])),
         // An entry over the daemon's --max-entry-bytes arrives cut (docs/limits.md).
         entry.truncated && h('p', {class: 'log-truncated'},
@@ -133,7 +133,8 @@ export class LogsView {
   matches(entry) {
     const needle = this.filterBox.value.trim().toLowerCase();
     if (!needle) return true;
-    return `${entry.timestamp}\n${(entry.lines || []).join('\n')}`.toLowerCase().includes(needle);
+    const label = [...(entry.story_ids || []), entry.title || ''].join(' ');
+    return `${entry.timestamp}\n${label}\n${(entry.lines || []).join('\n')}`.toLowerCase().includes(needle);
   }
 
   applyFilter() {
@@ -178,4 +179,13 @@ export class LogsView {
     }
     this.lastScrollTop = top;
   }
+}
+
+// What a ralph-family header says beyond its time (story ids, title, status word):
+// claude-loop's entries carry none of these fields and show the time alone.
+function entryLabel(entry) {
+  const parts = [...(entry.story_ids || []), entry.title].filter(Boolean).join(' ');
+  if (!parts && !entry.status) return null;
+  return h('span', {class: 'entry-label', dir: 'auto'},
+    parts ? ` — ${parts}` : '', entry.status ? h('span', {class: 'tag'}, entry.status) : null);
 }
