@@ -147,7 +147,8 @@ def read_through_daemon(root: str, work: str, row: Row) -> None:
         row.errors.append(f"{tracebacks} traceback(s) in the daemon log")
     for line in text.splitlines():
         if "Cannot read" in line:
-            row.errors.append("log: " + line.split("Cannot read", 1)[1].strip()[:100])
+            said = line.split("Cannot read", 1)[1].strip().replace(root + os.sep, "")
+            row.errors.append("daemon log: " + said[:100])
 
 
 def check(directory: str, daemon: bool) -> list[Row]:
