@@ -615,3 +615,23 @@ async def test_treq_sees_the_same_421(sample_daemon: RunningDaemon) -> None:
     response = await treq.get(sample_daemon.url + "/api/health", headers={b"Host": [b"evil.example"]})
     assert response.code == 421
     assert (await response.json())["error"].startswith("This daemon does not answer")
+
+
+# -- the OpenAPI document lists the edge's answers ------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_served_openapi_document_lists_the_edge_answers_on_every_operation(
+    sample_daemon: RunningDaemon,
+) -> None:
+    document = (await sample_daemon.get("/api/openapi.json", authenticated=False)).json()
+    responses = document["components"]["responses"]
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            codes = operation["responses"]
+            for code in ("400", "408", "414", "421", "431", "503"):
+                assert code in codes, (path, method, code)
+            assert codes["421"] == {"$ref": "#/components/responses/MisdirectedRequest"}
+    assert "Retry-After" in responses["ServiceUnavailable"]["headers"]
+    assert "413" in document["paths"]["/api/stream/ticket"]["post"]["responses"]
+    assert {"streamToken": []} in document["paths"]["/api/stream"]["get"]["security"]
