@@ -39,6 +39,7 @@ from loopdash.metrics.meter import Meter, RouteLabels, file_kind
 from loopdash.metrics.prometheus import PrometheusMeter
 from loopdash.server.accesslog import AccessLogSite
 from loopdash.server.api import DashboardAPI
+from loopdash.server.clockstep import ClockStepGuard
 from loopdash.server.exposure import endpoint_fields, exposure_warning
 from loopdash.server.front import CorsPolicy, FrontResource
 from loopdash.server.gitlive import GitLive
@@ -303,6 +304,9 @@ def build_dashboard(config: DashboardConfig, reactor: Any) -> Dashboard:
     if warning is not None:
         log.warn("{warning}", warning=warning)
     service = MultiService()
+    # First to start: keepalives, polls and the stall clock keep their intervals
+    # when the wall clock steps (docs/liveness.md).
+    service.addService(ClockStepGuard(reactor))
     if git is not None:
         # Its thread starts before the watcher's first poll and stops after the watcher.
         service.addService(git)
