@@ -653,9 +653,10 @@ def test_a_new_run_appears_live_and_a_replaced_progress_txt_is_reloaded(
     assert list(console) == []
 
 
-def test_a_loop_that_went_quiet_shows_idle_with_its_last_story_and_the_clock_stops(
+def test_a_loop_that_went_quiet_shows_stopped_without_finishing_and_the_clock_stops(
     project: str, tmp_path: Any, open_page: OpenPage
 ) -> None:
+    # Issue 15: a run without a summary that went quiet ended without finishing; the page says so.
     daemon = DaemonProcess(project, os.path.join(str(tmp_path), "twistd.log"), options=("--stale-after", "2"))
     daemon.start()
     try:
@@ -663,18 +664,195 @@ def test_a_loop_that_went_quiet_shows_idle_with_its_last_story_and_the_clock_sto
         sign_in(page, daemon)
         state = page.locator("#run-state")
         status = daemon.wait_for_status(lambda s: s["is_running"] is False)  # 2 s without activity
-        expect(state).to_have_attribute("data-state", "idle")
-        expect(state).to_contain_text("Idle")
+        assert status["state"] == "stopped" and status["estimated_remaining"] is None
+        expect(state).to_have_attribute("data-state", "stopped")
+        expect(state).to_contain_text("Stopped without finishing")
+        expect(state).to_contain_text(" ago")
+        expect(page.locator("#quiet-for")).to_contain_text("quiet for")
+        expect(page.locator("#eta")).to_have_text("—")
         last = status["current_story"]
         expect(page.locator("#current-story")).to_contain_text(f"Last story {last['id']}")
         expect(page.locator("#current-story")).to_contain_text(f"({last['status']})")
         expect(page.locator("#story-grid li[data-state='in-progress']")).to_have_count(0)
+        row = page.locator(f"#runs-body tr[data-run-id='{status['run_id']}'] .col-state")
+        expect(row).to_have_text("Stopped")
+        expect(page.locator("#connection-state")).to_have_text("Live")  # the connection is fine
+        expect(page.locator("#connection-detail")).not_to_contain_text("loop")
         elapsed = page.locator("#elapsed").inner_text()
         page.wait_for_timeout(1500)
         assert page.locator("#elapsed").inner_text() == elapsed
+        page.screenshot(path=os.path.join(str(tmp_path), "stopped.png"), full_page=False)
+        save_for_the_record(page, "stopped.png")
         assert list(console) == []
     finally:
         daemon.stop()
+
+
+def save_for_the_record(page: Page, name: str) -> None:
+    """Also keep a screenshot where LOOPDASH_SCREENSHOTS says (for a change's description)."""
+    folder = os.environ.get("LOOPDASH_SCREENSHOTS")
+    if folder:
+        page.screenshot(path=os.path.join(folder, name), full_page=False)
+
+
+def test_a_quiet_loop_shows_stalled_with_how_long_then_running_again(
+    project: str, tmp_path: Any, open_page: OpenPage
+) -> None:
+    daemon = DaemonProcess(
+        project,
+        os.path.join(str(tmp_path), "twistd.log"),
+        options=("--stall-after", "2", "--stale-after", "3600"),
+    )
+    daemon.start()
+    try:
+        page, console = open_page()
+        sign_in(page, daemon)
+        status = daemon.wait_for_status(lambda s: s["state"] == "stalled")
+        assert status["is_running"] is True
+        state = page.locator("#run-state")
+        expect(state).to_have_attribute("data-state", "stalled")
+        expect(state).to_contain_text("Stalled: no activity for")
+        expect(page.locator(f"#runs-body tr[data-run-id='{status['run_id']}'] .col-state")).to_have_text(
+            "Stalled"
+        )
+        page.screenshot(path=os.path.join(str(tmp_path), "stalled.png"), full_page=False)
+        save_for_the_record(page, "stalled.png")
+        make_progress(project, daemon, "back at work")
+        expect(state).to_have_attribute("data-state", "running")
+        expect(state).to_contain_text("Running")
+        assert list(console) == []
+    finally:
+        daemon.stop()
+
+
+def flip_story(root: str, story_id: str) -> bool:
+    """The loop marks ``story_id`` passing (or a person un-marks it): prd.json and the log change."""
+    stories = read_prd(root)["userStories"]
+    story = next(s for s in stories if s["id"] == story_id)
+    story["passes"] = not story["passes"]
+    write_prd(root, stories)
+    append_progress(
+        root,
+        progress_entry(
+            datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+            story_id,
+            story["title"],
+            "Complete" if story["passes"] else "Reopened",
+            ["flipped by the test"],
+        ),
+    )
+    return bool(story["passes"])
+
+
+def test_a_page_loaded_while_a_story_finishes_never_shows_disagreeing_counts(
+    project: str, daemon: DaemonProcess, open_page: OpenPage
+) -> None:
+    """The story changes exactly between the page's fetches and its stream (the issue's race), every time.
+
+    A route handler holds one of the page's requests, changes the story, waits
+    until the daemon has published the change, then lets the request go: the
+    change falls after some of the page's snapshots and before others, or
+    before the stream opens. Rounds alternate which request is held.
+    """
+    page, console = open_page()
+    sign_in(page, daemon)
+    held = ["api/stream/ticket", "api/stories", "api/status", "api/logs", "api/history", "api/metrics"]
+    rounds = 12
+    for round_ in range(rounds):
+        target = held[round_ % len(held)]
+        flipped: list[bool] = []
+
+        def change_then_continue(route: Any, flipped: list[bool] = flipped) -> None:
+            if not flipped:
+                before = daemon.api("/api/stories")["completed"]
+                passes = flip_story(project, "US-004")
+                flipped.append(passes)
+                expected = before + (1 if passes else -1)
+                deadline = datetime.now(UTC) + timedelta(seconds=10)
+                # Let the request go once the daemon has seen (and published) the change.
+                while daemon.api("/api/status")["completed_stories"] != expected:
+                    assert datetime.now(UTC) < deadline, "the daemon never saw the change"
+                    page.wait_for_timeout(20)
+            route.continue_()
+
+        pattern = f"**/{target}*"
+        page.route(pattern, change_then_continue)
+        page.reload()
+        expect(page.locator("#connection-state")).to_have_text("Live")
+        page.unroute(pattern)
+        assert flipped, f"round {round_}: {target} was never requested"
+        truth = daemon.api("/api/stories")
+        completed = truth["completed"]
+        grid = page.locator("#story-grid li[data-state='completed']")
+        label = page.locator("#progress-label")
+        expect(label).to_have_attribute("data-completed", str(completed))
+        expect(grid).to_have_count(completed)
+        expect(page.locator("#stories-summary")).to_contain_text(f"{completed} completed")
+        expect(label).to_contain_text(f"{completed} of {truth['total']} stories complete")
+        states = story_states(page)
+        for story in truth["stories"]:
+            assert (states[story["id"]] == "completed") == (story["status"] == "completed"), (round_, story)
+        # And they stay agreed: nothing older overwrites them later.
+        page.wait_for_timeout(300)
+        assert page.locator("#progress-label").get_attribute("data-completed") == str(completed)
+        assert grid.count() == completed
+    assert list(console) == []
+
+
+def log_texts(page: Page) -> list[str]:
+    texts: list[str] = page.eval_on_selector_all("#log-list > li", "items => items.map(li => li.innerText)")
+    return texts
+
+
+def expect_log_matches_api(page: Page, daemon: DaemonProcess) -> None:
+    """The page shows exactly the newest page of /api/logs (timestamps and text, in order)."""
+    total = daemon.api("/api/logs?limit=0")["total"]
+    api = daemon.api(f"/api/logs?limit=50&offset={max(total - 50, 0)}")["logs"]
+    expect(page.locator("#log-list > li time")).to_have_text([e["timestamp"] for e in api])
+    for index, entry in enumerate(api):
+        last_line = entry["lines"][-1].lstrip("- ")
+        expect(page.locator("#log-list > li").nth(index)).to_contain_text(last_line)
+    expect(page.locator("#log-counter")).to_contain_text(f"of {total}")
+
+
+def test_a_log_truncated_replaced_and_edited_under_an_open_page_matches_the_api(
+    project: str, daemon: DaemonProcess, open_page: OpenPage
+) -> None:
+    page, console = open_page()
+    sign_in(page, daemon)
+    path = os.path.join(project, "progress.txt")
+    expect_log_matches_api(page, daemon)
+
+    # Truncated and rewritten: printf '### Iteration: X\nA\n' > progress.txt
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("### Iteration: X\nA\n")
+    expect(page.locator("#log-list > li")).to_have_count(1)
+    expect_log_matches_api(page, daemon)
+
+    # Replaced by another file (rename over it).
+    fresh = "".join(
+        progress_entry(f"2026-02-0{i} 09:00:00", "US-001", "Logging", "Complete", [f"replaced entry {i}"])
+        for i in range(1, 4)
+    )
+    with open(path + ".new", "w", encoding="utf-8") as f:
+        f.write(fresh)
+    os.replace(path + ".new", path)
+    expect(page.locator("#log-list > li")).to_have_count(3)
+    expect_log_matches_api(page, daemon)
+
+    # Regrown in place: entry 0 changes and the file grows.
+    regrown = (
+        progress_entry("2026-03-01 10:00:00", "US-002", "Metrics", "Complete", ["regrown first"]) + fresh
+    )
+    write_in_place(path, regrown)
+    expect(page.locator("#log-list > li")).to_have_count(4)
+    expect_log_matches_api(page, daemon)
+
+    # An old entry edited in place, same length.
+    write_in_place(path, regrown.replace("replaced entry 1", "REPLACED ENTRY 1"))
+    expect(page.locator("#log-list > li").nth(1)).to_contain_text("REPLACED ENTRY 1")
+    expect_log_matches_api(page, daemon)
+    assert list(console) == []
 
 
 def test_a_daemon_restart_shows_reconnecting_then_live_without_user_action(
@@ -693,9 +871,12 @@ def test_a_daemon_restart_shows_reconnecting_then_live_without_user_action(
     daemon.start()
     expect(banner).to_have_text("Live", timeout=40_000)
     assert page.evaluate("window.stillTheSamePage") is True
-    # The first stream starts fresh; the reconnection resumes after the last event seen.
-    assert "last_event_id" not in streams[0]
+    # The first stream resumes from the oldest answer the page fetched (issue 15: nothing
+    # published between the fetches and the stream is lost); the reconnection resumes
+    # after the last event seen, of the first daemon's boot.
+    first_boot = streams[0].split("last_event_id=")[1].split("-")[0]
     assert "last_event_id=" in streams[-1] and len(streams) >= 2
+    assert streams[-1].split("last_event_id=")[1].split("-")[0] == first_boot
 
     # The new connection carries changes again.
     make_progress(project, daemon, "after restart")

@@ -62,7 +62,7 @@ WAKE_DELAY = 0.002
 #: The least time between two polls woken by inotify: a writer flushing a
 #: file it keeps open sends IN_MODIFY per write, and a stream of them must
 #: cost a poll per this many seconds, not one per write.
-WAKE_SPACING = 0.05
+WAKE_SPACING = 0.01
 #: Seconds between polls when polling is how changes are found: no inotify, or
 #: a directory that matters is not watched.
 POLL_INTERVAL = 1.0

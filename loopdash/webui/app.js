@@ -2,7 +2,7 @@
 // router (#/, #/stories/<id>, #/runs/<id>).
 
 import {byId, money, integer, plural} from './dom.js';
-import {Api} from './api.js';
+import {Api, isNewer, isOlder, oldestId} from './api.js';
 import * as auth from './auth.js';
 import {liveConnection} from './live.js';
 import {Theme} from './theme.js';
@@ -17,7 +17,8 @@ import {CommitsView, storiesIn} from './commits.js';
 
 const BANNER = {
   connecting: ['Connecting…', () => ''],
-  live: ['Live', () => 'updates arrive as the loop writes its files'],
+  // The connection only: whether the loop itself is working is the state badge's to say.
+  live: ['Live', () => 'connected to the daemon; changes show as soon as it sees them'],
   reconnecting: ['Reconnecting', (n) => (n > 0 ? `in ${n} s` : 'now…')],
   offline: ['Offline', (n) => `the daemon is not answering; retrying ${n > 0 ? `in ${n} s` : 'now…'}`],
   polling: ['Polling', (n) => `this daemon has no live stream; refreshing every ${n} s`],
@@ -53,6 +54,9 @@ class Dashboard {
   constructor(api) {
     this.api = api;
     this.queue = null; // events held back while a full reload is in flight
+    // The stream event each view's data is as new as (X-Loopdash-Event-Id): a view
+    // applies only later events, so an older event never overwrites newer data.
+    this.seen = {status: null, stories: null, metrics: null};
     this.execution = new ExecutionView(byId('execution-body'));
     this.commits = new CommitsView({api, list: byId('commit-list'), summary: byId('commits-summary'), dialog: byId('commit-dialog')});
     this.stories = new StoriesView({
@@ -96,10 +100,10 @@ class Dashboard {
     byId('signin').hidden = true;
     this.setStatus(status);
     this.route(); // show the view first: the log can only scroll to its end once visible
-    this.queue = [];
-    this.live.start();
     await this.guard(Promise.all([this.loadAll(), this.notifier.load()]));
-    this.flush();
+    // Resume the stream from the oldest snapshot: every change made after any of
+    // them is replayed, so nothing falls between the fetches and the stream.
+    this.live.start(this.oldestSeen());
     const story = /^#\/stories\/([^/]+)$/.exec(window.location.hash);
     if (story) this.stories.open(decodeURIComponent(story[1]));
   }
@@ -144,7 +148,7 @@ class Dashboard {
 
   async loadAll() {
     await Promise.all([
-      this.api.get('api/status').then((status) => this.setStatus(status)),
+      this.loadStatus(),
       this.loadStories(),
       this.loadMetrics(),
       this.logs.loadLatest(),
@@ -153,19 +157,46 @@ class Dashboard {
     ]);
   }
 
+  oldestSeen() {
+    return oldestId([this.seen.status, this.seen.stories, this.seen.metrics, this.logs.eventId, this.history.eventId]);
+  }
+
+  /** Take a fetched answer for `view` unless the view already shows something newer. */
+  fresh(view, eventId) {
+    if (isOlder(eventId, this.seen[view])) return false;
+    this.seen[view] = eventId;
+    return true;
+  }
+
+  /** Apply an event to `view` only if it is newer than what the view shows. */
+  accept(view, id) {
+    if (!isNewer(id, this.seen[view])) return false;
+    this.seen[view] = id;
+    return true;
+  }
+
+  async loadStatus() {
+    const {body, eventId} = await this.api.fetchWithId('api/status');
+    if (this.fresh('status', eventId)) this.setStatus(body);
+  }
+
   async loadStories() {
-    const answer = await this.api.get('api/stories');
-    this.stories.setStories(answer.stories);
-    this.execution.setStories(answer.stories);
+    const {body, eventId} = await this.api.fetchWithId('api/stories');
+    if (!this.fresh('stories', eventId)) return;
+    this.stories.setStories(body.stories);
+    this.execution.setStories(body.stories);
   }
 
   async loadMetrics() {
     let metrics = null;
+    let eventId = null;
     try {
-      metrics = await this.api.get('api/metrics');
+      ({body: metrics, eventId} = await this.api.fetchWithId('api/metrics'));
     } catch (error) {
       if (error.status !== 404) throw error; // 404: no run yet
+      eventId = error.eventId || null;
     }
+    if (!this.fresh('metrics', eventId)) return;
     const signature = JSON.stringify(metrics);
     if (signature === this.metricsSignature) return;
     this.metricsSignature = signature;
@@ -219,7 +250,7 @@ class Dashboard {
     this.flush();
   }
 
-  apply(event, {resumed}) {
+  apply(event, {resumed, id}) {
     const data = event.data;
     switch (event.type) {
       case 'connected':
@@ -227,18 +258,29 @@ class Dashboard {
         this.loadedOnce = true;
         break;
       case 'status_update':
-        this.setStatus(data);
-        if (event.gap) this.resync();
+        if (event.gap) {
+          // Events were lost: this status is the newest truth; everything else is fetched again.
+          this.seen.status = id;
+          this.setStatus(data);
+          this.resync();
+        } else if (this.accept('status', id)) {
+          this.setStatus(data);
+        }
         break;
       case 'story_updated':
+        if (!this.accept('stories', id)) break;
         this.stories.upsert(data);
         this.execution.setStories(this.stories.stories);
         break;
       case 'iteration_added':
-        this.runChanged(data.run_id);
+        if (isNewer(id, this.seen.metrics)) this.runChanged(data.run_id);
         break;
       case 'log_appended':
-        this.guard(this.logs.appended(data));
+        if (this.logs.accept(id)) this.guard(this.logs.appended(data));
+        break;
+      case 'log_reset':
+        // progress.txt was rewritten, truncated or replaced: what is shown of it is void.
+        if (this.logs.accept(id)) this.guard(this.logs.loadLatest());
         break;
       case 'run_started':
         // A new run may truncate or replace progress.txt: log indexes start again.
@@ -246,6 +288,10 @@ class Dashboard {
         this.runChanged(data.run_id);
         break;
       case 'run_finished':
+      case 'run_stalled':
+      case 'run_resumed':
+      case 'run_stopped':
+        // The status_update that follows says it on the execution card; history shows the state.
         this.runChanged(data.run_id);
         break;
       case 'notification':
@@ -268,7 +314,7 @@ class Dashboard {
   /** Polling fallback for a daemon without /api/stream. */
   async poll() {
     await Promise.all([
-      this.api.get('api/status').then((status) => this.setStatus(status)),
+      this.loadStatus(),
       this.loadStories(),
       this.loadMetrics(),
       this.logs.loadNewer(),

@@ -1,23 +1,43 @@
 // The execution panel: state, current story, progress, elapsed time (ticking
-// every second between events while the loop runs), cost and ETA.
+// every second between events while the loop may be at work), cost and ETA.
 // The state line is an aria-live region; the ticking clock is not, so screen
-// readers hear changes, not seconds.
+// readers hear changes, not seconds. The state is the daemon's (docs/liveness.md):
+// running, stalled, stopped, finished or idle, said in words with how long.
 
 import {h, money, duration, localTime, definitions} from './dom.js';
 
-/** running | finished | idle, from an ExecutionStatus. */
+/** running | stalled | stopped | finished | idle, from an ExecutionStatus. */
 export function runState(status) {
   if (!status) return 'idle';
+  if (status.state) return status.state;
+  // A daemon from before run states: what is_running and the counts allow.
   if (status.is_running) return 'running';
   if (status.total_stories > 0 && status.completed_stories === status.total_stories) return 'finished';
   return 'idle';
 }
 
-const STATE_TEXT = {
-  running: ['Running', 'the loop is working'],
-  finished: ['Finished', 'every story passes'],
-  idle: ['Idle', 'the loop is not running'],
-};
+/** The states in which the loop may still be at work: its clocks tick between events. */
+const TICKING = new Set(['running', 'stalled']);
+
+/** A quiet time as people say it: "45 s", "7 min", "2 h", "3 d" (rounded down). */
+export function roughly(seconds) {
+  const total = Math.max(0, Math.floor(seconds || 0));
+  if (total < 60) return `${total} s`;
+  if (total < 3600) return `${Math.floor(total / 60)} min`;
+  if (total < 86400) return `${Math.floor(total / 3600)} h`;
+  return `${Math.floor(total / 86400)} d`;
+}
+
+/** [badge word, the rest of the sentence] for a state and its quiet time. */
+function stateText(state, quiet) {
+  switch (state) {
+    case 'running': return ['Running', ' the loop is working'];
+    case 'stalled': return ['Stalled', `: no activity for ${roughly(quiet)}`];
+    case 'stopped': return ['Stopped', quiet === null ? ' without finishing' : ` without finishing ${roughly(quiet)} ago`];
+    case 'finished': return ['Finished', ' every story passes or the run wrote its summary'];
+    default: return ['Idle', ' no run has started yet'];
+  }
+}
 
 export class ExecutionView {
   constructor(container, clock = () => performance.now()) {
@@ -34,6 +54,7 @@ export class ExecutionView {
     this.cost = h('span', {id: 'cost'});
     this.eta = h('span', {id: 'eta'});
     this.updated = h('span', {id: 'last-update'});
+    this.quiet = h('span', {id: 'quiet-for', class: 'muted'});
     container.replaceChildren(
       this.stateLine,
       this.story,
@@ -43,16 +64,24 @@ export class ExecutionView {
         ['On this story', this.storyElapsed],
         ['Cost so far', this.cost],
         ['Estimated remaining', this.eta],
-        ['Last activity', this.updated],
+        ['Last activity', h('span', {}, this.updated, this.quiet)],
       ]),
     );
     setInterval(() => this.tick(), 1000);
   }
 
-  /** Story titles by id, so the current story shows its title even when the status lacks it. */
+  /** The stories: titles by id, and the counts (one source for the whole page). */
   setStories(stories) {
     this.titles = new Map(stories.map((story) => [story.id, story.title]));
+    this.storyCounts = {total: stories.length, completed: stories.filter((s) => s.status === 'completed').length};
     this.render();
+  }
+
+  /** Seconds of quiet now: the daemon's figure, moved on by the time since it came. */
+  quietNow(since) {
+    const status = this.status;
+    if (!status || status.quiet_for === null || status.quiet_for === undefined) return null;
+    return status.quiet_for + (TICKING.has(runState(status)) || runState(status) === 'stopped' ? since : 0);
   }
 
   setStatus(status) {
@@ -65,43 +94,58 @@ export class ExecutionView {
     const status = this.status;
     if (!status) return;
     const state = runState(status);
-    const runText = status.run_id ? ` · run ${status.run_id}` : ' · no runs yet';
-    const [word, meaning] = STATE_TEXT[state];
-    const key = `${state}${runText}`;
-    if (this.stateKey !== key) { // rewrite the live region only when its text changes
-      this.stateKey = key;
-      this.stateLine.replaceChildren(h('span', {class: `badge state-${state}`}, word), ` ${meaning}`,
-        h('span', {class: 'muted'}, runText));
-    }
     this.stateLine.dataset.state = state;
+    this.renderState();
     const current = status.current_story;
     if (current) {
       const title = current.title || this.titles.get(current.id) || '';
-      const label = state === 'running' ? 'Working on' : 'Last story';
+      const label = TICKING.has(state) ? 'Working on' : 'Last story';
       this.story.replaceChildren(`${label} `,
         h('a', {href: `#/stories/${encodeURIComponent(current.id)}`, class: 'story-id'}, current.id), title ? ` ${title}` : '',
-        state === 'running' ? '' : h('span', {class: 'muted'}, ` (${current.status})`));
+        TICKING.has(state) ? '' : h('span', {class: 'muted'}, ` (${current.status})`));
     } else {
       this.story.replaceChildren(h('span', {class: 'muted'}, 'No current story.'));
     }
-    const total = status.total_stories || 0;
+    // The counts come from the stories the page shows, so the card and the
+    // Stories panel can never disagree (the status says the same once current).
+    const counts = this.storyCounts || {total: status.total_stories || 0, completed: status.completed_stories || 0};
+    const total = counts.total;
+    const percent = total ? Math.round((counts.completed * 1000) / total) / 10 : 0;
     this.progress.max = Math.max(1, total);
-    this.progress.value = status.completed_stories || 0;
-    this.progressLabel.textContent = `${status.completed_stories} of ${total} stories complete (${Number(status.progress_pct).toFixed(1)}%)`;
+    this.progress.value = counts.completed;
+    this.progressLabel.textContent = `${counts.completed} of ${total} stories complete (${percent.toFixed(1)}%)`;
+    this.progressLabel.dataset.completed = String(counts.completed);
     this.cost.textContent = money(status.cost_so_far);
     this.eta.textContent = status.estimated_remaining === null || status.estimated_remaining === undefined
-      ? (state === 'running' ? 'not known yet' : '—')
+      ? (TICKING.has(state) ? 'not known yet' : '—')
       : duration(status.estimated_remaining);
     this.updated.textContent = localTime(status.last_update);
     this.tick();
   }
 
-  /** Elapsed counters move on between events while the loop runs. */
+  /** The badge and its sentence; the live region is rewritten only when its words change. */
+  renderState() {
+    const status = this.status;
+    const state = runState(status);
+    const since = (this.clock() - this.receivedAt) / 1000;
+    const [word, meaning] = stateText(state, this.quietNow(since));
+    const runText = status.run_id ? ` · run ${status.run_id}` : ' · no runs yet';
+    const key = `${state}${meaning}${runText}`;
+    if (this.stateKey === key) return;
+    this.stateKey = key;
+    this.stateLine.replaceChildren(h('span', {class: `badge state-${state}`}, word), meaning,
+      h('span', {class: 'muted'}, runText));
+  }
+
+  /** Elapsed counters move on between events while the loop may be at work; quiet time always. */
   tick() {
     const status = this.status;
     if (!status) return;
-    const running = runState(status) === 'running';
-    const since = running ? (this.clock() - this.receivedAt) / 1000 : 0;
+    const ticking = TICKING.has(runState(status));
+    const since = ticking ? (this.clock() - this.receivedAt) / 1000 : 0;
+    const quiet = this.quietNow((this.clock() - this.receivedAt) / 1000);
+    this.quiet.textContent = quiet === null || runState(status) === 'idle' ? '' : ` · quiet for ${roughly(quiet)}`;
+    this.renderState();
     this.elapsed.textContent = duration((status.elapsed_time || 0) + since);
     const current = status.current_story;
     this.storyElapsed.textContent = current && current.elapsed_ms !== undefined

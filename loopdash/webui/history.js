@@ -10,6 +10,18 @@ function runLink(runId) {
   return h('a', {href: `#/runs/${encodeURIComponent(runId)}`}, runId);
 }
 
+/** A run's state as a pill: running, stalled, stopped, finished (docs/liveness.md). */
+export const RUN_STATE_LABELS = {
+  running: 'Running', stalled: 'Stalled', stopped: 'Stopped', finished: 'Finished', idle: 'Idle',
+};
+
+function stateCell(state) {
+  if (!state) return h('td', {class: 'col-state muted'}, '—'); // a daemon from before states
+  return h('td', {class: 'col-state'},
+    h('span', {class: `badge state-${state}`, title: state === 'stopped' ? 'ended without finishing' : ''},
+      RUN_STATE_LABELS[state] || state));
+}
+
 function outcomeCell(success, failure) {
   return h('td', {class: 'num'},
     h('span', {class: 'ok-text'}, `${integer(success)} ✓`), ' ',
@@ -26,6 +38,7 @@ export class HistoryView {
     this.offset = 0;
     this.total = 0;
     this.signature = '';
+    this.eventId = null; // the stream event the shown page is as new as
     newer.addEventListener('click', () => guard(this.page(Math.max(0, this.offset - PAGE))));
     older.addEventListener('click', () => guard(this.page(this.offset + PAGE)));
   }
@@ -36,7 +49,8 @@ export class HistoryView {
   }
 
   async refresh() {
-    const answer = await this.api.get('api/history', {limit: PAGE, offset: this.offset});
+    const {body: answer, eventId} = await this.api.fetchWithId('api/history', {limit: PAGE, offset: this.offset});
+    this.eventId = eventId;
     const signature = JSON.stringify(answer);
     if (signature === this.signature) return;
     this.signature = signature;
@@ -47,9 +61,10 @@ export class HistoryView {
       h('td', {class: 'num'}, integer(run.total_iterations)),
       outcomeCell(run.success_count, run.failure_count),
       h('td', {class: 'num'}, money(run.total_cost)),
-      h('td', {class: 'num'}, duration(run.elapsed_time_s)))));
+      h('td', {class: 'num'}, duration(run.elapsed_time_s)),
+      stateCell(run.state))));
     if (answer.runs.length === 0) {
-      this.body.replaceChildren(h('tr', {}, h('td', {colspan: 6, class: 'empty'}, 'No runs yet: .claude-loop/runs/ is empty.')));
+      this.body.replaceChildren(h('tr', {}, h('td', {colspan: 7, class: 'empty'}, 'No runs yet: .claude-loop/runs/ is empty.')));
     }
     const first = answer.runs.length ? this.offset + 1 : 0;
     this.counter.textContent = `Runs ${first}–${this.offset + answer.runs.length} of ${this.total}, newest first.`;
@@ -100,6 +115,7 @@ export class RunView {
       h('section', {class: 'card', 'aria-labelledby': 'run-summary-title'},
         h('h3', {id: 'run-summary-title'}, 'Summary'),
         definitions([
+          ['State', detail.state ? RUN_STATE_LABELS[detail.state] || detail.state : '—'],
           ['Started', runStart(detail.timestamp || detail.run_id)],
           ['Iterations', integer(summary.total_iterations)],
           ['Succeeded', integer(summary.success_count)],

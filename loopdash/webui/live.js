@@ -30,8 +30,10 @@ export class LiveConnection {
     window.addEventListener('offline', () => this.report('offline', this.secondsLeft));
   }
 
-  start() {
+  /** Connect; with `resumeFrom`, the daemon replays every event after that id first. */
+  start(resumeFrom = null) {
     this.stopped = false;
+    if (resumeFrom) this.lastEventId = resumeFrom;
     this.connect();
   }
 
@@ -99,7 +101,7 @@ export class LiveConnection {
         this.failures = 0;
         this.report('live');
       }
-      this.onMessage(event, {resumed});
+      this.onMessage(event, {resumed, id: message.lastEventId || null});
     };
     // Any error: the browser would retry with the same, already used ticket.
     source.onerror = () => {

@@ -3,6 +3,7 @@
 // auto-scroll that pauses as soon as the reader scrolls up.
 
 import {h} from './dom.js';
+import {isNewer, isOlder} from './api.js';
 import {renderLines} from './markdown.js';
 
 const PAGE = 50;
@@ -24,6 +25,7 @@ export class LogsView {
     this.entries = []; // {timestamp, lines, element}
     this.total = 0;
     this.lastScrollTop = 0;
+    this.eventId = null; // the stream event the shown entries are as new as
     olderButton.addEventListener('click', () => guard(this.loadOlder()));
     followBox.addEventListener('change', () => {
       if (followBox.checked) this.scrollToEnd();
@@ -36,11 +38,27 @@ export class LogsView {
     return this.start + this.entries.length;
   }
 
+  /** Whether a log event (id) is newer than what is shown; if so, it is what is shown now. */
+  accept(id) {
+    if (!isNewer(id, this.eventId)) return false;
+    this.eventId = id;
+    return true;
+  }
+
   /** Load the newest page (replacing whatever was shown). */
   async loadLatest() {
-    const head = await this.api.get('api/logs', {limit: 0});
-    const offset = Math.max(0, head.total - PAGE);
-    const page = await this.api.get('api/logs', {limit: PAGE, offset});
+    let page;
+    let eventId;
+    for (let attempt = 0; ; attempt += 1) {
+      const head = await this.api.get('api/logs', {limit: 0});
+      const offset = Math.max(0, head.total - PAGE);
+      ({body: page, eventId} = await this.api.fetchWithId('api/logs', {limit: PAGE, offset}));
+      // An event applied meanwhile is newer than this answer, or the file shrank
+      // between the two requests: ask again (the next answer is newer than both).
+      const stale = isOlder(eventId, this.eventId) || (offset > 0 && page.total <= offset);
+      if (!stale || attempt >= 3) break;
+    }
+    this.eventId = eventId;
     this.start = page.offset;
     this.entries = [];
     this.list.replaceChildren();
@@ -51,8 +69,9 @@ export class LogsView {
 
   /** Fetch entries past the last loaded one (polling, or after a gap in live indexes). */
   async loadNewer() {
-    const page = await this.api.get('api/logs', {limit: 1000, offset: this.end});
+    const {body: page, eventId} = await this.api.fetchWithId('api/logs', {limit: 1000, offset: this.end});
     if (page.total < this.end) return this.loadLatest(); // the file was replaced (a new run)
+    if (!isOlder(eventId, this.eventId)) this.eventId = eventId;
     this.total = page.total;
     for (const entry of page.logs) this.appendEntry(entry);
     this.afterChange(page.logs.length > 0);
