@@ -89,6 +89,13 @@ class Dashboard {
       onState: showBanner,
       onPoll: () => this.guard(this.poll()),
       onDenied: (error) => this.denied(error),
+      // Another tab's stream is at `id`: if that is past what this tab fetched, fetch again.
+      onLeaderAt: (id) => {
+        if (!this.leaderChecked && isNewer(id, this.oldestSeen())) {
+          this.leaderChecked = true;
+          this.resync();
+        }
+      },
     });
     this.timers = {};
     byId('retry-now').addEventListener('click', () => this.live.retryNow());

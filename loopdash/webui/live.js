@@ -160,9 +160,9 @@ export function liveConnection(api, callbacks) {
 }
 
 export class SharedLiveConnection {
-  constructor(api, {onMessage, onState, onPoll, onDenied}) {
+  constructor(api, {onMessage, onState, onPoll, onDenied, onLeaderAt}) {
     this.api = api;
-    this.callbacks = {onMessage, onState, onPoll, onDenied};
+    this.callbacks = {onMessage, onState, onPoll, onDenied, onLeaderAt};
     this.role = 'follower';
     this.lastEventId = null;
     this.connection = null;
@@ -170,8 +170,10 @@ export class SharedLiveConnection {
     this.stopped = true;
   }
 
-  start() {
+  /** As LiveConnection.start: a tab that comes to lead resumes from `resumeFrom`. */
+  start(resumeFrom = null) {
     this.stopped = false;
+    if (resumeFrom) this.lastEventId = resumeFrom;
     this.channel = new BroadcastChannel(CHANNEL);
     this.channel.onmessage = (message) => this.heard(message.data);
     this.abort = new AbortController();
@@ -214,7 +216,10 @@ export class SharedLiveConnection {
     if (this.stopped || !message) return;
     if (this.role === 'leader') {
       if (message.kind === 'hello' && this.connection.state) {
-        this.post({kind: 'state', state: this.connection.state, secondsLeft: this.connection.secondsLeft});
+        this.post({
+          kind: 'state', state: this.connection.state, secondsLeft: this.connection.secondsLeft,
+          id: this.connection.lastEventId,
+        });
       } else if (message.kind === 'retry') {
         this.connection.retryNow();
       }
@@ -222,8 +227,11 @@ export class SharedLiveConnection {
     }
     if (message.kind === 'event') {
       if (message.id) this.lastEventId = message.id;
-      this.callbacks.onMessage(message.event, {resumed: message.resumed});
+      this.callbacks.onMessage(message.event, {resumed: message.resumed, id: message.id || null});
     } else if (message.kind === 'state' && message.state) {
+      // The leader's stream may be past what this tab fetched: events it relayed
+      // before this tab listened are not replayed to it, so it fetches again.
+      if (message.id && this.callbacks.onLeaderAt) this.callbacks.onLeaderAt(message.id);
       this.callbacks.onState(message.state, message.secondsLeft);
     } else if (message.kind === 'poll') {
       this.callbacks.onPoll();
