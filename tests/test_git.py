@@ -472,3 +472,35 @@ async def test_watch_once_prints_the_branch_and_the_last_commit(
     row = (await daemon.get("/api/commits?limit=1")).json()["commits"][0]
     assert f"Commit   {third[:7]} fix: US-002 and US-001 together (+1 -1, {row['time']})" in text
     assert "Git      main, 1 uncommitted" in text
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_project_in_a_worktree_serves_its_own_branch(
+    daemon_factory: DaemonFactory, tmp_path: Any
+) -> None:
+    from loopdash.cli.sample import create_sample_project
+
+    main = str(tmp_path / "repo")
+    first, _, third = sample_history(main)
+    tree = str(tmp_path / "tree")
+    git(main, "worktree", "add", "-q", "-b", "side", tree, first)
+    create_sample_project(tree)
+    side = commit(tree, "feat: US-004 in the worktree", {"side.txt": "s\n"}, when=T0 + 300, add_all=True)
+    daemon = await daemon_factory(tree)
+    await git_settled(daemon, side)
+    page = await checked(daemon, "/api/commits", "/api/commits")
+    assert [c["sha"] for c in page["commits"]] == [side, first]
+    assert page["commits"][0]["story_ids"] == ["US-004"]
+    status = await checked(daemon, "/api/status", "/api/status")
+    assert (status["working_tree"]["branch"], status["working_tree"]["head"]) == ("side", side[:7])
+    # A commit in the worktree reaches its stream; the main checkout's branch is not this project's.
+    stream = await open_stream(daemon)
+    try:
+        await stream.next_of_type("connected")
+        commit(main, "feat: on main, elsewhere", {"m.txt": "m\n"}, when=T0 + 400)
+        newer = commit(tree, "feat: US-005 next", {"side.txt": "t\n"}, when=T0 + 500)
+        event = await stream.next_of_type("commit_added", timeout=5)
+        assert event.data["data"]["sha"] == newer
+    finally:
+        stream.close()
+    assert third not in str((await daemon.get("/api/commits")).json())
