@@ -229,7 +229,9 @@ async def test_a_10_mb_single_line_progress_entry_is_served_whole(
             + line
             + "\n\n### Iteration: 2026-01-24 11:00:00\nshort\n"
         )
-    daemon = await daemon_factory(empty_root)
+    # Served whole when the entry cap allows it (--max-entry-bytes; the default
+    # 64 KB cut, with its truncated flag, is tested in test_limits.py).
+    daemon = await daemon_factory(empty_root, max_entry_bytes=16 * 1024 * 1024)
     logs = (await daemon.get("/api/logs")).json()
     assert logs["total"] == 2
     assert max(len(x) for x in logs["logs"][0]["lines"]) == len(line)
