@@ -120,7 +120,7 @@ class IterationsReset:
 
 @dataclass(frozen=True)
 class LogReset:
-    """More than MAX_ITEM_EVENTS entries are new from ``first`` (of ``total``): reload the log."""
+    """A new or replaced log of more than MAX_ITEM_EVENTS entries (``first`` is 0): reload it."""
 
     first: int
     total: int
@@ -202,9 +202,12 @@ def diff(old: Observation, new: Observation, max_items: int = MAX_ITEM_EVENTS) -
     else:
         first_new = _first_new_log_entry(old.log, new.log)
     if first_new is not None:
-        if new.log.total - first_new > max_items:
+        if first_new == 0 and new.log.total > max_items:
+            # A new or replaced log: nothing of it was shown, reload it.
             changes.append(LogReset(first_new, new.log.total))
         else:
+            # Appended entries are all sent, at most max_items per poll (the
+            # watcher keeps the rest for its next poll): nothing lost, no gap.
             changes.append(LogAppended(first_new))
 
     changes.extend(status_changes(old, new))

@@ -22,6 +22,7 @@ from twisted.python.filepath import FilePath
 from loopdash.contract.codec import copied
 from loopdash.contract.shapes import IterationsResetAnswer, LogsResetAnswer, StoriesResetAnswer
 from loopdash.derive.changes import (
+    MAX_ITEM_EVENTS,
     RESETS,
     Change,
     IterationAdded,
@@ -297,12 +298,18 @@ class Watcher(Service):
         elif isinstance(change, StoryUpdated):
             commits = self.live.story_commits().get(change.story.id, ())
             self.hub.publish("story_updated", story_value(change.story, commits))
-        elif isinstance(change, LogAppended):
-            # Up to the total observed (the diff bounded it), each entry cut at the cap.
-            stop = self.last.log.total if self.last is not None else change.first
+        elif isinstance(change, LogAppended) and self.last is not None:
+            # At most MAX_ITEM_EVENTS entries per poll, each cut at the cap; the
+            # rest stay new for the next poll, which comes at once.
+            observed = self.last.log.total
+            stop = min(observed, change.first + MAX_ITEM_EVENTS)
             entries = self.project.log.entries(change.first, stop, self.live.max_entry_bytes)
             for index, entry in enumerate(entries, start=change.first):
                 self.hub.publish("log_appended", log_appended_value(entry, index))
+            if stop < observed:
+                self.last = replace(self.last, log=replace(self.last.log, total=stop))
+                self._observed_version = -1  # files unchanged, but the diff is not done
+                self._wake()
         elif isinstance(change, StatusChanged):
             self.hub.publish("status_update", self.live.with_git(dict(change.status)))
         elif isinstance(change, StoriesReset):
