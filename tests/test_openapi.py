@@ -252,8 +252,10 @@ async def test_the_reset_events_of_a_large_change_match_the_document(
     await stream.next_of_type("status_update")
     write_prd(root, [{**story, "passes": True} for story in stories])
     await stream.next_of_type("stories_reset")
-    with open(os.path.join(root, "progress.txt"), "a") as f:
-        f.write(entry * count)
+    # Appends are sent whole, 100 per poll; a replaced log of more than 100 entries is a reset.
+    with open(os.path.join(root, "progress.new"), "w") as f:
+        f.write("# progress\n\n" + entry * count)
+    os.replace(os.path.join(root, "progress.new"), os.path.join(root, "progress.txt"))
     await stream.next_of_type("logs_reset")
     for n in range(count):
         run.add_iteration("US-0001", "Story 1", now - timedelta(seconds=60 - n * 0.1), 100)
