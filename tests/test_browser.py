@@ -12,7 +12,7 @@ import os
 import re
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,33 +29,15 @@ from loopdash.cli.sample import (
 )
 from loopdash.local.token import write_token
 from tests.browser_support import (
-    CHROMIUM_ARGS,
     ConsoleWatch,
     DaemonProcess,
     current_run,
     money,
     read_prd,
-    require_chromium,
 )
+from tests.conftest import DESKTOP, WAIT, OpenPage, Page
 
-#: Upper bound of every wait for the page, in milliseconds.
-WAIT = 20_000
-DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
-
-Page = Any
-OpenPage = Callable[..., tuple[Page, ConsoleWatch]]
-
-
-@pytest.fixture(scope="session")
-def chromium() -> Iterator[Any]:
-    executable = require_chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
@@ -87,28 +69,6 @@ def daemon(project: str, tmp_path: Any) -> Iterator[DaemonProcess]:
     process.start()
     yield process
     process.stop()
-
-
-@pytest.fixture
-def open_page(chromium: Any) -> Iterator[OpenPage]:
-    """Open a page in a fresh browser context (its own storage); all are closed after the test."""
-    contexts: list[Any] = []
-
-    def open_(
-        viewport: dict[str, int] = DESKTOP, color_scheme: str = "light", context: Any = None
-    ) -> tuple[Page, ConsoleWatch]:
-        if context is None:
-            context = chromium.new_context(viewport=viewport, color_scheme=color_scheme)
-            contexts.append(context)
-        page = context.new_page()
-        page.set_default_timeout(WAIT)
-        watch = ConsoleWatch()
-        watch.attach(page)
-        return page, watch
-
-    yield open_
-    for context in contexts:
-        context.close()
 
 
 def expect(locator: Any) -> Any:

@@ -14,10 +14,9 @@ import pytest
 
 from loopdash.cli.sample import create_sample_project
 from tests.browser_support import DaemonProcess
+from tests.conftest import OpenPage
 from tests.gitrepos import commit, init
-from tests.test_browser import OpenPage, chromium, expect, open_page, sign_in
-
-__all__ = ["chromium", "open_page"]  # fixtures, used by name
+from tests.test_browser import expect, sign_in
 
 T0 = 1_760_000_000
 
