@@ -25,6 +25,7 @@ up that list (``whole-file`` to ``dated-lines`` to a header format) as it grows.
 from __future__ import annotations
 
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -49,7 +50,7 @@ _LINES_AT_START = re.compile(_LINE_START)
 
 
 @dataclass(frozen=True)
-class LogFormat:
+class LogFormat(ABC):
     """One rule for where entries begin; ``rank`` orders formats for :func:`sniff`.
 
     Every method takes bytes that begin at the start of a line; ``first`` says
@@ -60,9 +61,9 @@ class LogFormat:
     name: str
     rank: int
 
+    @abstractmethod
     def offsets(self, data: bytes, first: bool) -> list[int]:
         """Where the headers in ``data`` begin, in order."""
-        raise NotImplementedError
 
     def count(self, data: bytes, end: int, first: bool) -> tuple[int, int]:
         """Headers in ``data[:end]`` and the offset of the last one (-1 if none)."""
@@ -74,9 +75,9 @@ class LogFormat:
         line = data.split(b"\n", 1)[0]
         return bool(line) and self.offsets(line, first)[:1] == [0]
 
+    @abstractmethod
     def parse(self, data: bytes) -> list[LogEntry]:
         """The entries of ``data``, which begins at a header."""
-        raise NotImplementedError
 
 
 class _ClaudeLoop(LogFormat):
