@@ -292,6 +292,17 @@ class LiveProject:
             self.stall_after,
         )
 
+    def _moment(self, now: float) -> tuple[int, str]:
+        """What an answer that shows the current run's state is valid for at ``now``.
+
+        The whole second (elapsed and quiet times move with it) and the current
+        run's state: a run that goes stale within a second has its run_stopped
+        published at once, and an answer kept for that second saying "running"
+        would contradict the event the page re-reads it for.
+        """
+        snapshot = self.snapshot()
+        return int(now), snapshot_liveness(snapshot, now, self.stale_after, self.stall_after).state
+
     def row_json(self, run_id: str) -> dict[str, Any]:
         """A run's history row with its state, as history, the run list and events give it."""
         return run_row_json(self.project.run_row(run_id), self.liveness(run_id))
@@ -303,10 +314,10 @@ class LiveProject:
     def status_body(self) -> bytes:
         snapshot = self.snapshot()
         # Elapsed times and staleness move with the clock: recomputed once a second.
-        second = int(self.clock.seconds())
+        moment = self._moment(self.clock.seconds())
         return self._body(
             ("status",),
-            (self.version, second, self.git.version if self.git is not None else None),
+            (self.version, moment, self.git.version if self.git is not None else None),
             lambda: self._status_value(snapshot),
         )
 
@@ -343,7 +354,7 @@ class LiveProject:
         snapshot = self.snapshot()
         # Older runs' rows come from files that rarely change and have no watch
         # of their own: revalidated once a second, the current run's at once.
-        second = int(self.clock.seconds())
+        moment = self._moment(self.clock.seconds())
 
         def page() -> object:
             ids = history_page(snapshot.run_ids, offset, limit)
@@ -352,7 +363,7 @@ class LiveProject:
                 rows, len(snapshot.run_ids), limit, offset, [self.liveness(r) for r in ids]
             )
 
-        return self._body(("history", offset, limit), (self.version, second), page)
+        return self._body(("history", offset, limit), (self.version, moment), page)
 
     def history_runs(self, offset: int, limit: int) -> tuple[str, ...]:
         """The run ids of a history page, newest first."""
@@ -368,7 +379,7 @@ class LiveProject:
             rows = (self._encoded_row(r, now, r == snapshot.current_run) for r in reversed(snapshot.run_ids))
             return b"[" + b",".join(rows) + b"]"
 
-        return self._body(("runs",), (self.version, int(now)), every_row, encoded=True)
+        return self._body(("runs",), (self.version, self._moment(now)), every_row, encoded=True)
 
     def _encoded_row(self, run_id: str, now: float, current: bool) -> bytes:
         """A run's row as JSON: the current run's checked now, an older run's every ROW_RECHECK s.
@@ -428,7 +439,7 @@ class LiveProject:
         # The state and quiet time move with the clock: recomputed once a second.
         return self._body(
             ("run", run_id),
-            (identity, self.version, int(now)),
+            (identity, self.version, self._moment(now)),
             lambda: run_detail_json(
                 self.project.run_row(run_id), self.project.metrics(run_id).value, self.liveness(run_id, now)
             ),
