@@ -581,6 +581,29 @@ def test_changes_to_the_loop_files_appear_without_a_reload(
     assert list(console) == []
 
 
+def test_a_dependency_that_names_no_story_does_not_block_on_the_page_or_in_the_api(
+    project: str, daemon: DaemonProcess, open_page: OpenPage
+) -> None:
+    # The daemon ignores a dependency on a story the plan does not have (a typo must not
+    # make the loop look idle: derive.status.next_story); the page called it Blocked.
+    page, console = open_page()
+    sign_in(page, daemon)
+    card = page.locator("#story-grid li[data-story-id='US-009']")
+    expect(card).to_have_attribute("data-state", "blocked")  # US-008 is not done
+    stories = read_prd(project)["userStories"]
+    for story in stories:
+        if story["id"] == "US-009":
+            story["dependencies"] = ["US-999"]
+    write_prd(project, stories)
+    expect(card).to_have_attribute("data-state", "pending")
+    expect(page.locator("#stories-summary")).to_have_text(
+        "6 completed · 1 in progress · 0 blocked · 2 pending"
+    )
+    answer = daemon.api("/api/stories")
+    assert [s["dependencies"] for s in answer["stories"] if s["id"] == "US-009"] == [["US-999"]]
+    assert list(console) == []
+
+
 def test_a_new_run_appears_live_and_a_replaced_progress_txt_is_reloaded(
     project: str, daemon: DaemonProcess, open_page: OpenPage
 ) -> None:

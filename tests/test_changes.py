@@ -12,6 +12,7 @@ from loopdash.derive.changes import (
     RunFinished,
     RunStarted,
     StatusChanged,
+    StoriesReset,
     StoryUpdated,
     diff,
     status_signature,
@@ -79,6 +80,26 @@ def test_a_story_that_passes_or_gets_notes_is_updated_others_are_not() -> None:
 def test_a_story_added_to_the_plan_is_reported() -> None:
     new = replace(BASE, stories=BASE.stories + (story("US-003"),))
     assert diff(BASE, new) == [StoryUpdated(story("US-003"))]
+
+
+def test_any_edit_of_a_story_is_reported_not_only_passes_and_notes() -> None:
+    # A story's title, dependencies or criteria edited in place were never sent: an open
+    # page kept calling a story blocked on a dependency the plan no longer had.
+    edited = (
+        replace(story("US-001"), dependencies=("US-999",)),
+        replace(story("US-002"), title="A better title", acceptance_criteria=("works",)),
+    )
+    assert diff(BASE, replace(BASE, stories=edited)) == [StoryUpdated(s) for s in edited]
+
+
+def test_stories_removed_or_reordered_reset_the_list() -> None:
+    # Per-story events cannot say a story is gone or moved: the list is sent as a reset.
+    removed = replace(BASE, stories=(story("US-002"),))
+    assert diff(BASE, removed) == [StoriesReset(changed=2, total=1, completed=0)]  # gone, moved
+    swapped = replace(BASE, stories=(story("US-002"), story("US-001", passes=True)))
+    assert diff(BASE, swapped) == [StoriesReset(changed=2, total=2, completed=1)]
+    inserted = replace(BASE, stories=(story("US-001"), story("US-000"), story("US-002")))
+    assert diff(BASE, inserted) == [StoriesReset(changed=2, total=3, completed=0)]  # new, moved
 
 
 def test_new_iterations_of_the_current_run_are_added_in_order() -> None:

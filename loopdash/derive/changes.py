@@ -8,7 +8,7 @@ publishes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -154,8 +154,33 @@ def status_signature(status: Mapping[str, Any]) -> dict[str, Any]:
     return signature
 
 
-def _story_changed(old: Story, new: Story) -> bool:
-    return old.passes != new.passes or old.notes != new.notes
+def _story_changes(old: Sequence[Story], new: Sequence[Story]) -> tuple[list[Story], int, bool]:
+    """The stories of ``new`` to send, how many stories changed, and whether only a reset can say it.
+
+    Any field counts, not only ``passes`` and ``notes``: a page must show an
+    edited title or dependency list. A story removed, moved or inserted before
+    others cannot be said with per-story events (a client appends new ones),
+    so then the list is reset. ``changed`` counts stories added, removed,
+    edited or moved. O(stories).
+    """
+    old_at = {s.id: (index, s) for index, s in enumerate(old)}
+    new_ids = {s.id for s in new}
+    removed = sum(1 for s in old if s.id not in new_ids)
+    updated: list[Story] = []
+    moved = 0
+    for index, story in enumerate(new):
+        before = old_at.get(story.id)
+        if before is None:
+            updated.append(story)
+            if index < len(old):
+                moved += 1  # inserted before the end: the stories after it move
+        elif before[0] != index:
+            moved += 1
+            updated.append(story)
+        elif before[1] != story:
+            updated.append(story)
+    changed = removed + len(updated)
+    return updated, changed, removed > 0 or moved > 0
 
 
 def diff(old: Observation, new: Observation, max_items: int = MAX_ITEM_EVENTS) -> list[Change]:
@@ -183,15 +208,10 @@ def diff(old: Observation, new: Observation, max_items: int = MAX_ITEM_EVENTS) -
             changes.extend(IterationAdded(new.current_run, iteration) for iteration in added)
 
     if old.stories is not new.stories:  # the same parsed plan: nothing to compare
-        old_stories = {s.id: s for s in old.stories}
-        updated: list[Story] = []
-        for story in new.stories:
-            before = old_stories.get(story.id)
-            if before is None or _story_changed(before, story):
-                updated.append(story)
-        if len(updated) > max_items:
+        updated, changed, reset = _story_changes(old.stories, new.stories)
+        if reset or changed > max_items:
             completed = sum(1 for s in new.stories if s.passes)
-            changes.append(StoriesReset(len(updated), len(new.stories), completed))
+            changes.append(StoriesReset(changed, len(new.stories), completed))
         else:
             changes.extend(StoryUpdated(story) for story in updated)
 

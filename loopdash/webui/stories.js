@@ -1,6 +1,6 @@
 // The stories grid and a story's detail dialog.
 // A story's state on the page: completed (passes), in progress (the story the
-// running loop works on now), blocked (a dependency is not completed yet),
+// running loop works on now), blocked (a dependency in the plan is not completed yet),
 // pending (everything else). Cards are updated in place, keyed by story id,
 // so a live update never steals keyboard focus.
 
@@ -17,8 +17,10 @@ export function storyState(story, byId, status) {
   if (story.status === 'completed') return 'completed';
   const current = status && status.is_running && status.current_story;
   if (current && current.id === story.id) return 'in-progress';
+  // As the daemon picks the next story (derive/status.py next_story): a dependency
+  // that names no story in the plan does not block (a typo must not stall the view).
   const deps = story.dependencies || [];
-  if (deps.some((id) => !byId.has(id) || byId.get(id).status !== 'completed')) return 'blocked';
+  if (deps.some((id) => byId.has(id) && byId.get(id).status !== 'completed')) return 'blocked';
   return 'pending';
 }
 
