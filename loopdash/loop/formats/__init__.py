@@ -63,6 +63,10 @@ class Family:
     name: str
     find: Callable[[str], Source | None]
     layout: Callable[[str], Source]
+    #: Names of which at least one is an entry of the root whenever ``find``
+    #: answers a Source, so a walk over many folders (discovery) asks ``find``
+    #: only where one is listed; None makes no such promise (always asked).
+    markers: frozenset[str] | None = None
 
 
 def first_file(directory: str, names: Sequence[str]) -> str | None:
@@ -86,6 +90,11 @@ def _families() -> tuple[Family, ...]:
         snarktank.FAMILY,
         generic.FAMILY,
     )
+
+
+def in_order() -> tuple[Family, ...]:
+    """Every family in the order :func:`detect` asks them: claude-loop first, generic last."""
+    return _families()
 
 
 def families() -> dict[str, Family]:

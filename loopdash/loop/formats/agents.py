@@ -26,4 +26,4 @@ def find(root: str) -> Source | None:
     return source if os.path.isfile(source.prd_path) else None
 
 
-FAMILY = Family("agents", find, layout)
+FAMILY = Family("agents", find, layout, frozenset({".agents"}))

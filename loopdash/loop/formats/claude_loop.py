@@ -34,5 +34,5 @@ def find(root: str) -> Source | None:
     return source if os.path.isfile(source.prd_path) or os.path.isfile(source.progress_path) else None
 
 
-RUNS_FAMILY = Family("claude-loop", find_runs, layout)
-FAMILY = Family("claude-loop", find, layout)
+RUNS_FAMILY = Family("claude-loop", find_runs, layout, frozenset({".claude-loop"}))
+FAMILY = Family("claude-loop", find, layout, frozenset({"prd.json", "progress.txt"}))

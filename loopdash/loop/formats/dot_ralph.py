@@ -67,4 +67,4 @@ def find(root: str) -> Source | None:
     return source if any(os.path.isfile(p) for p in source.paths()) else None
 
 
-FAMILY = Family("ralph-dir", find, _source)
+FAMILY = Family("ralph-dir", find, _source, frozenset({".ralph"}))

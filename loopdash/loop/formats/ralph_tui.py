@@ -27,4 +27,4 @@ def find(root: str) -> Source | None:
     return source if os.path.isfile(source.prd_path) or os.path.isfile(source.progress_path) else None
 
 
-FAMILY = Family("ralph-tui", find, layout)
+FAMILY = Family("ralph-tui", find, layout, frozenset({".ralph-tui"}))

@@ -39,4 +39,4 @@ def layout(root: str) -> Source:
     return _source(root)
 
 
-FAMILY = Family("ralph", find, layout)
+FAMILY = Family("ralph", find, layout, frozenset(d.split("/")[0] for d in DIRECTORIES))
