@@ -1,7 +1,8 @@
 """The dashboard daemon of a project, as the command line sees it from outside.
 
-Where ``loopdash start`` keeps its files (pidfile, log, state file) under
-``<root>/.claude-loop/dashboard/``, whether the pid in the pidfile is really a
+Where ``loopdash start`` keeps its files (pidfile, log, state file): under
+``<root>/.claude-loop/dashboard/`` for one project, under ``<DIR>/.loopdash/``
+for a daemon scanning ``DIR`` (``--scan``, docs/projects.md); whether the pid in the pidfile is really a
 running dashboard, and how to stop one. The start, stop, status and logs
 commands are thin layers over this module; other clients call
 :func:`find_running`. Plain blocking code: it never runs inside the reactor.
@@ -16,13 +17,13 @@ import signal
 import ssl
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from loopdash.local import procinfo
 from loopdash.local.smallfile import PIDFILE_LIMIT, STATE_LIMIT, SmallFileError, read_small_file
-from loopdash.local.token import default_token_path
+from loopdash.local.token import SCAN_DIR, default_token_path, scan_token_path
 
 DASHBOARD_DIR = os.path.join(".claude-loop", "dashboard")
 
@@ -34,17 +35,34 @@ DEAD = "dead"
 
 @dataclass(frozen=True)
 class DaemonFiles:
-    """The files of one project's dashboard daemon."""
+    """The files of one dashboard daemon: a project's, or a scan folder's."""
 
+    #: The project directory, or the folder scanned (``scan``), absolute.
     root: str
+    #: Whether the daemon scans ``root`` for projects (``--scan``) rather than serving it.
+    scan: bool = False
 
     @classmethod
     def for_root(cls, root: str) -> DaemonFiles:
         return cls(os.path.abspath(root))
 
+    @classmethod
+    def for_scan(cls, scan_root: str) -> DaemonFiles:
+        """A scanning daemon's files, in ``<scan root>/.loopdash/``."""
+        return cls(os.path.abspath(scan_root), scan=True)
+
+    @classmethod
+    def for_daemon(cls, roots: Sequence[str], scans: Sequence[str]) -> DaemonFiles:
+        """Where a daemon given these ``--root`` and ``--scan`` folders keeps its files:
+        the first scan folder's, else the first root's, else the current directory's
+        (docs/projects.md, "Token, pidfile and commands in scan mode")."""
+        if scans:
+            return cls.for_scan(scans[0])
+        return cls.for_root(roots[0] if roots else ".")
+
     @property
     def directory(self) -> str:
-        return os.path.join(self.root, DASHBOARD_DIR)
+        return os.path.join(self.root, SCAN_DIR if self.scan else DASHBOARD_DIR)
 
     @property
     def pidfile(self) -> str:
@@ -61,7 +79,8 @@ class DaemonFiles:
 
     @property
     def token_file(self) -> str:
-        return default_token_path(self.root)
+        """The token the daemon reads unless ``--token-file`` names another."""
+        return scan_token_path(self.root) if self.scan else default_token_path(self.root)
 
 
 @dataclass(frozen=True)
@@ -114,12 +133,22 @@ def same_directory(one: str, other: str) -> bool:
 
 
 def whose_dashboard(files: DaemonFiles, pid: int, argv: list[str]) -> str | None:
-    """None when the dashboard ``pid`` serves ``files.root``; else why it is not this project's."""
-    served = procinfo.served_root(pid, argv)
+    """None when the dashboard ``pid`` is the one whose files ``files`` are (it serves
+    ``files.root``, or scans it first for a scan folder's files); else why it is not."""
+    scanned = procinfo.scan_argument(argv)
+    if files.scan:
+        if scanned is None:
+            return f"pid {pid} is a dashboard that scans no folder"
+        served = procinfo.served_folder(pid, scanned)
+    elif scanned is not None:
+        return f"pid {pid} is a dashboard scanning {scanned}, not this project's"
+    else:
+        served = procinfo.served_root(pid, argv)
     if served is None:
         return f"pid {pid} is a dashboard of another user, or one whose project cannot be checked"
     if not same_directory(served, files.root):
-        return f"pid {pid} is the dashboard of another project ({served})"
+        what = "scanning another folder" if files.scan else "the dashboard of another project"
+        return f"pid {pid} is {what} ({served})"
     return None
 
 
@@ -146,7 +175,8 @@ def inspect(files: DaemonFiles) -> Inspection:
     The pid comes from the pidfile; without one, from the state file the
     daemon writes once it listens (a foreground ``twistd -n --pidfile= loopdash``).
     A pid counts only while it is a loopdash dashboard whose ``--root`` is this
-    project: a pidfile copied from another project (``cp -a``) is stale here.
+    project (whose first ``--scan`` is this folder, for a scan folder's files):
+    a pidfile copied from another project (``cp -a``) is stale here.
     """
     try:
         pid = read_pidfile(files.pidfile)

@@ -56,35 +56,56 @@ def working_directory(pid: int) -> str | None:
         return None
 
 
-def root_argument(argv: list[str]) -> str:
-    """The ``--root`` a ``twistd ... loopdash`` argv gives the plugin, as typed ("." when absent)."""
+def plugin_arguments(argv: list[str], long: str, short: str | None = None) -> list[str]:
+    """Every value a ``twistd ... loopdash`` argv gives the plugin's option ``long``
+    (``--root``), in order, as typed: ``--root X``, ``--root=X``, and with ``short``
+    (``r``) ``-r X`` and ``-rX``."""
     try:
         arguments = argv[argv.index("loopdash") + 1 :]
     except ValueError:
-        return "."
-    root = "."
+        return []
+    values = []
+    names = (long, f"-{short}") if short else (long,)
     for index, argument in enumerate(arguments):
-        if argument in ("--root", "-r") and index + 1 < len(arguments):
-            root = arguments[index + 1]
-        elif argument.startswith("--root="):
-            root = argument[len("--root=") :]
-        elif argument.startswith("-r") and not argument.startswith("--") and len(argument) > 2:
-            root = argument[2:]
-    return root
+        if argument in names and index + 1 < len(arguments):
+            values.append(arguments[index + 1])
+        elif argument.startswith(f"{long}="):
+            values.append(argument[len(long) + 1 :])
+        elif (
+            short and argument.startswith(f"-{short}") and not argument.startswith("--") and len(argument) > 2
+        ):
+            values.append(argument[2:])
+    return values
 
 
-def served_root(pid: int, argv: list[str]) -> str | None:
-    """The project directory the dashboard ``pid`` serves, absolute; None when it cannot be known.
+def root_argument(argv: list[str]) -> str:
+    """The ``--root`` a ``twistd ... loopdash`` argv gives the plugin, as typed ("." when absent; the last one)."""
+    roots = plugin_arguments(argv, "--root", "r")
+    return roots[-1] if roots else "."
 
-    A relative ``--root`` is resolved against the process's own directory
+
+def scan_argument(argv: list[str]) -> str | None:
+    """The first ``--scan`` a ``twistd ... loopdash`` argv gives the plugin, as typed; None without one."""
+    scans = plugin_arguments(argv, "--scan")
+    return scans[0] if scans else None
+
+
+def served_folder(pid: int, folder: str) -> str | None:
+    """``folder`` as the dashboard ``pid`` was given it, made absolute; None when it cannot be known.
+
+    A relative folder is resolved against the process's own directory
     (twistd keeps the directory it was started in), which /proc shows only for
     our own processes.
     """
-    root = root_argument(argv)
-    if os.path.isabs(root):
-        return root
+    if os.path.isabs(folder):
+        return folder
     cwd = working_directory(pid)
-    return None if cwd is None else os.path.normpath(os.path.join(cwd, root))
+    return None if cwd is None else os.path.normpath(os.path.join(cwd, folder))
+
+
+def served_root(pid: int, argv: list[str]) -> str | None:
+    """The project directory the dashboard ``pid`` serves, absolute; None when it cannot be known."""
+    return served_folder(pid, root_argument(argv))
 
 
 def start_time(pid: int) -> float | None:

@@ -24,6 +24,15 @@ def default_token_path(root: str) -> str:
     return os.path.join(root, TOKEN_RELATIVE_PATH)
 
 
+#: A multi-project daemon's own folder in its (first) scan folder: token, pidfile, log.
+SCAN_DIR = ".loopdash"
+
+
+def scan_token_path(scan_root: str) -> str:
+    """A scanning daemon's token, unless ``--token-file`` says: ``<scan root>/.loopdash/auth_token.txt``."""
+    return os.path.join(os.path.abspath(scan_root), SCAN_DIR, "auth_token.txt")
+
+
 def new_token() -> str:
     return secrets.token_urlsafe(TOKEN_BYTES)
 
