@@ -92,7 +92,8 @@ class KnownLoop:
 
     @property
     def labels(self) -> dict[str, str]:
-        return {"project": PROJECT, "run_id": self.run.run_id}
+        # project: the plan's name; project_id: the daemon's id for the folder "known".
+        return {"project": PROJECT, "project_id": "known", "run_id": self.run.run_id}
 
     def add_iteration(
         self, index: int, status: str, duration_ms: int, tokens_in: int, tokens_out: int
@@ -237,7 +238,7 @@ async def test_a_new_run_is_a_new_series_labelled_with_its_id(
     newer = RealRun(known.root, known.run.started_at + timedelta(minutes=10))
     newer.start()
     newer.write_metrics(newer.started_at)
-    labels = {"project": PROJECT, "run_id": newer.run_id}
+    labels = {"project": PROJECT, "project_id": "known", "run_id": newer.run_id}
     result = await scrape_until(daemon, lambda s: s.get("loopdash_loop_runs", -1, **labels) == 2)
     assert result.value("loopdash_loop_iterations", outcome="success", **labels) == 0
     assert result.value("loopdash_loop_iteration_duration_seconds_count", **labels) == 0
@@ -251,7 +252,7 @@ async def test_an_empty_directory_exports_zeros_not_an_error(
 ) -> None:
     daemon = await daemon_factory(empty_root)
     result = await scrape(daemon)
-    labels = {"project": "", "run_id": ""}
+    labels = {"project": "", "project_id": "empty", "run_id": ""}
     assert result.value("loopdash_loop_stories", **labels) == 0
     assert result.value("loopdash_loop_running", **labels) == 0
     assert result.value("loopdash_loop_iteration_duration_seconds_count", **labels) == 0
@@ -404,7 +405,9 @@ async def test_each_daemon_exports_only_its_own_numbers(
         quiet_scrape.get("loopdash_http_requests_total", -1, route="/api/status", method="GET", code="200")
         == -1
     )
-    assert set(quiet_scrape.series("loopdash_loop_stories")) == {frozenset({("project", ""), ("run_id", "")})}
+    assert set(quiet_scrape.series("loopdash_loop_stories")) == {
+        frozenset({("project", ""), ("project_id", "empty"), ("run_id", "")})
+    }
 
 
 # -- the endpoint: auth, formats, routing ------------------------------------------------
@@ -479,7 +482,7 @@ async def test_metrics_reach_the_api_when_a_pages_resource_takes_other_paths(
     assert scraped.code == 200
     assert scraped.headers.getRawHeaders("Content-Type") == ["text/plain; version=0.0.4; charset=utf-8"]
     exported = parse_scrape((await scraped.content()).decode())
-    assert exported.value("loopdash_loop_stories", project="", run_id="") == 0
+    assert exported.value("loopdash_loop_stories", project="", project_id="empty", run_id="") == 0
     refused = await client.get("http://localhost/metrics")
     assert refused.code == 401
     assert json.loads(await refused.content()) == {"error": "Missing or invalid Authorization header"}
@@ -654,3 +657,39 @@ def test_twistd_metrics_public_serves_metrics_to_a_scraper_without_the_token(tmp
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=STOP_TIMEOUT)
+
+
+def test_projects_that_share_a_plan_name_keep_their_own_series(tmp_path: Any) -> None:
+    # A multi-project daemon: two worktrees of one repository carry the same plan
+    # name; project_id keeps their series apart, and a project dropped from the
+    # daemon is dropped from the scrape (and from the collector's memory).
+    from prometheus_client import CollectorRegistry, generate_latest
+    from twisted.internet.task import Clock
+
+    from loopdash.loop.project import Project
+    from loopdash.metrics.loop import LoopCollector, LoopSource
+    from loopdash.server.live import LiveProject
+
+    clock = Clock()
+    clock.advance(datetime.now(UTC).timestamp())
+    sources = []
+    for name, done in (("a", 1), ("b", 3)):
+        root = os.path.join(str(tmp_path), name)
+        os.makedirs(root)
+        write_prd(root, [dict(s, passes=i < done) for i, s in enumerate(SAMPLE_STORIES)], project=PROJECT)
+        sources.append(
+            LoopSource(name, LiveProject(Project(root), clock, 900.0), 5.0 if name == "b" else None)
+        )
+    collector = LoopCollector(lambda: tuple(sources), clock, 900.0)
+    registry = CollectorRegistry()
+    registry.register(collector)
+    scraped = parse_scrape(generate_latest(registry).decode())
+    assert scraped.value("loopdash_loop_stories_completed", project=PROJECT, project_id="a", run_id="") == 1
+    assert scraped.value("loopdash_loop_stories_completed", project=PROJECT, project_id="b", run_id="") == 3
+    assert set(scraped.series("loopdash_loop_budget_usd")) == {
+        frozenset({("project", PROJECT), ("project_id", "b"), ("run_id", "")})
+    }
+    del sources[0]
+    scraped = parse_scrape(generate_latest(registry).decode())
+    assert [dict(key)["project_id"] for key in scraped.series("loopdash_loop_stories")] == ["b"]
+    assert set(collector._figures) == {"b"}

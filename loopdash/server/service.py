@@ -30,11 +30,12 @@ from loopdash.local.token import (
     ensure_token,
     token_file_problem,
 )
+from loopdash.loop.discovery import project_id
 from loopdash.loop.filecache import Reporter
 from loopdash.loop.gitrepo import DEFAULT_FILE_DIFF_CAP, GitReader, limit_libgit2_memory
 from loopdash.loop.progress import MAX_ENTRY_BYTES
 from loopdash.loop.project import Project
-from loopdash.metrics.loop import LoopCollector
+from loopdash.metrics.loop import LoopCollector, LoopSource
 from loopdash.metrics.meter import Meter, RouteLabels, file_kind
 from loopdash.metrics.prometheus import PrometheusMeter
 from loopdash.server.accesslog import AccessLogSite
@@ -252,7 +253,8 @@ def build_dashboard(config: DashboardConfig, reactor: Any) -> Dashboard:
         stall_after=config.stall_after,
         git=git,
     )
-    meter.register(LoopCollector(live, reactor, config.stale_after, config.stall_after, config.budget_usd))
+    loop_source = LoopSource(project_id(os.path.basename(root)), live, config.budget_usd)
+    meter.register(LoopCollector(lambda: (loop_source,), reactor, config.stale_after, config.stall_after))
     senders: list[Sender] = []
     apprise_sender: AppriseSender | None = None
     if config.notify_urls or config.notify_configs:
