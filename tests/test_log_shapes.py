@@ -7,6 +7,7 @@ shape and per quirk, and Hypothesis for the index against a whole parse.
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 import pytest
@@ -293,3 +294,84 @@ def test_index_over_appends_equals_a_whole_parse_in_every_shape(
         assert entries(log) == expected
         assert [e for i in range(log.total) for e in log.entries(i, i + 1)] == expected
     os.remove(path)
+
+
+# The issue's grammar of where an entry begins, spelled as plainly as regexes
+# go: the formats' own patterns are written for speed, and must find the same.
+_HEADER_START = (
+    rb"(?:\[?\d{4}-\d{2}-\d{2}|\[?\d{8}T\d|\[?\d{1,2}:\d{2}"
+    rb"|(?i:iteration[ \t]*(?:#?[ \t]*\d|:)|ticket[ \t]*#?[ \t]*\d))"
+)
+_LINE_START = rb"(?:[-*][ \t]+)?\[?(?:\d{4}-\d{2}-\d{2}(?:[T ]\d{1,2}:\d{2}|\]|:|[ \t])|\d{8}T\d{4})"
+_GRAMMAR = {
+    "dated-headers": re.compile(rb"(?:(?<=\n)|^(?:\xef\xbb\xbf)?)#{2,3}[ \t]+" + _HEADER_START),
+    "dated-lines": re.compile(rb"(?:(?<=\n)|^(?:\xef\xbb\xbf)?)" + _LINE_START),
+}
+# Lines built from pieces that sit near the patterns' edges: '#' runs, bullets,
+# brackets, tabs, digits one short, 12-hour and compact times, words of the
+# Iteration/Ticket headers; then joined by LF or CRLF, a BOM now and then.
+LEADS = st.sampled_from(
+    ["", "#", "##", "###", "####", "- ", "* ", "-\t", "-", "*  ", " ", "x", "\ufeff", "é"]
+)
+GAPS = st.sampled_from(["", " ", "\t", "  ", " \t"])
+STAMPS = st.sampled_from(
+    [
+        "",
+        "2026-01-10",
+        "[2026-01-10]",
+        "2026-01-1",
+        "2026-01-10T9:05",
+        "2026-01-10T09:0",
+        "2026-01-10 10:20 AM",
+        "2026-01-14:",
+        "2026-01-10\t",
+        "[2026-01-16 15:59]",
+        "20260119T115317Z",
+        "[20260119T1153",
+        "20260119T115",
+        "2026011T1153",
+        "10:20",
+        "9:05",
+        "1:2",
+        "Iteration",
+        "iteration #3",
+        "Iteration:",
+        "ITERATION\t7",
+        "Ticket #12",
+        "ticket12",
+        "Ticket #",
+        "[",
+        "]",
+        "T",
+        "US-001",
+    ]
+)
+TAILS = st.sampled_from(["", " - US-1: title", "x", "]", ":", " ", "é"])
+LINE = st.tuples(LEADS, GAPS, STAMPS, TAILS).map("".join)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    lines=st.lists(LINE, max_size=12),
+    crlf=st.booleans(),
+    first=st.booleans(),
+    cut=st.integers(min_value=0, max_value=300),
+)
+def test_entry_patterns_find_what_the_grammar_finds(
+    lines: list[str], crlf: bool, first: bool, cut: int
+) -> None:
+    data = ("\r\n" if crlf else "\n").join(lines).encode()
+    for name, grammar in _GRAMMAR.items():
+        fmt = BY_NAME[name]
+        # At 0 a BOM may stand before a header only when the bytes begin the file.
+        expected = [
+            m.start()
+            for m in grammar.finditer(data)
+            if m.start() > 0 or first or not data.startswith(b"\xef\xbb\xbf")
+        ]
+        assert fmt.offsets(data, first) == expected, name
+        # Counting the complete lines up to ``end`` (the index's use) agrees with them.
+        end = data.rfind(b"\n", 0, min(cut, len(data))) + 1
+        if end:
+            below = [offset for offset in expected if data.rfind(b"\n", offset, end) != -1]
+            assert fmt.count(data, end, first) == (len(below), below[-1] if below else -1), name

@@ -205,9 +205,9 @@ class ProgressLog:
         is looked at again, and only in its first SNIFF_LIMIT bytes, so a 50 MB
         log pays no second scan.
         """
-        current = self._format
-        if current is CLAUDE_LOOP or current is DATED_HEADERS or (current is not None and pos >= SNIFF_LIMIT):
+        if not self._sniffing(pos):
             return False
+        current = self._format
         found = sniff(chunk, pos == 0)
         if found is WHOLE_FILE and not self._whole_file:
             found = None
@@ -217,6 +217,13 @@ class ProgressLog:
         self._reset(inode)
         self._format = found
         return pos > 0
+
+    def _sniffing(self, pos: int) -> bool:
+        """Whether a chunk at ``pos`` may still change the log's shape (see :meth:`_upgrade`)."""
+        current = self._format
+        return not (
+            current is CLAUDE_LOOP or current is DATED_HEADERS or (current is not None and pos >= SNIFF_LIMIT)
+        )
 
     def _scan(self, fd: int, size: int, budget: int | None = None) -> None:
         pos, at_start = self._scanned, self._at_line_start
@@ -247,8 +254,10 @@ class ProgressLog:
             # Only the complete lines: up to and with the last newline.
             end = last_newline + 1
             # Mid-line (after a line longer than a chunk): sniff from the first newline on.
-            probe = chunk[:end] if at_start else chunk[chunk.find(b"\n") : end]
-            if self._upgrade(probe, pos):
+            # (Copied only while the shape may still change: not a copy per chunk.)
+            if self._sniffing(pos) and self._upgrade(
+                chunk[:end] if at_start else chunk[chunk.find(b"\n") : end], pos
+            ):
                 pos, at_start = 0, True  # a new shape: index again from the start
                 stop_at = size if budget is None else budget
                 continue
