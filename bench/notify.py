@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import http.server
+import json
 import os
 import shutil
 import statistics
@@ -88,6 +89,20 @@ class Probe(threading.Thread):
             time.sleep(0.01)
 
 
+def stall_summary(path: str, since: float) -> str:
+    """The reactor's stalls past the target while probed, from bench.stall_daemon's log:
+    how many, and the longest with its reactor thread's CPU and run-queue time in ms
+    (the rest of a stall is time blocked: the GIL, a lock, or the machine itself)."""
+    stalls = []
+    if os.path.exists(path):
+        with open(path) as f:
+            stalls = [r for r in map(json.loads, f) if r["at"] >= since and r["ms"] >= TARGET_MS]
+    if not stalls:
+        return "0"
+    worst = max(stalls, key=lambda r: r["ms"])
+    return f"{len(stalls)} (longest {worst['ms']}: cpu {worst['cpu_ms']}, run queue {worst['runqueue_ms']})"
+
+
 def one_run(name: str, target: str | None, args: argparse.Namespace, workdir: str) -> str:
     root = os.path.join(workdir, name)
     os.makedirs(root)
@@ -95,11 +110,16 @@ def one_run(name: str, target: str | None, args: argparse.Namespace, workdir: st
     extra = ["--poll-interval", "0.2", "--notify-kinds", "all"]
     if target is not None:
         extra += ["--notify", target]
-    server = procs.start_loopdash(root, args.cpu, os.path.join(workdir, f"{name}.log"), extra)
+    twistd = None
+    if args.stalls:
+        os.environ["LOOPDASH_STALL_LOG"] = os.path.join(args.stalls, f"{name}.jsonl")
+        twistd = [sys.executable, "-m", "bench.stall_daemon"]
+    server = procs.start_loopdash(root, args.cpu, os.path.join(workdir, f"{name}.log"), extra, twistd)
     try:
         procs.wait_until_answers(server, "/api/health", None)
         time.sleep(1.0)  # the first observation (the baseline of the rules)
         probe = Probe(server.port)
+        probe_started = time.time()
         probe.start()
         now = datetime.now(UTC)
         for i in range(args.failures):
@@ -115,9 +135,10 @@ def one_run(name: str, target: str | None, args: argparse.Namespace, workdir: st
         _, body = procs.get(server, "/api/notifications?limit=1", token)
         total = body.decode().split('"total":')[1].split(",")[0]
         verdict = "pass" if waits[-1] < TARGET_MS else "FAIL"
+        stalls = f" {stall_summary(os.environ['LOOPDASH_STALL_LOG'], probe_started)} |" if args.stalls else ""
         return (
             f"| {name} | {len(waits)} | {statistics.median(waits):.1f} | {p99:.1f} | {waits[-1]:.1f} | "
-            f"{total} | {SlowHook.received if name == 'slow' else '-'} | {verdict} |"
+            f"{total} | {SlowHook.received if name.startswith('slow') else '-'} |{stalls} {verdict} |"
         )
     finally:
         server.stop()
@@ -128,22 +149,40 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--failures", type=int, default=100, help="failed iterations in the burst")
     parser.add_argument("--seconds", type=float, default=10.0, help="how long to probe after the burst")
     parser.add_argument("--cpu", type=int, default=0, help="the CPU the daemon runs on")
+    parser.add_argument("--rounds", type=int, default=1, help="baseline, slow, refused: this many times")
+    parser.add_argument(
+        "--stalls",
+        metavar="DIR",
+        help="run the daemon under bench.stall_daemon; its stalls go to DIR/<run>.jsonl",
+    )
     args = parser.parse_args(argv)
+    if args.stalls:
+        os.makedirs(args.stalls, exist_ok=True)
     hook = http.server.ThreadingHTTPServer(("127.0.0.1", 0), SlowHook)
     threading.Thread(target=hook.serve_forever, daemon=True).start()
     refused = procs.free_port()  # nothing listens there
     workdir = tempfile.mkdtemp(prefix="loopdash-notify-")
     rows = []
+    load_before = os.getloadavg()
     try:
-        rows.append(one_run("baseline", None, args, workdir))
-        rows.append(one_run("slow", f"json://127.0.0.1:{hook.server_address[1]}/hook", args, workdir))
-        rows.append(one_run("refused", f"json://127.0.0.1:{refused}/hook", args, workdir))
+        for n in range(args.rounds):
+            suffix = f"-{n + 1}" if args.rounds > 1 else ""
+            SlowHook.received = 0
+            rows.append(one_run(f"baseline{suffix}", None, args, workdir))
+            slow = f"json://127.0.0.1:{hook.server_address[1]}/hook"
+            rows.append(one_run(f"slow{suffix}", slow, args, workdir))
+            rows.append(one_run(f"refused{suffix}", f"json://127.0.0.1:{refused}/hook", args, workdir))
     finally:
         hook.shutdown()
         shutil.rmtree(workdir, ignore_errors=True)
     print(f"{args.failures} failed iterations in one burst; /api/health every 10 ms for {args.seconds:.0f} s")
-    print("| run | probes | median ms | p99 ms | longest ms | notifications | webhook saw | < 50 ms |")
-    print("|---|---|---|---|---|---|---|---|")
+    load = " ".join(f"{n:.2f}" for n in load_before), " ".join(f"{n:.2f}" for n in os.getloadavg())
+    print(f"load average before: {load[0]}; after: {load[1]} (2 cores; other work makes stalls too)")
+    stalls = " reactor stalls >= 50 ms |" if args.stalls else ""
+    print(
+        f"| run | probes | median ms | p99 ms | longest ms | notifications | webhook saw |{stalls} < 50 ms |"
+    )
+    print("|---|---|---|---|---|---|---|---|" + ("---|" if args.stalls else ""))
     for row in rows:
         print(row)
     return 0 if all(row.endswith("pass |") for row in rows) else 1

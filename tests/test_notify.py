@@ -23,7 +23,14 @@ from loopdash.cli.sample import SAMPLE_STORIES, RealRun, write_prd
 from loopdash.client import DashboardClient
 from loopdash.derive.notify import KINDS, RuleConfig
 from loopdash.loop.project import Project
-from loopdash.server.notify import AppriseSender, NotificationCenter, NotificationLog, redact_url
+from loopdash.server.notify import (
+    AppriseSender,
+    Burst,
+    NotificationCenter,
+    NotificationLog,
+    digest,
+    redact_url,
+)
 from loopdash.server.watcher import observe
 from tests.support import open_stream, settle, start_daemon
 
@@ -349,17 +356,67 @@ def test_options_build_the_rules_and_refuse_a_readable_config(tmp_path: Any) -> 
         Options().parseOptions(["--root", root, "--budget", "-3"])
 
 
+def note(kind: str, n: int = 0, severity: str = "warning") -> dict[str, Any]:
+    return {
+        "kind": kind,
+        "severity": severity,
+        "title": f"demo: {kind}",
+        "message": f"{kind} number {n}.",
+        "project": "demo",
+        "link": "http://127.0.0.1:8080/",
+    }
+
+
+def burst_of(failed: int) -> list[dict[str, Any]]:
+    """``failed`` failed iterations and the streak they make, as the rules fire them."""
+    return [note("failure_streak", severity="failure")] + [note("iteration_failed", i) for i in range(failed)]
+
+
+async def until_idle(reactor: Any, sender: AppriseSender) -> None:
+    for _ in range(200):
+        if sender.pending == 0:
+            return
+        await settle(reactor, 0.05)
+    raise AssertionError(f"still {sender.pending} deliveries pending")
+
+
+def test_one_notification_is_sent_as_it_is() -> None:
+    burst = Burst()
+    burst.add(note("run_stalled"))
+    assert digest(burst) == ("demo: run_stalled", "run_stalled number 0.\nhttp://127.0.0.1:8080/", "warning")
+
+
+def test_a_burst_folds_per_kind_worst_first_and_stays_bounded() -> None:
+    burst = Burst(max_kinds=3)
+    for item in [note("run_finished", severity="success"), *burst_of(1000)]:
+        burst.add(item)
+    assert len(burst.latest) == 3  # a thousand notifications, three kinds held
+    title, body, severity = digest(burst)
+    assert (title, severity) == ("demo: 1002 notifications", "failure")
+    assert body.splitlines() == [
+        "failure_streak number 0.",
+        "1000x iteration failed; the latest: iteration_failed number 999.",
+        "run_finished number 0.",
+        "http://127.0.0.1:8080/",
+    ]
+    for kind in ("run_stalled", "budget_warning"):  # kinds past max_kinds are only counted
+        burst.add(note(kind))
+    assert len(burst.latest) == 3
+    assert (len(burst), burst.overflow) == (1004, 2)
+    assert digest(burst)[1].splitlines()[-2] == "2 more of other kinds."
+
+
 @pytest_twisted.ensureDeferred
-async def test_a_backlog_drops_sends_past_its_cap_and_says_so_once(tmp_path: Any) -> None:
+async def test_a_burst_to_a_refusing_target_is_one_attempt_in_the_target_thread(tmp_path: Any) -> None:
+    import threading
+
     from twisted.internet import reactor
     from twisted.logger import globalLogPublisher
 
-    slow = Webhook(delay=1.0)
-    port = listen(slow)
-    sender = AppriseSender(
-        reactor, [f"json://127.0.0.1:{port.getHost().port}/slow"], max_pending=2, threads=2
-    )
-    sender.startService()
+    refused = listen(Webhook())
+    number = refused.getHost().port
+    await refused.stopListening()  # connection refused from now on
+    sender = AppriseSender(reactor, [f"json://127.0.0.1:{number}/gone"])
     said: list[str] = []
 
     def observer(event: dict[str, Any]) -> None:
@@ -367,21 +424,127 @@ async def test_a_backlog_drops_sends_past_its_cap_and_says_so_once(tmp_path: Any
             said.append(event.get("log_format", ""))
 
     globalLogPublisher.addObserver(observer)
+    sender.startService()
+    threads = {thread.ident for thread in threading.enumerate()}
     try:
-        note = {"title": "t", "message": "m", "severity": "warning", "link": None}
-        for _ in range(5):
-            sender.send(note)
-        assert (sender.pending, sender.dropped) == (2, 3)
-        for _ in range(100):
+        for item in burst_of(100):
+            sender.send(item)
+        assert (sender.pending, sender.notifications) == (1, 101)
+        started: set[int | None] = set()
+        for _ in range(200):
+            started |= {thread.ident for thread in threading.enumerate()} - threads
             if sender.pending == 0:
                 break
-            await settle(reactor, 0.05)
-        assert (sender.sent, sender.failed) == (2, 0)
-        assert [line for line in said if line.startswith("Notifications dropped")] == [
-            "Notifications dropped: {pending} deliveries already waiting (slow services?)"
+            await settle(reactor, 0.01)
+        assert sender.pending == 0
+        assert (sender.sent, sender.failed) == (0, 1)  # 101 notifications, one attempt
+        assert started == set()  # delivered by the thread started with the service, not new ones
+        assert [line for line in said if line.startswith("Notification to")] == [
+            "Notification to {target} failed: {reason}"
         ]
-        assert "The notification backlog cleared; {count} were dropped" in said
     finally:
         globalLogPublisher.removeObserver(observer)
         sender.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_what_fires_during_a_delivery_leaves_as_the_next_message() -> None:
+    from twisted.internet import reactor
+
+    hook = Webhook(delay=0.5)
+    port = listen(hook)
+    sender = AppriseSender(reactor, [f"json://127.0.0.1:{port.getHost().port}/hook"])
+    sender.startService()
+    try:
+        for item in burst_of(99):
+            sender.send(item)
+        await hook.arrived.addTimeout(10, reactor)
+        for i in range(30):  # while the first message is in flight
+            sender.send(note("iteration_failed", 100 + i))
+        await until_idle(reactor, sender)
+        assert [(posted["title"], posted["type"]) for posted in hook.received] == [
+            ("demo: 100 notifications", "failure"),
+            ("demo: 30 notifications", "warning"),
+        ]
+        assert hook.received[1]["message"] == (
+            "30x iteration failed; the latest: iteration_failed number 129.\nhttp://127.0.0.1:8080/"
+        )
+        assert (sender.sent, sender.failed) == (2, 0)
+    finally:
+        sender.stopService()
         await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_past_its_deadline_a_delivery_has_failed_and_the_target_waits_for_it() -> None:
+    from twisted.internet import reactor
+
+    hook = Webhook(delay=1.5)
+    port = listen(hook)
+    sender = AppriseSender(reactor, [f"json://127.0.0.1:{port.getHost().port}/hook"], timeout=0.3)
+    sender.startService()
+    try:
+        sender.send(note("run_stalled"))
+        await hook.arrived.addTimeout(10, reactor)
+        await settle(reactor, 0.5)
+        hook.delay = 0.0  # the next request is answered at once
+        assert (sender.failed, sender.failing) == (1, {f"json://127.0.0.1:{port.getHost().port}/…"})
+        sender.send(note("run_stopped"))
+        sender.send(note("budget_warning"))
+        await settle(reactor, 0.1)
+        assert len(hook.received) == 1  # one delivery in flight per target, even past its deadline
+        await until_idle(reactor, sender)
+        assert [posted["title"] for posted in hook.received] == ["demo: run_stalled", "demo: 2 notifications"]
+        assert (sender.sent, sender.failed, sender.failing) == (1, 1, set())
+    finally:
+        sender.stopService()
+        await port.stopListening()
+
+
+def test_a_burst_is_kept_in_one_write_and_a_removed_directory_comes_back(tmp_path: Any) -> None:
+    path = str(tmp_path / "dashboard" / "n.jsonl")
+    history = NotificationLog(path)
+    items = history.add_all([note("iteration_failed", i) for i in range(3)])
+    assert [item["id"] for item in items] == [1, 2, 3]
+    os.remove(path)
+    os.rmdir(os.path.dirname(path))
+    history.add(note("run_stalled"))
+    again = NotificationLog(path)
+    assert [(item["id"], item["kind"]) for item in again.page(0, 10)[0]] == [(4, "run_stalled")]
+    assert os.stat(path).st_mode & 0o777 == 0o600
+
+
+BUILD_AND_COUNT = """
+import gc, sys
+from loopdash.server.tap import Options, makeService
+options = Options()
+options.parseOptions(["--root", sys.argv[1], "--notify", "json://127.0.0.1:9/hook", "--port", "0"])
+if sys.argv[2] == "twistd":
+    options.parent = {"pidfile": "", "nodaemon": True, "logfile": "-"}
+makeService(options)
+import apprise
+print(gc.get_freeze_count(), any(o is apprise.Apprise for o in gc.get_objects()))
+"""
+
+
+@pytest.mark.parametrize(("under", "expected"), [("twistd", "frozen"), ("plain", "walked")])
+def test_under_twistd_what_starting_made_is_left_out_of_full_collections(
+    tmp_path: Any, under: str, expected: str
+) -> None:
+    # A full collection walked Apprise's 40,000 objects with the reactor waiting; a test
+    # process (no twistd) builds many dashboards and must not keep them all, so it freezes nothing.
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", BUILD_AND_COUNT, str(tmp_path), under],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout.split()
+    frozen, apprise_walked = int(out[0]), out[1] == "True"
+    if expected == "frozen":
+        assert frozen > 10_000 and not apprise_walked
+    else:
+        assert frozen == 0 and apprise_walked

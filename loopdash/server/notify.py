@@ -6,8 +6,11 @@ notification: keeps it in a :class:`NotificationLog` (bounded in memory, and
 appended to a small JSON-lines file so a restart keeps the history), publishes
 a ``notification`` event on the stream, and hands it to a :class:`Sender`.
 :class:`AppriseSender` delivers to any service Apprise supports, each target
-in a thread of its own pool with a deadline, so a slow or failing target never
-blocks the reactor; a target's failures are logged once until it works again.
+in a thread of its own with a deadline, so a slow or failing target never
+blocks the reactor; a burst of notifications leaves as one message per target
+(a hundred failed iterations are one send, not a hundred threads' worth of
+work competing with the reactor for the interpreter); a target's failures are
+logged once until it works again.
 """
 
 from __future__ import annotations
@@ -15,18 +18,17 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
 import secrets
 import stat
+import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, TimeoutError
-from twisted.internet.threads import deferToThreadPool
+from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
-from twisted.python.failure import Failure
-from twisted.python.threadpool import ThreadPool
 
 from loopdash.derive.changes import Observation
 from loopdash.derive.notify import (
@@ -46,12 +48,10 @@ FILE_LIMIT_BYTES = 1024 * 1024
 #: Seconds a delivery may take before it counts as failed (the thread may go on;
 #: Apprise's own connect and read timeouts end it).
 SEND_TIMEOUT = 30.0
-#: Deliveries waiting or running at once; beyond this, new ones are dropped (and logged).
-MAX_PENDING_SENDS = 64
+#: Kinds of notification one target's next message folds (there are eight kinds).
+MAX_WAITING_KINDS = 16
 #: The largest page of ``/api/notifications``; larger limits are capped.
 MAX_NOTIFICATION_PAGE = 500
-#: Threads delivering at once.
-SEND_THREADS = 4
 
 
 class Clock(Protocol):
@@ -114,20 +114,37 @@ class NotificationLog:
         self._file_failed = True
 
     def add(self, notification: dict[str, Any]) -> dict[str, Any]:
-        item = {"id": self._next_id, **notification}
-        self._next_id += 1
-        self._items.append(item)
-        if self.path is not None:
-            self._append(self.path, item)
-        return item
+        return self.add_all([notification])[0]
 
-    def _append(self, path: str, item: dict[str, Any]) -> None:
-        line = (json.dumps(item, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+    def add_all(self, notifications: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Keep ``notifications`` (in order); each comes back with its ``id``.
+
+        They reach the file in one write: a burst of a hundred notifications
+        is one system call on the reactor, not a hundred opens and writes.
+        """
+        items = []
+        for notification in notifications:
+            item = {"id": self._next_id, **notification}
+            self._next_id += 1
+            self._items.append(item)
+            items.append(item)
+        if self.path is not None and items:
+            self._append(self.path, items)
+        return items
+
+    def _append(self, path: str, items: Sequence[dict[str, Any]]) -> None:
+        lines = b"".join(
+            (json.dumps(item, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+            for item in items
+        )
         try:
-            os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             try:
-                os.write(fd, line)
+                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            except FileNotFoundError:  # the first write, or the directory was removed
+                os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
+                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                os.write(fd, lines)
                 size = os.fstat(fd).st_size
             finally:
                 os.close(fd)
@@ -201,19 +218,24 @@ class NotificationCenter:
             self.stall_after,
         )
         self.state, fired = evaluate(self.state, facts, self.config, iso_utc(now) or "")
-        return [self._deliver(notification) for notification in fired]
+        return self._deliver(fired) if fired else []
 
-    def _deliver(self, notification: Notification) -> dict[str, Any]:
-        data = notification.to_json()
-        data["link"] = self.link
-        item = self.history.add(data)
-        self.hub.publish("notification", item)
-        for sender in self.senders:
-            try:
-                sender.send(item)
-            except Exception:
-                self.log.failure("A notification sender failed")
-        return item
+    def _deliver(self, fired: Sequence[Notification]) -> list[dict[str, Any]]:
+        items = self.history.add_all(
+            [{**notification.to_json(), "link": self.link} for notification in fired]
+        )
+        for item in items:
+            self.hub.publish("notification", item)
+            for sender in self.senders:
+                try:
+                    sender.send(item)
+                except Exception:
+                    self.log.failure("A notification sender failed")
+        return items
+
+
+#: The order of severities, least first: a coalesced message takes the worst of its parts.
+SEVERITY_RANK = {"info": 0, "success": 1, "warning": 2, "failure": 3}
 
 
 def apprise_type(severity: str) -> str:
@@ -228,14 +250,101 @@ def notification_body(item: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+class Burst:
+    """The notifications waiting for one target, folded per kind.
+
+    Per kind: how many fired and the latest of them, kinds in the order they
+    first fired. Its size is bounded by the number of kinds however many
+    notifications fire (at most ``max_kinds``; notifications of a kind beyond
+    that are only counted, in ``overflow``).
+    """
+
+    def __init__(self, max_kinds: int = MAX_WAITING_KINDS) -> None:
+        self.max_kinds = max_kinds
+        self.counts: dict[str, int] = {}
+        self.latest: dict[str, dict[str, Any]] = {}
+        self.overflow = 0
+
+    def __len__(self) -> int:
+        """Notifications folded in, counted ones included."""
+        return sum(self.counts.values()) + self.overflow
+
+    def add(self, item: dict[str, Any]) -> None:
+        kind = str(item.get("kind", ""))
+        if kind not in self.counts and len(self.counts) >= self.max_kinds:
+            self.overflow += 1
+            return
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+        self.latest[kind] = item
+
+
+def digest(burst: Burst) -> tuple[str, str, str]:
+    """``(title, body, severity)`` of one message saying everything in ``burst``.
+
+    One notification is sent as it is. Several become one message: the title
+    counts them; the body has a line per kind, the most severe first (a
+    kind that fired more than once says how often, and its latest message),
+    then the page's link. ``burst`` must not be empty.
+    """
+    items = list(burst.latest.values())
+    if len(burst) == 1:
+        only = items[0]
+        return str(only.get("title", "loopdash")), notification_body(only), str(only.get("severity", "info"))
+    worst = max(items, key=lambda item: SEVERITY_RANK.get(str(item.get("severity")), 0))
+    kinds = sorted(
+        burst.latest,
+        key=lambda kind: -SEVERITY_RANK.get(str(burst.latest[kind].get("severity")), 0),
+    )  # stable: kinds of one severity keep the order they first fired in
+    lines = []
+    for kind in kinds:
+        count, latest = burst.counts[kind], burst.latest[kind]
+        message = str(latest.get("message", ""))
+        lines.append(message if count == 1 else f"{count}x {kind.replace('_', ' ')}; the latest: {message}")
+    if burst.overflow:
+        lines.append(f"{burst.overflow} more of other kinds.")
+    link = next((item["link"] for item in reversed(items) if item.get("link")), None)
+    if link:
+        lines.append(str(link))
+    project = next((item["project"] for item in items if item.get("project")), None)
+    return (
+        f"{project or 'loopdash'}: {len(burst)} notifications",
+        "\n".join(lines),
+        str(worst.get("severity")),
+    )
+
+
+class Target:
+    """One Apprise target: its name for logs, its thread, and what waits for it.
+
+    At most one delivery is in flight (``busy``) at a time; what fires
+    meanwhile folds into ``waiting`` and leaves as the next message.
+    """
+
+    def __init__(self, name: str, apprise: Any) -> None:
+        self.name = name
+        self.apprise = apprise
+        self.waiting = Burst()
+        self.busy = False
+        #: Fires the deadline of the delivery in flight; None when none is.
+        self.deadline: IDelayedCall | None = None
+        #: The delivery thread's work: (title, body, notify type), or None to stop.
+        self.jobs: queue.SimpleQueue[tuple[str, str, str] | None] = queue.SimpleQueue()
+        self.thread: threading.Thread | None = None
+
+
 class AppriseSender(Service):
-    """Delivers notifications through Apprise, one target at a time per thread.
+    """Delivers notifications through Apprise: one thread per target, bursts coalesced.
 
     ``targets`` are Apprise URLs (``json://host/path``, ``slack://...``) or the
     paths of Apprise configuration files (text or YAML), each its own target
-    so one failing service does not hide another. Sends run in a pool of
-    :data:`SEND_THREADS` threads with a deadline of ``timeout`` seconds;
-    beyond :data:`MAX_PENDING_SENDS` waiting sends, new ones are dropped.
+    so one failing service does not hide another. Each target has one
+    thread of its own (started with the service, never on a send) and at
+    most one delivery in flight. What fires in one turn of the reactor, or
+    while a delivery is in flight, leaves as one message (see
+    :func:`digest`): a burst of a hundred failed iterations is one message,
+    not a hundred sends. A delivery that takes longer than ``timeout``
+    seconds counts as failed; its target stays busy until Apprise gives up
+    (its own connect and read timeouts).
     """
 
     log = Logger(namespace="loopdash.server.notify")
@@ -246,8 +355,6 @@ class AppriseSender(Service):
         urls: Sequence[str] = (),
         config_files: Sequence[str] = (),
         timeout: float = SEND_TIMEOUT,
-        threads: int = SEND_THREADS,
-        max_pending: int = MAX_PENDING_SENDS,
     ) -> None:
         import apprise  # only a daemon that notifies pays for the import
 
@@ -260,77 +367,114 @@ class AppriseSender(Service):
 
         self.reactor = reactor
         self.timeout = timeout
-        self.max_pending = max_pending
+        #: Deliveries in flight plus targets with notifications waiting.
         self.pending = 0
+        #: Messages delivered, and messages that failed (each may say several notifications).
         self.sent = 0
         self.failed = 0
-        self.dropped = 0
-        #: Dropped since the backlog last cleared.
-        self._dropped_now = 0
+        #: Notifications handed to send(), per target.
+        self.notifications = 0
         #: Targets whose last send failed (their failures are logged once).
         self.failing: set[str] = set()
-        self.targets: list[tuple[str, Any]] = []
+        self._flush_call: IDelayedCall | None = None
+        # Apprise's defaults run each delivery in a shared pool of its own
+        # threads, under a deadline (60 s): a second thread per send, and
+        # threads started in bursts. Our thread per target is already off
+        # the reactor and has its own deadline, so Apprise runs in it.
+        asset = apprise.AppriseAsset(async_mode=False, service_timeout=0)
+        self.targets: list[Target] = []
         for url in urls:
-            target = apprise.Apprise()
+            target = apprise.Apprise(asset=asset)
             if not target.add(url):
                 raise ValueError(f"not a notification URL Apprise understands: {redact_url(url)}")
-            self.targets.append((redact_url(url), target))
+            self.targets.append(Target(redact_url(url), target))
         for path in config_files:
-            config = apprise.AppriseConfig()
+            config = apprise.AppriseConfig(asset=asset)
             if not config.add(path):
                 raise ValueError(f"cannot read the notification config {path}")
-            target = apprise.Apprise()
+            target = apprise.Apprise(asset=asset)
             target.add(config)
-            self.targets.append((path, target))
-        self.pool = ThreadPool(minthreads=0, maxthreads=threads, name="loopdash-notify")
+            self.targets.append(Target(path, target))
 
     def startService(self) -> None:
         Service.startService(self)
-        self.pool.start()
+        for target in self.targets:
+            if target.thread is None:
+                # A daemon thread: a delivery hung on a dead service never holds up the exit.
+                target.thread = threading.Thread(
+                    target=self._work, args=(target,), name="loopdash-notify", daemon=True
+                )
+                target.thread.start()
 
     def stopService(self) -> None:
         Service.stopService(self)
-        # Do not wait for a hung delivery: the threads are daemon-like workers of our own pool.
-        self.pool.stop()
+        if self._flush_call is not None and self._flush_call.active():
+            self._flush_call.cancel()
+        for target in self.targets:
+            target.jobs.put(None)  # ends the thread after the delivery in flight, if any
+            target.thread = None
 
     def send(self, notification: dict[str, Any]) -> None:
-        title = str(notification.get("title", "loopdash"))
-        body = notification_body(notification)
-        kind = apprise_type(str(notification.get("severity", "info")))
-        for name, target in self.targets:
-            if self.pending >= self.max_pending:
-                self.dropped += 1
-                self._dropped_now += 1
-                if self._dropped_now == 1:  # said once per backlog, not once per notification
-                    self.log.warn(
-                        "Notifications dropped: {pending} deliveries already waiting (slow services?)",
-                        pending=self.pending,
-                    )
-                continue
-            self.pending += 1
-            sending: Deferred[bool] = deferToThreadPool(
-                self.reactor, self.pool, target.notify, body=body, title=title, notify_type=kind
-            )
-            sending.addTimeout(self.timeout, self.reactor)
-            sending.addBoth(self._done, name)
+        """Fold ``notification`` into each target's next message; sent after this turn."""
+        for target in self.targets:
+            if not target.waiting and not target.busy:
+                self.pending += 1
+            target.waiting.add(notification)
+            self.notifications += 1
+        if self._flush_call is None or not self._flush_call.active():
+            # Later in this turn of the reactor: the rest of a burst joins the message.
+            self._flush_call = self.reactor.callLater(0, self._flush_all)
 
-    def _done(self, result: object, name: str) -> None:
-        self.pending -= 1
-        if self.pending == 0 and self._dropped_now:
-            self.log.info("The notification backlog cleared; {count} were dropped", count=self._dropped_now)
-            self._dropped_now = 0
-        # Apprise answers a bool, or (2.x) an AppriseResult that is true on success.
-        if not isinstance(result, Failure) and bool(result):
+    def _flush_all(self) -> None:
+        for target in self.targets:
+            self._flush(target)
+
+    def _flush(self, target: Target) -> None:
+        if target.busy or not target.waiting or not self.running:
+            return
+        title, body, severity = digest(target.waiting)
+        target.waiting = Burst()
+        target.busy = True
+        target.deadline = self.reactor.callLater(self.timeout, self._timed_out, target)
+        target.jobs.put((title, body, apprise_type(severity)))
+
+    def _work(self, target: Target) -> None:
+        """The target's thread: deliver each job, and tell the reactor how it went."""
+        while (job := target.jobs.get()) is not None:
+            title, body, kind = job
+            outcome: bool | str
+            try:
+                # Apprise answers a bool, or (2.x) an AppriseResult that is true on success.
+                outcome = bool(target.apprise.notify(body=body, title=title, notify_type=kind))
+            except Exception as e:
+                outcome = f"{type(e).__name__}: {e}"
+            self.reactor.callFromThread(self._returned, target, outcome)
+
+    def _timed_out(self, target: Target) -> None:
+        target.deadline = None
+        self._record(target, "timed out")
+
+    def _returned(self, target: Target, outcome: bool | str) -> None:
+        target.busy = False
+        if target.deadline is not None:  # else it was counted when its deadline passed
+            target.deadline.cancel()
+            target.deadline = None
+            self._record(target, outcome)
+        if target.waiting:
+            self._flush(target)
+        else:
+            self.pending -= 1
+
+    def _record(self, target: Target, outcome: bool | str) -> None:
+        name = target.name
+        if outcome is True:
             self.sent += 1
             if name in self.failing:
                 self.failing.discard(name)
                 self.log.info("Notifications to {target} work again", target=name)
             return
         self.failed += 1
-        if isinstance(result, Failure):
-            reason = "timed out" if result.check(TimeoutError) else result.getErrorMessage()
-        else:
-            reason = "the service refused it or could not be reached"
+        reason = "the service refused it or could not be reached" if outcome is False else outcome
         if name not in self.failing:
             self.failing.add(name)
             self.log.warn("Notification to {target} failed: {reason}", target=name, reason=reason)
