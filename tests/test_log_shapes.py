@@ -375,3 +375,41 @@ def test_entry_patterns_find_what_the_grammar_finds(
         if end:
             below = [offset for offset in expected if data.rfind(b"\n", offset, end) != -1]
             assert fmt.count(data, end, first) == (len(below), below[-1] if below else -1), name
+
+
+def _cut_at_section_line_by_line(body: list[str], level: int) -> list[str]:
+    """The rule for where an entry's body ends, as it was first written (a loop
+    over lines): the reference the one-regex version is held to."""
+    fenced = False
+    for index, line in enumerate(body):
+        first = line[:1]
+        if first not in "#`~ \t" or not first:
+            continue
+        if line.lstrip().startswith(("```", "~~~")):
+            fenced = not fenced
+            continue
+        match = None if fenced or first != "#" else re.match(r"^(#{1,6})[ \t]", line)
+        if match and len(match.group(1)) <= level:
+            return body[:index]
+    return body
+
+
+BODY_LINES = st.tuples(
+    st.sampled_from(["", " ", "\t", "  ", " \u00a0", "\u00a0", "#", "##", "###", "####", "#######", "x"]),
+    st.sampled_from(["", " ", "\t", "```", "~~~", "``", "`", "~~", "```py", "Codebase Patterns", "é", "\r"]),
+).map("".join)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    lines=st.lists(BODY_LINES, max_size=14), level=st.integers(min_value=2, max_value=3), crlf=st.booleans()
+)
+def test_an_entry_body_ends_where_the_line_rule_ends_it(lines: list[str], level: int, crlf: bool) -> None:
+    header = "#" * level + " 2026-01-10 - US-1"
+    text = (("\r\n" if crlf else "\n").join([header, *lines]) + "\n").encode()
+    (entry,) = BY_NAME["dated-headers"].parse(text)
+    body = [line.rstrip("\r") for line in text.decode().split("\n")][1:]
+    expected = _cut_at_section_line_by_line(body, level)
+    while expected and (not expected[-1].strip() or expected[-1].strip() == "---"):
+        expected.pop()
+    assert list(entry.lines) == expected

@@ -28,7 +28,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from loopdash.loop.models import EntryDetails, LogEntry
 from loopdash.loop.parsing import LOG_HEADER_BYTES, parse_log_entries
@@ -168,10 +168,11 @@ class _DatedHeaders(_Regex):
         entries = []
         bounds = self.offsets(data, first=True) + [len(data)]
         for begin, end in zip(bounds, bounds[1:], strict=False):
-            lines = _lines(data[begin:end])
-            header = lines[0].lstrip("\ufeff")
+            text = data[begin:end].decode("utf-8", errors="replace")
+            newline = text.find("\n")
+            header = (text if newline < 0 else text[:newline]).rstrip("\r").lstrip("\ufeff")
             level = len(header) - len(header.lstrip("#"))
-            body = _cut_at_section(lines[1:], level)
+            body = [] if newline < 0 else _body_lines(text, newline + 1, level)
             timestamp, details = parse_header(header.lstrip("#").strip())
             status = details.status or _status_line(body)
             entries.append(LogEntry(timestamp, tuple(_trim(body)), _with_status(details, status)))
@@ -309,7 +310,7 @@ def parse_header(text: str) -> tuple[str, EntryDetails]:
     ids: tuple[str, ...] = ()
     match = _IDS.match(rest)
     if match:
-        ids = tuple(re.split(r"\s*(?:,|/|&|\+|\band\b)\s*", match.group("ids")))
+        ids = tuple(_ID_SEPARATOR.split(match.group("ids")))
         rest = rest[match.end() :]
     status = None
     # Only the end of the line is looked at: a status word is short, and a
@@ -329,16 +330,22 @@ def parse_header(text: str) -> tuple[str, EntryDetails]:
     return timestamp, EntryDetails(ids, title, status, normalise_time(timestamp))
 
 
+_ID_SEPARATOR = re.compile(r"\s*(?:,|/|&|\+|\band\b)\s*")
+_COMPACT_TIME = re.compile(r"(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})?(Z?)")
+_TWELVE_HOUR = re.compile(r"(.*\d)\s?([AaPp][Mm])(.*)")
+_DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
 def normalise_time(written: str) -> str | None:
     """A timestamp as ISO-8601: UTC with ``Z`` when it names an offset, else as local time."""
     raw = written.strip().replace("UTC", "Z").replace(" Z", "Z")
     if not raw:
         return None
-    compact = re.fullmatch(r"(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})?(Z?)", raw)
+    compact = _COMPACT_TIME.fullmatch(raw)
     if compact:
         y, mo, d, h, mi, s, z = compact.groups()
         raw = f"{y}-{mo}-{d}T{h}:{mi}:{s or '00'}{z}"
-    twelve = re.fullmatch(r"(.*\d)\s?([AaPp][Mm])(.*)", raw)
+    twelve = _TWELVE_HOUR.fullmatch(raw)
     try:
         if twelve:
             base, half, tail = twelve.groups()
@@ -348,8 +355,13 @@ def normalise_time(written: str) -> str | None:
             hour = moment.hour % 12 + (12 if half.lower() == "pm" else 0)
             moment = moment.replace(hour=hour)
             raw = moment.isoformat() + tail.strip()
-        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", raw):
-            datetime.strptime(raw, "%Y-%m-%d")
+        if _DATE_ONLY.fullmatch(raw):
+            # A check that it is a real day; fromisoformat is C, strptime is not
+            # (and reads other scripts' digits, which fromisoformat refuses).
+            if raw.isascii():
+                date.fromisoformat(raw)
+            else:
+                datetime.strptime(raw, "%Y-%m-%d")
             return raw
         if raw.endswith(("Z", "z")):
             raw = raw[:-1] + "+00:00"
@@ -365,8 +377,13 @@ def normalise_time(written: str) -> str | None:
 
 
 def _lines(data: bytes) -> list[str]:
+    return _split(data.decode("utf-8", errors="replace"))
+
+
+def _split(text: str) -> list[str]:
     # Newlines only, as the index splits; a CR before one is line-ending, not content.
-    return [line.rstrip("\r") for line in data.decode("utf-8", errors="replace").split("\n")]
+    lines = text.split("\n")
+    return [line.rstrip("\r") for line in lines] if "\r" in text else lines
 
 
 def _trim(lines: list[str]) -> list[str]:
@@ -375,29 +392,26 @@ def _trim(lines: list[str]) -> list[str]:
     return lines
 
 
-_SECTION = re.compile(r"^(#{1,6})[ \t]")
+#: The lines that matter to where an entry's body ends, from the newline before
+#: them: a fence (``` or ~~~, perhaps indented) or a Markdown header (group 1,
+#: its ``#``s). One regex over the body finds them in C (the newline is a
+#: literal prefix it skips to); every other line costs nothing in Python.
+_FENCE_OR_SECTION = re.compile(r"\n(?:[ \t][^\S\n]*(?:```|~~~)|```|~~~|(#{1,6})[ \t])")
 
 
-def _cut_at_section(body: list[str], level: int) -> list[str]:
-    """The body up to a header of the entry's level or above that is not an entry
-    (``## Codebase Patterns`` after the last entry is not part of it); deeper
-    ``###`` subsections belong to the entry. Fenced code is not scanned."""
+def _body_lines(text: str, start: int, level: int) -> list[str]:
+    """The lines of ``text[start:]`` (``start`` just past a newline) up to a header of the entry's ``level`` or
+    above that is not an entry (``## Codebase Patterns`` after the last entry is
+    not part of it); deeper ``###`` subsections belong to the entry. Fenced code
+    is not scanned: a ``#`` line in a fence is code."""
     fenced = False
-    for index, line in enumerate(body):
-        first = line[:1]
-        if first not in _SPECIAL:
-            continue  # most lines: one comparison, no regex
-        if line.lstrip().startswith(("```", "~~~")):
+    for match in _FENCE_OR_SECTION.finditer(text, start - 1):
+        hashes = match.group(1)
+        if hashes is None:
             fenced = not fenced
-            continue
-        match = None if fenced or first != "#" else _SECTION.match(line)
-        if match and len(match.group(1)) <= level:
-            return body[:index]
-    return body
-
-
-#: First characters of a line that may open a section or a fence (fences may be indented).
-_SPECIAL = frozenset("#`~ \t")
+        elif not fenced and len(hashes) <= level:
+            return _split(text[start : match.start() + 1])[:-1]
+    return _split(text[start:])
 
 
 def _status_line(body: list[str]) -> str | None:

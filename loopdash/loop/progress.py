@@ -366,7 +366,7 @@ class ProgressLog:
         return parsed[: stop - start]
 
     def _entries_cut(self, fd: int, start: int, stop: int, begin: int, end: int, cap: int) -> list[LogEntry]:
-        """Entries read one by one, each at most ``cap`` bytes."""
+        """Entries each at most ``cap`` bytes: in one read when none is longer, else one by one."""
         bounds = [begin]
         for entry in range(start + 1, stop):
             offset = self._offset_of(fd, entry)
@@ -374,6 +374,12 @@ class ProgressLog:
                 return []
             bounds.append(offset)
         bounds.append(end)
+        fmt = self._format
+        if fmt is not None and all(
+            last - first <= cap for first, last in zip(bounds, bounds[1:], strict=False)
+        ):
+            # One read and one parse for the page, not one of each per entry.
+            return fmt.parse(os.pread(fd, end - begin, begin))[: stop - start]
         out: list[LogEntry] = []
         for first, last in zip(bounds, bounds[1:], strict=False):
             size = max(last - first, 0)
