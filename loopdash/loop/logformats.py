@@ -42,7 +42,8 @@ _HEADER_START = rb"(?:\[?\d{4}-\d{2}-\d{2}|\[?\d{8}T\d|\[?\d{1,2}:\d{2}|(?i:iter
 # ``\n##`` is a literal prefix: the regex engine skips from one to the next in
 # C and tries the rest (in a lookahead) only there, not after every newline as
 # ``\n(?=#{2,3}[ \t]+...)`` did (twice as fast on a 50 MB log).
-_DATED_AFTER_NEWLINE = re.compile(rb"\n##(?=#?[ \t]+" + _HEADER_START + rb")")
+_DATED_PREFIX = b"\n##"
+_DATED_AFTER_NEWLINE = re.compile(re.escape(_DATED_PREFIX) + rb"(?=#?[ \t]+" + _HEADER_START + rb")")
 _DATED_AT_START = re.compile(rb"#{2,3}[ \t]+" + _HEADER_START)
 #: A line that begins with a timestamp, for logs without Markdown headers:
 #: ``(?:[-*][ \t]+)?\[?(?:\d{4}-\d{2}-\d{2}(?:[T ]\d{1,2}:\d{2}|\]|:|[ \t])|\d{8}T\d{4})``,
@@ -135,9 +136,15 @@ class _Regex(LogFormat):
         # findall in C counts; match objects only near the end, for the last one.
         count = len(self.after_newline.findall(data, 0, end))
         starts = self._starts(data, first)
+        if count:
+            return count + starts, self._last(data, end)
+        return int(starts), (0 if starts else -1)
+
+    def _last(self, data: bytes, end: int) -> int:
+        """Where the last header after a newline in ``data[:end]`` begins (there is one)."""
         last = -1
         window = _TAIL
-        while count and last < 0:
+        while last < 0:
             # Back from the end in windows 16 times wider each: a log of one-line
             # entries makes few match objects, a sparse one still ends its search.
             tail = max(end - window, 0)
@@ -147,9 +154,7 @@ class _Regex(LogFormat):
             if tail == 0:
                 break
             window <<= 4
-        if not count and starts:
-            last = 0
-        return count + starts, last
+        return last
 
     def found_in(self, data: bytes, first: bool) -> bool:
         """Whether ``data`` holds at least one header (stops at the first)."""
@@ -163,6 +168,16 @@ class _Regex(LogFormat):
 class _DatedHeaders(_Regex):
     after_newline = _DATED_AFTER_NEWLINE
     at_start = _DATED_AT_START
+
+    def _last(self, data: bytes, end: int) -> int:
+        # Only a line that begins with '##' may be one: back from the end by
+        # them (rfind, in C), not by a regex over the chunk's last kilobytes.
+        candidate = data.rfind(_DATED_PREFIX, 0, end)
+        while candidate >= 0:
+            if self.after_newline.match(data, candidate, end):
+                return candidate + 1
+            candidate = data.rfind(_DATED_PREFIX, 0, candidate)
+        return -1
 
     def parse(self, data: bytes) -> list[LogEntry]:
         entries = []
