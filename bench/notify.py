@@ -91,16 +91,22 @@ class Probe(threading.Thread):
 
 def stall_summary(path: str, since: float) -> str:
     """The reactor's stalls past the target while probed, from bench.stall_daemon's log:
-    how many, and the longest with its reactor thread's CPU and run-queue time in ms
-    (the rest of a stall is time blocked: the GIL, a lock, or the machine itself)."""
-    stalls = []
+    how many, the longest with its reactor thread's CPU and run-queue time in ms (the
+    rest of a stall is time blocked: the GIL, a lock, or the machine itself), and how
+    many garbage collections took as long."""
+    records = []
     if os.path.exists(path):
         with open(path) as f:
-            stalls = [r for r in map(json.loads, f) if r["at"] >= since and r["ms"] >= TARGET_MS]
+            records = [r for r in map(json.loads, f) if r["at"] >= since]
+    stalls = [r for r in records if r.get("ms", 0) >= TARGET_MS]
+    collections = sum(1 for r in records if r.get("gc_ms", 0) >= TARGET_MS)
     if not stalls:
-        return "0"
+        return f"0; GC {collections}"
     worst = max(stalls, key=lambda r: r["ms"])
-    return f"{len(stalls)} (longest {worst['ms']}: cpu {worst['cpu_ms']}, run queue {worst['runqueue_ms']})"
+    return (
+        f"{len(stalls)} (longest {worst['ms']}: cpu {worst['cpu_ms']}, run queue {worst['runqueue_ms']});"
+        f" GC {collections}"
+    )
 
 
 def one_run(name: str, target: str | None, args: argparse.Namespace, workdir: str) -> str:
@@ -178,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.failures} failed iterations in one burst; /api/health every 10 ms for {args.seconds:.0f} s")
     load = " ".join(f"{n:.2f}" for n in load_before), " ".join(f"{n:.2f}" for n in os.getloadavg())
     print(f"load average before: {load[0]}; after: {load[1]} (2 cores; other work makes stalls too)")
-    stalls = " reactor stalls >= 50 ms |" if args.stalls else ""
+    stalls = " reactor stalls >= 50 ms; GCs as long |" if args.stalls else ""
     print(
         f"| run | probes | median ms | p99 ms | longest ms | notifications | webhook saw |{stalls} < 50 ms |"
     )

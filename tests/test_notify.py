@@ -476,6 +476,26 @@ async def test_what_fires_during_a_delivery_leaves_as_the_next_message() -> None
 
 
 @pytest_twisted.ensureDeferred
+async def test_what_fires_before_the_sender_starts_leaves_when_it_does() -> None:
+    from twisted.internet import reactor
+
+    hook = Webhook()
+    port = listen(hook)
+    sender = AppriseSender(reactor, [f"json://127.0.0.1:{port.getHost().port}/hook"])
+    try:
+        sender.send(note("run_stalled"))
+        sender.send(note("run_stopped"))
+        await settle(reactor, 0.1)
+        assert (hook.received, sender.pending) == ([], 1)
+        sender.startService()
+        await until_idle(reactor, sender)
+        assert [posted["title"] for posted in hook.received] == ["demo: 2 notifications"]
+    finally:
+        sender.stopService()
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
 async def test_past_its_deadline_a_delivery_has_failed_and_the_target_waits_for_it() -> None:
     from twisted.internet import reactor
 

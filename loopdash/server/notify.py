@@ -400,11 +400,14 @@ class AppriseSender(Service):
         Service.startService(self)
         for target in self.targets:
             if target.thread is None:
+                # Each start its own queue: a thread of a previous start ends on its own.
+                target.jobs = queue.SimpleQueue()
                 # A daemon thread: a delivery hung on a dead service never holds up the exit.
                 target.thread = threading.Thread(
-                    target=self._work, args=(target,), name="loopdash-notify", daemon=True
+                    target=self._work, args=(target, target.jobs), name="loopdash-notify", daemon=True
                 )
                 target.thread.start()
+        self._flush_all()  # what fired before the start
 
     def stopService(self) -> None:
         Service.stopService(self)
@@ -438,9 +441,9 @@ class AppriseSender(Service):
         target.deadline = self.reactor.callLater(self.timeout, self._timed_out, target)
         target.jobs.put((title, body, apprise_type(severity)))
 
-    def _work(self, target: Target) -> None:
+    def _work(self, target: Target, jobs: queue.SimpleQueue[tuple[str, str, str] | None]) -> None:
         """The target's thread: deliver each job, and tell the reactor how it went."""
-        while (job := target.jobs.get()) is not None:
+        while (job := jobs.get()) is not None:
             title, body, kind = job
             outcome: bool | str
             try:
