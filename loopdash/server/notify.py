@@ -260,7 +260,7 @@ class Burst:
     """
 
     def __init__(self, max_kinds: int = MAX_WAITING_KINDS) -> None:
-        self.max_kinds = max_kinds
+        self.max_kinds = max(1, max_kinds)  # the first kind always has its line
         self.counts: dict[str, int] = {}
         self.latest: dict[str, dict[str, Any]] = {}
         self.overflow = 0
