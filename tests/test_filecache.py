@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from loopdash.cli.sample import RealRun, write_in_place
-from loopdash.loop.filecache import FileCache
+from loopdash.loop.filecache import FileCache, Parsed
 from loopdash.loop.models import RunMetrics
 from loopdash.loop.parsing import parse_metrics
 
@@ -243,3 +245,105 @@ def test_cache_keeps_at_most_max_entries(tmp_path: Any) -> None:
     assert parser.calls == 3
     cache.read(paths[0])  # evicted: parsed again
     assert parser.calls == 4
+
+
+# -- large files: a new version is parsed by the handoff, in another thread ------------------
+
+
+class ThreadHandoff:
+    """Runs each job in a thread of its own, and lands its outcome when the test says so."""
+
+    def __init__(self) -> None:
+        self.jobs: list[tuple[Callable[[], Parsed[Any]], Callable[[Parsed[Any]], None]]] = []
+        self.parsed_in: list[threading.Thread] = []
+
+    def __call__(self, job: Callable[[], Parsed[Any]], land: Callable[[Parsed[Any]], None]) -> None:
+        self.jobs.append((job, land))
+
+    def finish(self) -> None:
+        """Run the oldest job in a worker thread, then land it here (the reading thread)."""
+        job, land = self.jobs.pop(0)
+        outcome: list[Parsed[Any]] = []
+        worker = threading.Thread(target=lambda: outcome.append(job()), name="test-parse")
+        worker.start()
+        worker.join(10)
+        land(outcome[0])
+
+
+class ThreadNoting(CountingParser):
+    def __init__(self, handoff: ThreadHandoff) -> None:
+        super().__init__()
+        self.handoff = handoff
+
+    def __call__(self, data: bytes) -> RunMetrics:
+        self.handoff.parsed_in.append(threading.current_thread())
+        return super().__call__(data)
+
+
+def test_a_large_files_first_reading_is_parsed_in_the_read(run: RealRun) -> None:
+    handoff = ThreadHandoff()
+    cache = FileCache(ThreadNoting(handoff), handoff=handoff, inline_bytes=10)
+    run.write_metrics(run.started_at + timedelta(minutes=5))
+    assert cache.read(metrics_path(run)).value is not None  # nothing known yet: a false "nothing"
+    assert handoff.jobs == [] and handoff.parsed_in == [threading.current_thread()]
+
+
+def test_a_new_version_of_a_large_file_is_parsed_off_the_reading_thread(run: RealRun) -> None:
+    handoff = ThreadHandoff()
+    parser = ThreadNoting(handoff)
+    cache = FileCache(parser, handoff=handoff, inline_bytes=10)
+    path = metrics_path(run)
+    run.write_metrics(run.started_at + timedelta(minutes=5))
+    old = cache.read(path)
+    run.add_iteration("US-002", "More", run.started_at + timedelta(minutes=6), 60000)
+    run.write_metrics(run.started_at + timedelta(minutes=7))
+    bump_mtime(path, 1)
+    for _ in range(3):
+        reading = cache.read(path)
+        # The last good reading until the job lands, and one job however many reads.
+        assert (reading.value, reading.identity, reading.error) == (old.value, old.identity, None)
+        assert reading.mtime == os.stat(path).st_mtime
+    assert len(handoff.jobs) == 1 and parser.calls == 1
+    handoff.finish()
+    assert [t.name for t in handoff.parsed_in] == [threading.current_thread().name, "test-parse"]
+    new = cache.read(path)
+    assert new.value is not None and new.value.total_iterations == 2
+    assert new.identity != old.identity and handoff.jobs == []
+
+
+def test_a_small_file_is_parsed_in_the_read_even_with_a_handoff(run: RealRun) -> None:
+    handoff = ThreadHandoff()
+    cache = FileCache(parse_metrics, handoff=handoff, inline_bytes=1 << 20)
+    path = metrics_path(run)
+    run.write_metrics(run.started_at + timedelta(minutes=5))
+    cache.read(path)
+    run.add_iteration("US-002", "More", run.started_at + timedelta(minutes=6), 60000)
+    run.write_metrics(run.started_at + timedelta(minutes=7))
+    bump_mtime(path, 1)
+    reading = cache.read(path)
+    assert reading.value is not None and reading.value.total_iterations == 2 and handoff.jobs == []
+
+
+def test_a_large_file_whose_job_failed_keeps_its_reading_and_is_not_parsed_again_until_it_changes(
+    run: RealRun,
+) -> None:
+    handoff = ThreadHandoff()
+    reports = Reports()
+    now = [0.0]
+    cache = FileCache(
+        parse_metrics, reports, grace=5.0, clock=lambda: now[0], handoff=handoff, inline_bytes=1
+    )
+    path = metrics_path(run)
+    run.write_metrics(run.started_at + timedelta(minutes=5))
+    good = cache.read(path).value
+    write_in_place(path, "{" * 20)
+    bump_mtime(path, 1)
+    cache.read(path)
+    handoff.finish()
+    now[0] += 10.0  # bad for longer than the grace: news
+    for _ in range(3):
+        assert cache.read(path).value is good
+    assert handoff.jobs == [] and len(reports.seen) == 1
+    bump_mtime(path, 2)
+    cache.read(path)  # a new version: one more job
+    assert len(handoff.jobs) == 1

@@ -7,8 +7,10 @@ truncated flag, bytes under the budget), never a timing.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,6 +20,7 @@ from twisted.internet.protocol import Protocol
 
 from loopdash.cli.sample import RealRun, progress_entry, write_in_place, write_prd
 from loopdash.derive.changes import MAX_ITEM_EVENTS
+from loopdash.loop.filecache import INLINE_PARSE_BYTES
 from loopdash.loop.parsing import MAX_JSON_DEPTH, ParseError, load_json_object
 from loopdash.server.stream import PAUSED_QUEUE_BYTES, REPLAY_BYTES, REPLAY_EVENTS
 from tests.conftest import DaemonFactory
@@ -105,6 +108,46 @@ async def test_k_stories_changing_are_k_story_updated_events(
     assert "gap" not in status.data
     kinds = [m.type for m in stream.messages if m.type is not None]
     assert kinds.count("story_updated") == MAX_ITEM_EVENTS and "stories_reset" not in kinds
+    stream.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_large_plan_rewritten_is_parsed_in_the_worker_while_the_reactor_answers(
+    daemon_factory: DaemonFactory, tmp_path: Any
+) -> None:
+    path = os.path.join(str(tmp_path), "large")
+    count = 4000
+    _project(path, stories=count)
+    assert os.path.getsize(os.path.join(path, "prd.json")) > INLINE_PARSE_BYTES
+    daemon = await daemon_factory(path, **FAST)
+    parses = daemon.dashboard.watcher.parses
+    assert parses is not None and parses.jobs == 0  # the first reading was parsed at start
+    stream = await open_stream(daemon)
+    await stream.next_of_type("status_update")
+    # The parse worker is kept busy until the test says so: a parse handed off
+    # waits, so anything answered meanwhile was answered without it.
+    gate = threading.Event()
+    parses.pool.callInThread(gate.wait, 30)
+    thresholds = gc.get_threshold()
+    try:
+        write_prd(path, [_story(n, True) for n in range(count)])
+        await _until(lambda: parses.jobs == 1)
+        await settle(daemon.dashboard.watcher.clock, 0.2)  # polls go on: still one job
+        assert parses.jobs == 1
+        assert (await daemon.get("/api/health")).code == 200
+        # The last good reading, not a blank plan, while the new one is parsed.
+        assert (await daemon.get("/api/stories")).json()["completed"] == 0
+        assert (await daemon.get("/api/status")).json()["total_stories"] == count
+        assert "stories_reset" not in [m.type for m in stream.messages]
+    finally:
+        gate.set()
+    reset = await stream.next_of_type("stories_reset")
+    status = await stream.next()
+    assert reset.data["data"] == {"changed": count, "total": count, "completed": count}
+    assert status.type == "status_update" and status.data["gap"] is True
+    assert (await daemon.get("/api/stories")).json()["completed"] == count
+    # Full collections were held off for the parse only: the threshold is back.
+    assert gc.isenabled() and gc.get_threshold() == thresholds
     stream.close()
 
 

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from loopdash.cli.sample import SAMPLE_STORIES, RealRun, write_prd
 from loopdash.derive.status import metrics_payload, run_detail_json, stories_payload
+from loopdash.loop import parsing
 from loopdash.loop.models import LogEntry, Prd, RunMetrics, RunSummary
 from loopdash.loop.parsing import (
     ParseError,
@@ -750,3 +751,68 @@ def test_log_entries_count_is_the_number_of_header_lines(lines: list[str]) -> No
     assert len(entries) == sum(1 for line in lines if line.startswith("### Iteration:"))
     for entry in entries:
         assert not entry.lines or entry.lines[-1].strip() not in ("", "---")
+
+
+# -- a long JSON text, decoded in many short calls -----------------------------------------
+
+
+def _decoded(decode: Callable[[str], object], text: str) -> object:
+    """The value, or the error as json reports it (message and position)."""
+    try:
+        return ("value", decode(text))
+    except json.JSONDecodeError as e:
+        return ("error", e.msg, e.pos)
+    except ParseError as e:
+        return ("parse error", str(e))
+
+
+def _chunked(levels: int) -> Callable[[str], object]:
+    decoder = json.JSONDecoder(parse_constant=parsing._reject_constant, parse_float=parsing._finite_float)
+    return lambda text: parsing._ChunkedDecoder(text, decoder, levels).decode()
+
+
+def _whole(text: str) -> object:
+    return json.JSONDecoder(
+        parse_constant=parsing._reject_constant, parse_float=parsing._finite_float
+    ).decode(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    json_values,
+    st.sampled_from([None, 0, 2]),
+    st.sampled_from([(",", ":"), (", ", ": "), (" ,\n", " :\t")]),
+    st.integers(min_value=0, max_value=3),
+)
+def test_a_long_text_decodes_in_chunks_to_what_json_decodes(
+    value: object, indent: int | None, separators: tuple[str, str], levels: int
+) -> None:
+    text = " \n" + json.dumps(value, indent=indent, separators=separators) + "\r\n"
+    assert _decoded(_chunked(levels), text) == _decoded(_whole, text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_values, st.data(), st.integers(min_value=1, max_value=3))
+def test_a_broken_long_text_fails_in_chunks_where_json_fails(value: object, data: Any, levels: int) -> None:
+    text = json.dumps({"items": [value, {"k": value}]})
+    at = data.draw(st.integers(min_value=0, max_value=len(text)))
+    broken = data.draw(
+        st.sampled_from(
+            [text[:at], text[:at] + "," + text[at:], text[:at] + "}" + text[at:], text[:at] + text[at + 1 :]]
+        )
+    )
+    assert _decoded(_chunked(levels), broken) == _decoded(_whole, broken)
+
+
+def test_a_plan_over_the_chunk_size_parses_to_the_same_stories() -> None:
+    items = [
+        {"id": f"US-{n:05d}", "title": f"Story {n}", "passes": n % 2 == 0, "priority": 1.5}
+        for n in range(4000)
+    ]
+    data = json.dumps({"project": "big", "userStories": items}, indent=2).encode()
+    assert len(data) > parsing.CHUNKED_JSON_CHARS
+    prd = parse_prd(data)
+    assert [s.id for s in prd.stories] == [i["id"] for i in items]
+    assert prd.completed == 2000
+    with pytest.raises(ParseError):
+        parse_prd(data.replace(b"1.5", b"1e999", 1))  # the number rules hold in chunks too

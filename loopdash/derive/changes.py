@@ -34,6 +34,10 @@ class Observation:
     current_finished: bool
     iterations: tuple[Iteration, ...]
     log: LogState
+    #: ``stories``' ids and content hashes (:attr:`Prd.ids`, :attr:`Prd.story_hashes`,
+    #: computed with the parse), when known.
+    story_ids: tuple[str, ...] | None = None
+    story_hashes: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -183,6 +187,34 @@ def _story_changes(old: Sequence[Story], new: Sequence[Story]) -> tuple[list[Sto
     return updated, changed, removed > 0 or moved > 0
 
 
+def _plan_changes(old: Observation, new: Observation) -> tuple[list[Story], int, bool]:
+    """:func:`_story_changes`, in a few milliseconds for the usual rewrite of a large plan.
+
+    When both plans hold the same ids in the same order (nothing added,
+    removed or moved: a loop marking stories passing), the stories to send
+    are those whose content hash differs, compared position by position on
+    the hashes computed with the parse (:attr:`Prd.story_hashes`). Comparing
+    100,000 stories field by field took a tenth of a second in the reactor
+    thread. Equal hashes are taken for equal stories: a 64-bit collision
+    between a story and its own edit is not a risk worth a second pass.
+    """
+    if (
+        old.story_ids is not None
+        and new.story_ids is not None
+        and old.story_hashes is not None
+        and new.story_hashes is not None
+        and len(new.story_ids) == len(new.stories)
+        and old.story_ids == new.story_ids
+    ):
+        updated = [
+            story
+            for a, b, story in zip(old.story_hashes, new.story_hashes, new.stories, strict=True)
+            if a != b
+        ]
+        return updated, len(updated), False
+    return _story_changes(old.stories, new.stories)
+
+
 def diff(old: Observation, new: Observation, max_items: int = MAX_ITEM_EVENTS) -> list[Change]:
     """The changes from ``old`` to ``new``, in the order a client should apply them.
 
@@ -208,7 +240,7 @@ def diff(old: Observation, new: Observation, max_items: int = MAX_ITEM_EVENTS) -
             changes.extend(IterationAdded(new.current_run, iteration) for iteration in added)
 
     if old.stories is not new.stories:  # the same parsed plan: nothing to compare
-        updated, changed, reset = _story_changes(old.stories, new.stories)
+        updated, changed, reset = _plan_changes(old, new)
         if reset or changed > max_items:
             completed = sum(1 for s in new.stories if s.passes)
             changes.append(StoriesReset(changed, len(new.stories), completed))

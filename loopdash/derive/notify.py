@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from operator import attrgetter
 from typing import Any
 
 from loopdash.derive.status import DEFAULT_STALL_AFTER as DEFAULT_STALL_AFTER  # one source, re-exported
@@ -120,6 +121,10 @@ class RuleState:
     run_id: str | None = None
     iterations_seen: int = 0
     passing: frozenset[str] = field(default_factory=frozenset)
+    #: The plan ``passing`` was taken from: the same tuple again (no new plan
+    #: parsed) has nothing new passing, and 100,000 stories are not looked at
+    #: again on every poll.
+    stories: tuple[Story, ...] = field(default=(), compare=False, repr=False)
 
 
 def run_state(status: Mapping[str, Any], now: float, stall_after: float, finished: bool) -> str:
@@ -251,12 +256,19 @@ def evaluate(
                     f"Run {run} has cost {_money(facts.cost)} of its {_money(budget)} budget.",
                 )
 
-    passing = frozenset(s.id for s in facts.stories if s.passes)
+    # Which stories pass matters only to story_completed (off by default), and a
+    # plan already looked at has nothing new passing: 100,000 stories are not
+    # gone through again on every poll.
+    same_plan = state.started and facts.stories is state.stories
+    if same_plan or "story_completed" not in config.kinds:
+        passing = state.passing
+    else:
+        passing = frozenset(s.id for s in facts.stories if s.passes)
     same_run = run == state.run_id
     seen = state.iterations_seen if same_run else 0
     if not state.started:
         # The baseline: remember what is true, say nothing.
-        return RuleState(True, frozenset(conditions), run, len(facts.iterations), passing), []
+        return RuleState(True, frozenset(conditions), run, len(facts.iterations), passing, facts.stories), []
 
     # Warnings before the condition they lead to, then events in time order.
     order = {"budget_warning": 0, "budget_exceeded": 1}
@@ -277,7 +289,7 @@ def evaluate(
                 + " failed.",
                 failed_on,
             )
-    for done in facts.stories:
+    for done in () if passing is state.passing else facts.stories:
         if done.passes and done.id not in state.passing:
             note(
                 "story_completed",
@@ -291,8 +303,12 @@ def evaluate(
         run_id=run,
         iterations_seen=len(facts.iterations),
         passing=passing,
+        stories=facts.stories,
     )
     return new_state, out
+
+
+_passes = attrgetter("passes")
 
 
 def facts_from(
@@ -305,7 +321,12 @@ def facts_from(
     stall_after: float,
 ) -> Facts:
     """The facts of one observation: its execution status, plan and current run."""
-    finished = has_summary or (bool(stories) and all(s.passes for s in stories))
+    total, completed = status.get("total_stories"), status.get("completed_stories")
+    if isinstance(total, int) and isinstance(completed, int) and total == len(stories):
+        every_story_passes = total > 0 and completed == total  # counted once per plan, not per poll
+    else:
+        every_story_passes = bool(stories) and all(map(_passes, stories))
+    finished = has_summary or every_story_passes
     current = status.get("current_story")
     story: tuple[str, str | None] | None = None
     if isinstance(current, Mapping) and isinstance(current.get("id"), str):

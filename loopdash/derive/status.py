@@ -121,36 +121,8 @@ def stories_payload(prd: Prd | None) -> JSONObject:
 
 
 def next_story(prd: Prd) -> Story | None:
-    """The story a running loop works on: first by priority (then file order)
-    that does not pass and whose dependencies all pass. A story the plan itself
-    marks in progress comes first; numeric priorities before priority words
-    (``critical`` ... ``low``, ordered by rank), then stories with neither.
-
-    A dependency that names no story in the plan does not block: a typo in
-    prd.json should not make the dashboard claim the loop is idle.
-    """
-    passing = {s.id for s in prd.stories if s.passes}
-    known = {s.id for s in prd.stories}
-    # The first eligible story in that order is the least eligible one: one pass,
-    # not a sort of the whole plan (100,000 stories, every status derivation).
-    best: Story | None = None
-    best_key: tuple[bool, bool, float, bool, float, int] | None = None
-    for index, story in enumerate(prd.stories):
-        if story.passes:
-            continue
-        if not all(dep in passing or dep not in known for dep in story.dependencies):
-            continue
-        key = (
-            story.state != "in_progress",
-            story.priority is None,
-            story.priority or 0.0,
-            story.rank is None,
-            story.rank or 0.0,
-            index,
-        )
-        if best_key is None or key < best_key:
-            best, best_key = story, key
-    return best
+    """The story a running loop works on (see :attr:`Prd.next_story`: computed once per plan)."""
+    return prd.next_story
 
 
 # -- metrics -------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 JSONValue = Any
@@ -48,9 +49,71 @@ class Prd:
     project: str | None
     stories: tuple[Story, ...]
 
-    @property
+    # A plan can hold 100,000 stories, and the status is derived every poll and
+    # every second: what is O(stories) is computed once per parsed plan (cached
+    # on the value, which never changes), by the parse itself where that runs in
+    # a worker thread (see ``warm``).
+
+    @cached_property
     def completed(self) -> int:
+        """How many stories pass."""
         return sum(1 for s in self.stories if s.passes)
+
+    @cached_property
+    def next_story(self) -> Story | None:
+        """The story a running loop works on: first by priority (then file order)
+        that does not pass and whose dependencies all pass. A story the plan itself
+        marks in progress comes first; numeric priorities before priority words
+        (``critical`` ... ``low``, ordered by rank), then stories with neither.
+
+        A dependency that names no story in the plan does not block: a typo in
+        prd.json should not make the dashboard claim the loop is idle.
+        """
+        passing = {s.id for s in self.stories if s.passes}
+        known = {s.id for s in self.stories}
+        # The first eligible story in that order is the least eligible one: one pass,
+        # not a sort of the whole plan.
+        best: Story | None = None
+        best_key: tuple[bool, bool, float, bool, float, int] | None = None
+        for index, story in enumerate(self.stories):
+            if story.passes:
+                continue
+            if not all(dep in passing or dep not in known for dep in story.dependencies):
+                continue
+            key = (
+                story.state != "in_progress",
+                story.priority is None,
+                story.priority or 0.0,
+                story.rank is None,
+                story.rank or 0.0,
+                index,
+            )
+            if best_key is None or key < best_key:
+                best, best_key = story, key
+        return best
+
+    @cached_property
+    def story_hashes(self) -> tuple[int, ...]:
+        """Each story's hash (of every field): equal hashes, the same story as far as a diff cares.
+
+        Comparing two plans' hashes position by position is a few milliseconds
+        for 100,000 stories, where comparing the stories field by field took a
+        tenth of a second (the watcher does it in the reactor thread).
+        """
+        return tuple(map(hash, self.stories))
+
+    @cached_property
+    def ids(self) -> tuple[str, ...]:
+        """The stories' ids, in file order (what commit messages are matched against)."""
+        return tuple(s.id for s in self.stories)
+
+    def warm(self) -> Prd:
+        """The plan with its derived facts computed now (in the thread that parsed it)."""
+        self.completed  # noqa: B018 -- computed for its cache
+        self.next_story  # noqa: B018
+        self.story_hashes  # noqa: B018
+        self.ids  # noqa: B018
+        return self
 
 
 @dataclass(frozen=True)

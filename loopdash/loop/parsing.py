@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -55,6 +56,11 @@ _ITERATION_CORE_KEYS = frozenset(
 MAX_JSON_DEPTH = 64
 
 
+#: JSON texts longer than this are decoded in many short calls (see :func:`loads`).
+CHUNKED_JSON_CHARS = 256 * 1024
+_WHITESPACE = re.compile(r"[ \t\n\r]*")
+
+
 class ParseError(ValueError):
     """The bytes are not (yet) a readable file of the expected kind."""
 
@@ -71,6 +77,93 @@ def _finite_float(literal: str) -> float:
     return value
 
 
+def loads(text: str) -> object:
+    """``json.loads(text)`` with our number rules; a long text in many short C calls.
+
+    The C decoder holds the GIL for the whole of one call: 23 MB of plan is a
+    quarter of a second in which no other thread runs, so a parse in a worker
+    thread still froze the reactor. A text over :data:`CHUNKED_JSON_CHARS` has
+    its two outer levels of containers walked here and each value below them
+    (a story, an iteration) decoded by the C decoder on its own: the same
+    value, the same errors (:class:`json.JSONDecodeError` at the same place),
+    with a chance for other threads between values.
+    """
+    decoder = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
+    if len(text) <= CHUNKED_JSON_CHARS:
+        return decoder.decode(text)
+    return _ChunkedDecoder(text, decoder).decode()
+
+
+class _ChunkedDecoder:
+    """One long JSON text: the outer ``levels`` of containers here, the values below in C."""
+
+    def __init__(self, text: str, decoder: json.JSONDecoder, levels: int = 2) -> None:
+        self.text = text
+        self.decoder = decoder
+        self.levels = levels
+
+    def decode(self) -> object:
+        value, end = self._value(0, 0)
+        end = self._skip(end)
+        if end != len(self.text):
+            raise json.JSONDecodeError("Extra data", self.text, end)
+        return value
+
+    def _skip(self, index: int) -> int:
+        match = _WHITESPACE.match(self.text, index)
+        assert match is not None  # the pattern matches the empty string
+        return match.end()
+
+    def _value(self, index: int, depth: int) -> tuple[object, int]:
+        index = self._skip(index)
+        if depth < self.levels and self.text.startswith("[", index):
+            return self._array(index + 1, depth + 1)
+        if depth < self.levels and self.text.startswith("{", index):
+            return self._object(index + 1, depth + 1)
+        value: object
+        value, end = self.decoder.raw_decode(self.text, index)
+        return value, end
+
+    def _array(self, index: int, depth: int) -> tuple[list[object], int]:
+        items: list[object] = []
+        index = self._skip(index)
+        if self.text.startswith("]", index):
+            return items, index + 1
+        while True:
+            item, index = self._value(index, depth)
+            items.append(item)
+            index = self._skip(index)
+            if self.text.startswith(",", index):
+                index += 1
+            elif self.text.startswith("]", index):
+                return items, index + 1
+            else:
+                raise json.JSONDecodeError("Expecting ',' delimiter", self.text, index)
+
+    def _object(self, index: int, depth: int) -> tuple[dict[str, object], int]:
+        members: dict[str, object] = {}
+        index = self._skip(index)
+        if self.text.startswith("}", index):
+            return members, index + 1
+        while True:
+            if not self.text.startswith('"', index):
+                raise json.JSONDecodeError(
+                    "Expecting property name enclosed in double quotes", self.text, index
+                )
+            key, index = self.decoder.raw_decode(self.text, index)
+            index = self._skip(index)
+            if not self.text.startswith(":", index):
+                raise json.JSONDecodeError("Expecting ':' delimiter", self.text, index)
+            members[key], index = self._value(index + 1, depth)
+            index = self._skip(index)
+            if self.text.startswith(",", index):
+                index = self._skip(index + 1)
+            elif self.text.startswith("}", index):
+                return members, index + 1
+            else:
+                raise json.JSONDecodeError("Expecting ',' delimiter", self.text, index)
+
+
 def load_json_object(data: bytes) -> JSONObject:
     """Decode a JSON object, raising ParseError for anything else."""
     try:
@@ -82,7 +175,7 @@ def load_json_object(data: bytes) -> JSONObject:
     if not text.strip():
         raise ParseError("empty file")
     try:
-        value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+        value = loads(text)
     except json.JSONDecodeError as e:
         raise ParseError(f"invalid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
     except ValueError as e:
@@ -295,9 +388,7 @@ def load_json_value(data: bytes) -> object:
         data = data[3:]
     if data.lstrip().startswith(b"["):
         try:
-            value: object = json.loads(
-                data.decode("utf-8"), parse_constant=_reject_constant, parse_float=_finite_float
-            )
+            value: object = loads(data.decode("utf-8"))
         except UnicodeDecodeError as e:
             raise ParseError(f"not UTF-8: {e.reason} at byte {e.start}") from None
         except json.JSONDecodeError as e:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from loopdash.loop.activity import FamilyRun, parse_metrics_jsonl, parse_status_file
-from loopdash.loop.filecache import FileCache, Reading, Reporter, _ignore, identity_of
+from loopdash.loop.filecache import FileCache, Handoff, Reading, Reporter, _ignore, identity_of
 from loopdash.loop.formats import Source, detect
 from loopdash.loop.models import Prd, RunMetrics, RunSummary
 from loopdash.loop.parsing import parse_metrics, parse_prd, parse_summary
@@ -101,6 +101,11 @@ def _summary_totals(data: bytes) -> _RowTotals:
     return _RowTotals(s.total_cost, s.total_iterations, s.success_count, s.failure_count, s.elapsed_time_s)
 
 
+def _parse_plan(data: bytes) -> Prd:
+    """A plan with what is O(stories) in it computed by the parse (in its thread, when handed off)."""
+    return parse_prd(data).warm()
+
+
 def _metrics_totals(data: bytes) -> _RowTotals:
     m = parse_metrics(data)
     return _RowTotals(m.total_cost, m.total_iterations, m.success_count, m.failure_count, m.elapsed_time_s)
@@ -178,7 +183,7 @@ class Project:
         self.prd_path = self.source.prd_path
         self.progress_path = self.source.progress_path
         self.runs_path = os.path.join(self.root, ".claude-loop", "runs")
-        self._prd = FileCache(parse_prd, report)
+        self._prd = FileCache(_parse_plan, report)
         # Full metrics are large (every iteration); keep a few runs' worth.
         self._metrics = FileCache(parse_metrics, report, max_entries=16)
         self._summaries = FileCache(parse_summary, report, max_entries=16)
@@ -190,6 +195,24 @@ class Project:
         self._jsonl_files = FileCache(parse_metrics_jsonl, report)
         self._runs_identity: tuple[int, int] | None = None
         self._run_ids: tuple[str, ...] = ()
+
+    def hand_off_large_parses(self, handoff: Handoff | None) -> None:
+        """Parse new versions of large files (plan, metrics, summaries, status files) via ``handoff``
+        (None: in the read again).
+
+        See :mod:`loopdash.loop.filecache`: a read then answers the last good
+        reading until the handoff lands the new one.
+        """
+        for cache in (
+            self._prd,
+            self._metrics,
+            self._summaries,
+            self._summary_rows,
+            self._metrics_rows,
+            self._status_files,
+            self._jsonl_files,
+        ):
+            cache.hand_off(handoff)
 
     # -- runs ------------------------------------------------------------------
 

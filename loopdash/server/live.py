@@ -337,7 +337,7 @@ class LiveProject:
     def plan_ids(self) -> tuple[str, ...]:
         """The plan's story ids, in file order (what commit messages are matched against)."""
         prd = self.snapshot().prd.value
-        return tuple(story.id for story in prd.stories) if prd is not None else ()
+        return prd.ids if prd is not None else ()
 
     def logs_body(self, offset: int, limit: int) -> bytes:
         """A page of log entries; call after :meth:`log_ready` has fired."""

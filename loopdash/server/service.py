@@ -326,6 +326,7 @@ def build_dashboard(config: DashboardConfig, reactor: Any) -> Dashboard:
         watched_interval=config.watched_poll_interval,
         stall_after=config.stall_after,
         git=git,
+        threads=reactor,
     )
     watcher.observers.append(notifications.observe)
     service.addService(watcher)

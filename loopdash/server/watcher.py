@@ -8,6 +8,7 @@ the fallback and the only mechanism where inotify is missing.
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 from collections.abc import Callable
@@ -16,8 +17,11 @@ from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet.task import LoopingCall
+from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.python.filepath import FilePath
+from twisted.python.threadpool import ThreadPool
 
 from loopdash.contract.codec import copied
 from loopdash.contract.shapes import IterationsResetAnswer, LogsResetAnswer, StoriesResetAnswer
@@ -50,6 +54,7 @@ from loopdash.derive.status import (
     log_appended_value,
     story_value,
 )
+from loopdash.loop.filecache import Parsed
 from loopdash.loop.gitrepo import Commit
 from loopdash.loop.project import Project, ProjectSnapshot
 from loopdash.metrics.meter import NULL_METER, Meter
@@ -88,7 +93,66 @@ def observe(
         current_finished=snapshot.summary.mtime is not None or status.get("state") == FINISHED,
         iterations=metrics.iterations if metrics is not None else (),
         log=snapshot.log,
+        story_ids=prd.ids if prd is not None else (),
+        story_hashes=prd.story_hashes if prd is not None else (),
     )
+
+
+class ParseThread:
+    """Large files' parses, one at a time, in a worker thread of their own (a filecache Handoff).
+
+    A 23 MB plan parses in seconds; in the reactor thread that is seconds
+    without an answer to anyone. One thread: parses queue behind each other,
+    so at most one large file's bytes and objects are being built at a time.
+    ``landed`` is called in the reactor thread after each outcome is handed back.
+    """
+
+    log = Logger(namespace="loopdash.server.watcher")
+
+    def __init__(self, reactor: Any, landed: Callable[[], None]) -> None:
+        self.reactor = reactor
+        self.landed = landed
+        self.pool = ThreadPool(minthreads=0, maxthreads=1, name="loopdash-parse")
+        #: Jobs handed off so far (for tests and metrics).
+        self.jobs = 0
+
+    def start(self) -> None:
+        self.pool.start()
+
+    def stop(self) -> None:
+        self.pool.stop()  # waits for a parse under way: at most one
+
+    def __call__(self, job: Callable[[], Parsed[Any]], land: Callable[[Parsed[Any]], None]) -> None:
+        self.jobs += 1
+
+        def landing(outcome: Parsed[Any]) -> None:
+            land(outcome)
+            self.landed()
+
+        def failed(failure: Failure) -> None:
+            self.log.failure("A parse in the worker thread failed", failure)
+
+        deferToThreadPool(self.reactor, self.pool, without_full_collections, job).addCallback(
+            landing
+        ).addErrback(failed)
+
+
+def without_full_collections(job: Callable[[], Parsed[Any]]) -> Parsed[Any]:
+    """``job()`` with no full garbage collection set off while it runs (young ones go on).
+
+    A 23 MB plan is a million containers while it is built: each full
+    collection set off meanwhile walked all of them, 150 to 400 ms holding the
+    GIL in whichever thread it ran, so the reactor stood still though the
+    parse was elsewhere. Young collections (what the reactor makes meanwhile)
+    still run; the one full collection due after walks the plan once. The
+    threshold is the process's (there is no other), put back as it was.
+    """
+    young, middle, old = gc.get_threshold()
+    gc.set_threshold(young, middle, 1 << 30)
+    try:
+        return job()
+    finally:
+        gc.set_threshold(young, middle, old)
 
 
 class Watcher(Service):
@@ -109,8 +173,12 @@ class Watcher(Service):
         watched_interval: float = WATCHED_POLL_INTERVAL,
         git: GitLive | None = None,
         stall_after: float = DEFAULT_STALL_AFTER,
+        threads: Any = None,
     ) -> None:
+        """``threads``: a reactor with threads, to parse large files off the reactor (None: inline)."""
         self.project = project
+        #: Where new versions of large files are parsed, when ``threads`` is given.
+        self.parses = None if threads is None else ParseThread(threads, self._parsed)
         self.stall_after = stall_after
         #: The project's git repository: refreshed on each poll and when HEAD or a ref changes.
         self.git = git
@@ -158,6 +226,9 @@ class Watcher(Service):
 
     def startService(self) -> None:
         Service.startService(self)
+        if self.parses is not None:
+            self.parses.start()
+            self.project.hand_off_large_parses(self.parses)
         if self.use_inotify:
             self._start_inotify()
         self.poll()  # the first observation, which also sets the watches and so the period
@@ -177,6 +248,14 @@ class Watcher(Service):
             self._wake_pending.cancel()
         self._stop_inotify()
         self.hub.stop()
+        if self.parses is not None:
+            self.project.hand_off_large_parses(None)
+            self.parses.stop()
+
+    def _parsed(self) -> None:
+        """A large file's new reading landed: the next snapshot sees it, the next poll diffs it."""
+        self.live.invalidate()
+        self._wake()
 
     def period(self) -> float:
         """Seconds until the next poll."""
