@@ -816,3 +816,12 @@ def test_a_plan_over_the_chunk_size_parses_to_the_same_stories() -> None:
     assert prd.completed == 2000
     with pytest.raises(ParseError):
         parse_prd(data.replace(b"1.5", b"1e999", 1))  # the number rules hold in chunks too
+
+
+@settings(max_examples=200, deadline=None)
+@given(json_values)
+def test_loads_past_the_chunk_size_gives_what_json_gives(value: object) -> None:
+    text = json.dumps({"items": [value, value], "other": value}, indent=1)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(parsing, "CHUNKED_JSON_CHARS", 0)  # every text is long
+        assert _decoded(parsing.loads, text) == _decoded(_whole, text)

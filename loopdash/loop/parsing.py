@@ -88,9 +88,18 @@ def loads(text: str) -> object:
     value, the same errors (:class:`json.JSONDecodeError` at the same place),
     with a chance for other threads between values.
     """
-    decoder = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
     if len(text) <= CHUNKED_JSON_CHARS:
-        return decoder.decode(text)
+        return json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float).decode(text)
+    # json shares equal keys within one call only; across the many calls here,
+    # 100,000 stories' keys were 700,000 strings (40 MB more at the peak).
+    keys: dict[str, str] = {}
+
+    def shared_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+        return {keys.setdefault(key, key): value for key, value in pairs}
+
+    decoder = json.JSONDecoder(
+        parse_constant=_reject_constant, parse_float=_finite_float, object_pairs_hook=shared_keys
+    )
     return _ChunkedDecoder(text, decoder).decode()
 
 
