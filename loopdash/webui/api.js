@@ -47,9 +47,25 @@ export class ApiError extends Error {
   }
 }
 
+/** Routes of the daemon as a whole: never below /api/projects/<id>/ (docs/projects.md). */
+const DAEMON_WIDE = /^api\/(projects|stream|health|openapi)(\/|$|\?)/;
+
 export class Api {
-  constructor(token) {
+  /** `projectId`: every per-project call goes to api/projects/<id>/...; null: the plain routes. */
+  constructor(token, projectId = null) {
     this.token = token;
+    this.projectId = projectId;
+  }
+
+  /** The same token, bound to one project of a multi-project daemon. */
+  forProject(projectId) {
+    return new Api(this.token, projectId);
+  }
+
+  /** `path` ('api/status', ...) as this client sends it: the project's own route when bound to one. */
+  route(path) {
+    if (this.projectId === null || DAEMON_WIDE.test(path) || !path.startsWith('api/')) return path;
+    return `api/projects/${encodeURIComponent(this.projectId)}/${path.slice(4)}`;
   }
 
   async request(method, path, params) {
@@ -61,7 +77,7 @@ export class Api {
     const query = params ? '?' + new URLSearchParams(params).toString() : '';
     let response;
     try {
-      response = await fetch(path + query, {
+      response = await fetch(this.route(path) + query, {
         method,
         cache: 'no-store',
         headers: {Authorization: `Bearer ${this.token}`, Accept: 'application/json'},

@@ -2,6 +2,7 @@
 // red past 100%), and what each story cost, from the current run's iterations.
 
 import {h, money, plural} from './dom.js';
+import {Routes} from './routes.js';
 
 /** Cost and iterations per story id of one run's iterations. */
 export function storyCosts(iterations) {
@@ -64,8 +65,9 @@ export class BudgetView {
 
 /** The "Cost by story" table of the current run, under the charts. */
 export class CostByStory {
-  constructor(container) {
+  constructor(container, routes = new Routes()) {
     this.container = container;
+    this.routes = routes;
   }
 
   update(iterations, titles) {
@@ -76,7 +78,7 @@ export class CostByStory {
     }
     const perDone = costPerCompletedStory(iterations);
     const rows = [...costs.entries()].sort((a, b) => b[1].cost - a[1].cost).map(([id, entry]) => h('tr', {},
-      h('th', {scope: 'row'}, id === '?' ? '(no story)' : h('a', {href: `#/stories/${encodeURIComponent(id)}`}, id),
+      h('th', {scope: 'row'}, id === '?' ? '(no story)' : h('a', {href: this.routes.story(id)}, id),
         titles.get(id) ? h('span', {class: 'muted'}, ` ${titles.get(id)}`) : null),
       h('td', {class: 'num'}, plural(entry.iterations, 'iteration')),
       h('td', {class: 'num'}, money(entry.cost))));

@@ -4,6 +4,7 @@
 // that story's log entries and in its dialog.
 
 import {h, integer, localTime, plural} from './dom.js';
+import {Routes} from './routes.js';
 
 /** Commits kept on the page (newest first); older ones are a click away in the API. */
 const KEEP = 100;
@@ -53,7 +54,8 @@ function statBar(file, widest) {
 }
 
 export class CommitsView {
-  constructor({api, list, summary, dialog}) {
+  constructor({api, list, summary, dialog, routes = new Routes()}) {
+    this.routes = routes;
     this.api = api;
     this.list = list;
     this.summary = summary;
@@ -68,7 +70,7 @@ export class CommitsView {
     this.openSha = null;
     dialog.addEventListener('close', () => {
       this.openSha = null;
-      if (window.location.hash.startsWith('#/commits/')) window.history.replaceState(null, '', '#/');
+      if ((this.routes.local(window.location.hash) || '').startsWith('#/commits/')) window.history.replaceState(null, '', this.routes.home());
     });
   }
 
@@ -135,7 +137,7 @@ export class CommitsView {
 
   render() {
     this.renderSummary();
-    this.list.replaceChildren(...this.commits.slice(0, 20).map((commit) => commitRow(commit)));
+    this.list.replaceChildren(...this.commits.slice(0, 20).map((commit) => commitRow(commit, this.routes)));
   }
 
   /** Open the dialog of a commit (from the #/commits/<sha> route). */
@@ -166,7 +168,7 @@ export class CommitsView {
       h('p', {class: 'story-meta'},
         h('span', {}, detail.author_name), ' · ', h('time', {datetime: detail.time}, localTime(detail.time)),
         ' · ', h('code', {class: 'sha', title: 'Full sha'}, detail.sha),
-        ...detail.story_ids.map((id) => [' ', h('a', {class: 'tag', href: `#/stories/${encodeURIComponent(id)}`}, id)])),
+        ...detail.story_ids.map((id) => [' ', h('a', {class: 'tag', href: this.routes.story(id)}, id)])),
       detail.body ? h('pre', {class: 'commit-body'}, detail.body) : null,
       h('h3', {}, `${plural(detail.files_changed, 'file')} changed, `,
         h('span', {class: 'ins'}, `+${integer(detail.insertions)}`), ' ',
@@ -184,9 +186,9 @@ export class CommitsView {
 }
 
 /** A commit as one line of a list: sha, subject, its stories, +/−, time; a link to its dialog. */
-export function commitRow(commit) {
+export function commitRow(commit, routes = new Routes()) {
   return h('li', {class: 'commit-row', dataset: {sha: commit.sha}},
-    h('a', {href: `#/commits/${commit.sha}`},
+    h('a', {href: routes.commit(commit.sha)},
       h('code', {class: 'sha'}, commit.short_sha), ' ',
       h('span', {class: 'commit-subject'}, commit.subject)),
     ' ',

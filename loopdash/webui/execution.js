@@ -5,6 +5,7 @@
 // running, stalled, stopped, finished or idle, said in words with how long.
 
 import {h, money, duration, localTime, definitions} from './dom.js';
+import {Routes} from './routes.js';
 
 /** running | stalled | stopped | finished | idle, from an ExecutionStatus. */
 export function runState(status) {
@@ -40,8 +41,9 @@ function stateText(state, quiet) {
 }
 
 export class ExecutionView {
-  constructor(container, clock = () => performance.now()) {
+  constructor(container, clock = () => performance.now(), routes = new Routes()) {
     this.clock = clock;
+    this.routes = routes;
     this.status = null;
     this.receivedAt = 0;
     this.titles = new Map();
@@ -101,7 +103,7 @@ export class ExecutionView {
       const title = current.title || this.titles.get(current.id) || '';
       const label = TICKING.has(state) ? 'Working on' : 'Last story';
       this.story.replaceChildren(`${label} `,
-        h('a', {href: `#/stories/${encodeURIComponent(current.id)}`, class: 'story-id'}, current.id), title ? ` ${title}` : '',
+        h('a', {href: this.routes.story(current.id), class: 'story-id'}, current.id), title ? ` ${title}` : '',
         TICKING.has(state) ? '' : h('span', {class: 'muted'}, ` (${current.status})`));
     } else {
       this.story.replaceChildren(h('span', {class: 'muted'}, 'No current story.'));

@@ -3,11 +3,12 @@
 
 import {h, money, integer, duration, runStart, definitions, localTime} from './dom.js';
 import {ChartPanel} from './charts.js';
+import {Routes} from './routes.js';
 
 const PAGE = 10;
 
-function runLink(runId) {
-  return h('a', {href: `#/runs/${encodeURIComponent(runId)}`}, runId);
+function runLink(runId, routes) {
+  return h('a', {href: routes.run(runId)}, runId);
 }
 
 /** A run's state as a pill: running, stalled, stopped, finished (docs/liveness.md). */
@@ -29,7 +30,8 @@ function outcomeCell(success, failure) {
 }
 
 export class HistoryView {
-  constructor({api, guard, body, counter, newer, older}) {
+  constructor({api, guard, body, counter, newer, older, routes = new Routes()}) {
+    this.routes = routes;
     this.api = api;
     this.body = body;
     this.counter = counter;
@@ -56,7 +58,7 @@ export class HistoryView {
     this.signature = signature;
     this.total = answer.total;
     this.body.replaceChildren(...answer.runs.map((run) => h('tr', {dataset: {runId: run.run_id}},
-      h('th', {scope: 'row'}, runLink(run.run_id)),
+      h('th', {scope: 'row'}, runLink(run.run_id, this.routes)),
       h('td', {class: 'col-started'}, runStart(run.timestamp || run.run_id)),
       h('td', {class: 'num'}, integer(run.total_iterations)),
       outcomeCell(run.success_count, run.failure_count),
@@ -74,7 +76,8 @@ export class HistoryView {
 }
 
 export class RunView {
-  constructor({api, root, heading}) {
+  constructor({api, root, heading, routes = new Routes()}) {
+    this.routes = routes;
     this.api = api;
     this.root = root;
     this.heading = heading;
@@ -128,7 +131,7 @@ export class RunView {
         h('h3', {id: 'run-charts-title'}, 'Cost and tokens'), charts),
       h('section', {class: 'card', 'aria-labelledby': 'run-iterations-title'},
         h('h3', {id: 'run-iterations-title'}, 'Iterations'),
-        iterationTable(iterations)),
+        iterationTable(iterations, this.routes)),
       h('div', {class: 'split'},
         h('section', {class: 'card', 'aria-labelledby': 'run-cache-title'},
           h('h3', {id: 'run-cache-title'}, 'Prompt cache'),
@@ -155,7 +158,7 @@ export class RunView {
   }
 }
 
-export function iterationTable(iterations) {
+export function iterationTable(iterations, routes = new Routes()) {
   if (iterations.length === 0) return h('p', {class: 'muted'}, 'No iterations recorded.');
   return h('div', {class: 'table-wrap', tabindex: 0, role: 'region', 'aria-label': 'Iterations'},
     h('table', {class: 'iterations'},
@@ -164,7 +167,7 @@ export function iterationTable(iterations) {
           .map((label) => h('th', {scope: 'col'}, label)))),
       h('tbody', {}, iterations.map((it, i) => h('tr', {},
         h('td', {class: 'num'}, String(it.iteration ?? i + 1)),
-        h('td', {}, h('a', {href: `#/stories/${encodeURIComponent(it.story_id || '')}`}, it.story_id || '?'),
+        h('td', {}, h('a', {href: routes.story(it.story_id || '')}, it.story_id || '?'),
           it.story_title ? ` ${it.story_title}` : ''),
         h('td', {}, h('span', {class: `pill result-${it.status === 'success' ? 'ok' : it.status === 'failure' ? 'bad' : 'other'}`},
           it.status === 'success' ? '✓ success' : it.status === 'failure' ? '✕ failure' : String(it.status || 'unknown'))),

@@ -5,13 +5,17 @@
 import {h} from './dom.js';
 import {isNewer, isOlder} from './api.js';
 import {renderLines} from './markdown.js';
+import {Routes} from './routes.js';
 
 const PAGE = 50;
 /** A page left open for days keeps at most this many entries; older ones page back in. */
 const KEEP = 500;
 
 export class LogsView {
-  constructor({api, guard, scroller, list, olderButton, followBox, filterBox, counter, commitsFor = () => []}) {
+  constructor({
+    api, guard, scroller, list, olderButton, followBox, filterBox, counter, commitsFor = () => [], routes = new Routes(),
+  }) {
+    this.routes = routes;
     this.api = api;
     /** The commits of the story an entry is about (shown beside it). */
     this.commitsFor = commitsFor;
@@ -137,7 +141,7 @@ export class LogsView {
     const commits = this.commitsFor(entry);
     slot.hidden = commits.length === 0;
     slot.replaceChildren(...commits.map((commit) => h('li', {},
-      h('a', {class: 'commit-chip', href: `#/commits/${commit.sha}`, title: commit.subject},
+      h('a', {class: 'commit-chip', href: this.routes.commit(commit.sha), title: commit.subject},
         h('code', {}, commit.short_sha), ' ', commit.subject))));
   }
 

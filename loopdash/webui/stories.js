@@ -5,6 +5,7 @@
 // so a live update never steals keyboard focus.
 
 import {h, money, plural} from './dom.js';
+import {Routes} from './routes.js';
 
 export const STATE_LABELS = {
   completed: 'Completed',
@@ -29,7 +30,8 @@ function complexityLabel(story) {
 }
 
 export class StoriesView {
-  constructor({grid, summary, dialog, commitOf = () => null}) {
+  constructor({grid, summary, dialog, commitOf = () => null, routes = new Routes()}) {
+    this.routes = routes;
     /** A loaded commit by short sha (for its subject), or null. */
     this.commitOf = commitOf;
     this.grid = grid;
@@ -42,7 +44,7 @@ export class StoriesView {
     this.openId = null;
     dialog.addEventListener('close', () => {
       this.openId = null;
-      if (window.location.hash.startsWith('#/stories/')) window.history.replaceState(null, '', '#/');
+      if (this.isOpenRoute()) window.history.replaceState(null, '', this.routes.home());
     });
   }
 
@@ -98,7 +100,7 @@ export class StoriesView {
         priority: h('span', {class: 'tag'}),
         complexity: h('span', {class: 'tag'}),
       };
-      const link = h('a', {class: 'story-card', href: `#/stories/${encodeURIComponent(story.id)}`},
+      const link = h('a', {class: 'story-card', href: this.routes.story(story.id)},
         h('span', {class: 'story-head'}, parts.id, parts.state),
         parts.title,
         h('span', {class: 'story-tags'}, parts.priority, parts.complexity));
@@ -147,6 +149,11 @@ export class StoriesView {
     if (this.dialog.open) this.dialog.close();
   }
 
+  /** Whether the address is this view's story dialog's (#/stories/<id>, below #/p/<id> on a fleet). */
+  isOpenRoute() {
+    return (this.routes.local(window.location.hash) || '').startsWith('#/stories/');
+  }
+
   fillDialog(story) {
     const state = storyState(story, this.byId, this.status);
     const neededBy = this.stories.filter((other) => (other.dependencies || []).includes(story.id));
@@ -154,7 +161,7 @@ export class StoriesView {
       const other = this.byId.get(id);
       const otherState = other ? storyState(other, this.byId, this.status) : null;
       return h('li', {},
-        h('a', {href: `#/stories/${encodeURIComponent(id)}`}, id),
+        h('a', {href: this.routes.story(id)}, id),
         other ? ` ${other.title} ` : ' (not in prd.json) ',
         otherState ? h('span', {class: `pill state-${otherState}`}, STATE_LABELS[otherState]) : null);
     };
@@ -164,7 +171,7 @@ export class StoriesView {
     const commitItem = (shortSha) => {
       const known = this.commitOf(shortSha);
       return h('li', {class: 'commit-row'},
-        h('a', {href: `#/commits/${known ? known.sha : shortSha}`}, h('code', {class: 'sha'}, shortSha),
+        h('a', {href: this.routes.commit(known ? known.sha : shortSha)}, h('code', {class: 'sha'}, shortSha),
           known ? ` ${known.subject}` : ''));
     };
     this.dialog.replaceChildren(h('article', {class: 'story-detail'},
