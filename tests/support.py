@@ -189,10 +189,12 @@ class EventStream(Protocol):
         self.transport.stopProducing()  # type: ignore[union-attr]
 
 
-async def open_stream(daemon: RunningDaemon, query: str = "", **kwargs: Any) -> EventStream:
-    """GET /api/stream and start reading its body as it arrives."""
+async def open_stream(
+    daemon: RunningDaemon, query: str = "", path: str = "/api/stream", **kwargs: Any
+) -> EventStream:
+    """GET /api/stream (or another stream's ``path``) and start reading its body as it arrives."""
     response = await treq.get(
-        daemon.url + "/api/stream" + query,
+        daemon.url + path + query,
         headers=kwargs.pop("headers", daemon.auth()),
         unbuffered=True,
         **kwargs,

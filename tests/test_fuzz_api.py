@@ -89,7 +89,7 @@ def test_zz_the_fuzzing_ran_and_the_daemon_logged_no_bug(daemon_process: DaemonP
     print(
         f"\nschemathesis: {len(calls)} cases over {len(operations)} operations, statuses {sorted(statuses)}"
     )
-    assert len(operations) == 14
+    assert len(operations) == 26  # 14, and 12 per-project routes (issue 19)
     assert len(calls) >= 14 * 10
     # Valid and invalid input reached the daemon: bad values, unknown runs, wrong methods.
     assert {200, 400, 404, 405} <= statuses

@@ -580,6 +580,83 @@ class RunDetailAnswer(RunDetail, Answer, frozen=True):
     ) = field(default=UNSET, name="commits")
 
 
+# -- projects (issue 19, docs/projects.md) ------------------------------------------------
+
+
+class ProjectStory(Shape, frozen=True):
+    """A project row's ``current_story``: the story its status names."""
+
+    id: str
+    status: str
+    title: str | None
+
+
+class ProjectRow(Shape, frozen=True):
+    """One project of ``GET /api/projects``: what its status says, at a glance."""
+
+    id: str
+    name: str
+    #: Relative to the scan root (absolute for a --root project outside any scan root).
+    path: str
+    family: str
+    #: The --remote name of the daemon it is on; None: this machine.
+    machine: str | None
+    #: False while a remote daemon cannot be read (the last known row is kept).
+    reachable: bool
+    state: str | None
+    quiet_for: int | None
+    is_running: bool
+    progress_pct: float
+    completed_stories: Count
+    total_stories: Count
+    current_story: ProjectStory | None
+    cost_so_far: float
+    failed_iterations: Count
+    last_update: str
+
+
+class ProjectList(Shape, frozen=True):
+    """``GET /api/projects``: every project, and the one the plain routes serve."""
+
+    projects: tuple[ProjectRow, ...]
+    total: Count
+    default: str | None
+
+
+class ProjectStoryAnswer(ProjectStory, Answer, frozen=True):
+    pass
+
+
+ProjectId = Annotated[
+    str,
+    Meta(
+        pattern=r"^[a-z0-9._~-]+$",
+        description="URL-safe, from the path relative to the scan root; `<machine>~<id>` for a remote project.",
+    ),
+]
+
+
+class ProjectRowAnswer(ProjectRow, Answer, frozen=True):
+    id: ProjectId
+    state: RunState | Literal["unknown"] | None
+    quiet_for: QuietFor | None
+    progress_pct: Annotated[float, Meta(ge=0, le=100)]
+    current_story: ProjectStoryAnswer | None
+    cost_so_far: Annotated[float, Meta(description="total_cost of the current run; 0 without one.")]
+    last_update: Timestamp
+
+
+class ProjectListAnswer(ProjectList, Answer, frozen=True):
+    projects: tuple[ProjectRowAnswer, ...]
+    default: ProjectId | None
+
+
+class ProjectRemovedAnswer(Answer, frozen=True):
+    """``project_removed``: the project's folder is gone or no longer holds a loop."""
+
+    id: ProjectId
+
+
 # -- the stream ---------------------------------------------------------------------------
 
 
@@ -718,10 +795,14 @@ class LogRewrittenAnswer(Answer, frozen=True):
 
 
 class Event(Answer, frozen=True, tag_field="type"):
-    """The JSON of one event's data line; ``gap`` marks a status sent after events were lost."""
+    """The JSON of one event's data line; ``gap`` marks a status sent after events were lost.
+
+    On a multi-project daemon every event has ``project``, the id of the project it is about.
+    """
 
     timestamp: Timestamp | None
     gap: Literal[True] | UnsetType = UNSET
+    project: ProjectId | UnsetType = UNSET
 
 
 #: The ``data`` of each event type the server sends.
@@ -743,6 +824,10 @@ EVENT_DATA: dict[str, type[Struct]] = {
     "run_stopped": RunStateChangeAnswer,
     "log_reset": LogRewrittenAnswer,
     "commit_added": CommitAnswer,
+    # Issue 19 (docs/projects.md): on a multi-project daemon's combined stream.
+    "project_added": ProjectRowAnswer,
+    "project_updated": ProjectRowAnswer,
+    "project_removed": ProjectRemovedAnswer,
 }
 
 

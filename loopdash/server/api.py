@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any, Literal, Protocol, TypeVar
 
 from klein import Klein
+from msgspec import UNSET, UnsetType
 from twisted.internet.defer import CancelledError, ensureDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -36,6 +37,7 @@ from loopdash.server.gitlive import GitLive
 from loopdash.server.live import LiveProject
 from loopdash.server.notify import MAX_NOTIFICATION_PAGE, NotificationCenter
 from loopdash.server.openapi import build_openapi
+from loopdash.server.projects import ProjectBundle, ProjectRegistry
 from loopdash.server.stream import StreamHub, TicketBook
 from loopdash.server.throttle import FailureThrottle
 
@@ -50,6 +52,9 @@ JSON_CONTENT_TYPE = b"application/json; charset=utf-8"
 #: only later events to it, and resumes the stream from the oldest such id.
 EVENT_ID_HEADER = b"X-Loopdash-Event-Id"
 
+
+#: A plain route's answer on a scanning daemon that has found no project yet.
+NO_PROJECT = "No project found"
 
 #: The ``git`` field when the daemon does not read the repository.
 NOT_READ = {"state": "missing", "reason": "This daemon does not read git repositories"}
@@ -115,6 +120,15 @@ Handler = TypeVar("Handler", bound=Callable[..., Any])
 Auth = Literal["token", "token_or_ticket", "public", "metrics"]
 
 
+#: ``/api/projects/<id>/...``: a per-project route is also served under this prefix.
+PROJECT_PREFIX = "/api/projects/<string:project_id>"
+
+
+def project_path(path: str) -> str:
+    """The per-project form of a plain route: ``/api/status`` -> ``/api/projects/<id>/status``."""
+    return PROJECT_PREFIX + path.removeprefix("/api")
+
+
 def api_route(
     app: Klein,
     path: str,
@@ -122,11 +136,17 @@ def api_route(
     auth: Auth = "token",
     methods: tuple[str, ...] = ("GET",),
     raw: bool = False,
+    per_project: bool = False,
 ) -> Callable[[Handler], Handler]:
     """Route ``path`` to a handler, authenticated as ``auth`` says.
 
     The handler returns a JSON value, encoded here; a ``raw`` handler returns
-    what Klein should render (the stream returns a Deferred).
+    what Klein should render (the stream returns a Deferred). A
+    ``per_project`` handler takes the :class:`ProjectBundle` it answers for
+    after the request, and is routed twice: at ``path`` for the default
+    project, and at ``/api/projects/<id>/...`` for the project ``id`` (404
+    ``Project not found: <id>`` when there is none). Authentication comes
+    first, so an unknown id tells nothing to a caller without the token.
     """
 
     def decorate(handler: Handler) -> Handler:
@@ -138,7 +158,10 @@ def api_route(
                 self.authenticate_stream(request)
             elif auth == "metrics" and not self.metrics_public:
                 self.authenticate(request)
-            result = handler(self, request, **kwargs)
+            if per_project:
+                result = handler(self, request, self.bundle(kwargs.pop("project_id", None)), **kwargs)
+            else:
+                result = handler(self, request, **kwargs)
             if raw:
                 return result
 
@@ -153,6 +176,10 @@ def api_route(
             return answer(result)
 
         app.route(path, methods=list(methods))(endpoint)
+        if per_project:
+            app.route(project_path(path), methods=list(methods), endpoint="project_" + handler.__name__)(
+                endpoint
+            )
         return handler
 
     return decorate
@@ -171,26 +198,19 @@ class DashboardAPI:
 
     def __init__(
         self,
-        project: Project,
+        projects: ProjectRegistry,
         tokens: TokenFile,
         clock: Clock,
         stale_after: float,
         hub: StreamHub,
         tickets: TicketBook,
-        live: LiveProject | None = None,
         meter: Meter = NULL_METER,
         metrics_public: bool = False,
         throttle: FailureThrottle | None = None,
-        notifications: NotificationCenter | None = None,
-        git: GitLive | None = None,
     ) -> None:
-        self.notifications = notifications
-        #: The project's git repository; None: the daemon does not read it (every list empty).
-        self.git = git
-        self.project = project
+        #: Every served project; the plain routes answer for its default one.
+        self.projects = projects
         self.throttle = throttle if throttle is not None else FailureThrottle(clock)
-        #: Shared snapshots and encoded answers: requests cost what changed.
-        self.live = live or LiveProject(project, clock, stale_after)
         self.meter = meter
         self.metrics_public = metrics_public
         self.tokens = tokens
@@ -198,7 +218,38 @@ class DashboardAPI:
         self.stale_after = stale_after
         self.hub = hub
         self.tickets = tickets
-        hub.current_status = self.current_status
+        hub.current_status = projects.default_status
+        hub.status_project = projects.default_tag
+        hub.project_status = projects.project_status
+
+    def bundle(self, project_id: str | None) -> ProjectBundle:
+        """The project ``project_id`` (None: the default one); 404 when there is none."""
+        if project_id is None:
+            found = self.projects.default()
+            if found is None:
+                raise ApiError(404, NO_PROJECT)
+            return found
+        found = self.projects.get(project_id)
+        if found is None:
+            raise ApiError(404, f"Project not found: {project_id}")
+        return found
+
+    # The default project's parts, as a single-project daemon had them.
+    @property
+    def project(self) -> Project:
+        return self.bundle(None).project
+
+    @property
+    def live(self) -> LiveProject:
+        return self.bundle(None).live
+
+    @property
+    def git(self) -> GitLive | None:
+        return self.bundle(None).git
+
+    @property
+    def notifications(self) -> NotificationCenter | None:
+        return self.bundle(None).notifications
 
     def resource(self) -> IResource:
         return self.app.resource()
@@ -242,13 +293,14 @@ class DashboardAPI:
             raise Denied(403, "Invalid or expired stream ticket")
 
     def current_status(self) -> dict[str, Any]:
-        return self.live.status()
+        return dict(self.projects.default_status())
 
-    def _known_run(self, run_id: str | None) -> str | None:
+    @staticmethod
+    def _known_run(p: ProjectBundle, run_id: str | None) -> str | None:
         """The run id, checked: 404 for one that does not exist (or is not a run id)."""
         if run_id is None:
             return None
-        if not self.live.has_run(run_id):
+        if not p.live.has_run(run_id):
             raise ApiError(404, f"Run not found: {run_id}")
         return run_id
 
@@ -264,10 +316,13 @@ class DashboardAPI:
             source=self._source(),
         )
 
-    def _source(self) -> SourceAnswer:
-        """The loop family read and its files: what a new user checks first."""
-        source = self.project.source
-        described = source.describe(self.project.root)
+    def _source(self) -> SourceAnswer | UnsetType:
+        """The default project's loop family and its files: what a new user checks first."""
+        default = self.projects.default()
+        if default is None:
+            return UNSET
+        source = default.project.source
+        described = source.describe(default.project.root)
         return SourceAnswer(
             family=source.family,
             prd=str(described["prd"]),
@@ -284,12 +339,26 @@ class DashboardAPI:
     def openapi(self, request: IRequest) -> object:
         return build_openapi(MAX_LOG_PAGE, MAX_HISTORY_PAGE, __version__, MAX_COMMIT_PAGE)
 
-    @api_route(app, "/api/status")
-    def status(self, request: IRequest) -> object:
-        return self.live.status_body()
+    @api_route(app, "/api/projects")
+    def project_list(self, request: IRequest) -> object:
+        return self.projects.list_body()
+
+    @api_route(app, "/api/status", per_project=True)
+    def status(self, request: IRequest, p: ProjectBundle) -> object:
+        return p.live.status_body()
 
     @api_route(app, "/api/stream", auth="token_or_ticket", raw=True)
     def stream(self, request: IRequest) -> object:
+        """Every event of the daemon (every project's, on a multi-project daemon)."""
+        return self._open_stream(request, None)
+
+    @api_route(app, project_path("/api/stream"), auth="token_or_ticket", raw=True)
+    def project_stream(self, request: IRequest, project_id: str) -> object:
+        """One project's events (the same ids as the combined stream's, so a resume works)."""
+        p = self.bundle(project_id)
+        return self._open_stream(request, self.projects.tag(p))
+
+    def _open_stream(self, request: IRequest, project: str | None) -> object:
         if request.method == b"HEAD":
             # Headers as a GET would have them, then the end: a HEAD must not stay open.
             request.setHeader(b"Content-Type", b"text/event-stream; charset=utf-8")
@@ -302,72 +371,73 @@ class DashboardAPI:
             resume = last_event_id.decode("utf-8", errors="replace")
         # Klein hands us twisted.web.server.Request; the hub needs its producer API.
         assert isinstance(request, Request)
-        return self.hub.subscribe(request, resume)
+        return self.hub.subscribe(request, resume, project)
 
     @api_route(app, "/api/stream/ticket", methods=("POST",))
     def stream_ticket(self, request: IRequest) -> object:
         return StreamTicketAnswer(ticket=self.tickets.issue(), expires_in=int(self.tickets.lifetime))
 
-    @api_route(app, "/api/stories")
-    def stories(self, request: IRequest) -> object:
+    @api_route(app, "/api/stories", per_project=True)
+    def stories(self, request: IRequest, p: ProjectBundle) -> object:
         # prd.json belongs to the project, not to a run: a known run_id answers the same.
-        self._known_run(query_text(request, "run_id"))
-        return self.live.stories_body()
+        self._known_run(p, query_text(request, "run_id"))
+        return p.live.stories_body()
 
-    @api_route(app, "/api/logs")
-    async def logs(self, request: IRequest) -> object:
-        self._known_run(query_text(request, "run_id"))
+    @api_route(app, "/api/logs", per_project=True)
+    async def logs(self, request: IRequest, p: ProjectBundle) -> object:
+        self._known_run(p, query_text(request, "run_id"))
         limit = query_int(request, "limit", 100, MAX_LOG_PAGE)
         offset = query_int(request, "offset", 0, 2**62)
         # A cold 50 MB progress.txt is indexed in steps; this page waits for it.
-        await self.live.log_ready()
-        return self.live.logs_body(offset, limit)
+        await p.live.log_ready()
+        return p.live.logs_body(offset, limit)
 
-    @api_route(app, "/api/metrics")
-    def metrics(self, request: IRequest) -> object:
-        run_id = self._known_run(query_text(request, "run_id")) or self.live.newest_run()
-        body = self.live.metrics_body(run_id) if run_id is not None else None
+    @api_route(app, "/api/metrics", per_project=True)
+    def metrics(self, request: IRequest, p: ProjectBundle) -> object:
+        run_id = self._known_run(p, query_text(request, "run_id")) or p.live.newest_run()
+        body = p.live.metrics_body(run_id) if run_id is not None else None
         if body is None:
             raise ApiError(404, "Metrics file not found")
         return body
 
-    @api_route(app, "/api/history")
-    async def history(self, request: IRequest) -> object:
+    @api_route(app, "/api/history", per_project=True)
+    async def history(self, request: IRequest, p: ProjectBundle) -> object:
         limit = query_int(request, "limit", 20, MAX_HISTORY_PAGE)
         offset = query_int(request, "offset", 0, 2**62)
         # A page of up to 1,000 rows not read yet is read in steps.
-        await self.live.rows_ready(self.live.history_runs(offset, limit))
-        return self.live.history_body(offset, limit)
+        await p.live.rows_ready(p.live.history_runs(offset, limit))
+        return p.live.history_body(offset, limit)
 
-    @api_route(app, "/api/runs")
-    async def runs(self, request: IRequest) -> object:
+    @api_route(app, "/api/runs", per_project=True)
+    async def runs(self, request: IRequest, p: ProjectBundle) -> object:
         # Every row of a big project, read the first time in steps; this waits for them.
-        await self.live.rows_ready()
-        return self.live.runs_body()
+        await p.live.rows_ready()
+        return p.live.runs_body()
 
-    @api_route(app, "/api/runs/<string:run_id>")
-    async def run(self, request: IRequest, run_id: str) -> object:
-        self._known_run(run_id)
-        body = self.live.run_body(run_id)
+    @api_route(app, "/api/runs/<string:run_id>", per_project=True)
+    async def run(self, request: IRequest, p: ProjectBundle, run_id: str) -> object:
+        self._known_run(p, run_id)
+        body = p.live.run_body(run_id)
         commits: list[Any] = []
-        window = self._run_window(run_id)
-        if self.git is not None and window is not None:
-            commits = await self.git.run_commits(*window)
+        window = self._run_window(p, run_id)
+        if p.git is not None and window is not None:
+            commits = await p.git.run_commits(*window)
         # The run's cached JSON object, with its commits as one more field.
         return body[:-1] + b',"commits":' + encode_json(commits) + b"}"
 
-    def _run_window(self, run_id: str) -> tuple[float, float | None] | None:
+    @staticmethod
+    def _run_window(p: ProjectBundle, run_id: str) -> tuple[float, float | None] | None:
         """When the run started and ended (None: still running), as seconds since the epoch."""
         start = run_id_start(run_id)
         if start is None:
             return None
-        snapshot = self.live.snapshot()
+        snapshot = p.live.snapshot()
         if run_id == snapshot.current_run and snapshot.summary.mtime is None:
             return start, None
-        return start, start + max(self.project.run_row(run_id).elapsed_time_s, 0.0)
+        return start, start + max(p.project.run_row(run_id).elapsed_time_s, 0.0)
 
-    @api_route(app, "/api/commits")
-    async def commits(self, request: IRequest) -> object:
+    @api_route(app, "/api/commits", per_project=True)
+    async def commits(self, request: IRequest, p: ProjectBundle) -> object:
         limit = query_int(request, "limit", 20, MAX_COMMIT_PAGE)
         offset = query_int(request, "offset", 0, 2**62)
         since = query_text(request, "since")
@@ -375,34 +445,34 @@ class DashboardAPI:
         if since is not None and since.strip() != "":
             since = since.strip()
             if is_run_id(since):
-                self._known_run(since)
+                self._known_run(p, since)
                 since_time = run_id_start(since)
             elif is_sha(since):
                 since_sha = since
             else:
                 raise ApiError(400, "Invalid value for 'since': expected a run id or a commit sha")
-        if self.git is None:
+        if p.git is None:
             return {"commits": [], "total": 0, "limit": limit, "offset": offset, "git": NOT_READ}
         try:
-            return await self.git.commits_body(offset, limit, since_sha, since_time)
+            return await p.git.commits_body(offset, limit, since_sha, since_time)
         except LookupError:
             raise ApiError(404, f"Commit not found: {since_sha}") from None
 
-    @api_route(app, "/api/commits/<string:sha>")
-    async def commit(self, request: IRequest, sha: str) -> object:
+    @api_route(app, "/api/commits/<string:sha>", per_project=True)
+    async def commit(self, request: IRequest, p: ProjectBundle, sha: str) -> object:
         # Checked before the repository is touched: only hex object names reach libgit2.
         if not is_sha(sha):
             raise ApiError(400, "Invalid commit sha: expected 4 to 40 lower-case hex digits")
-        body = await self.git.detail_body(sha) if self.git is not None else None
+        body = await p.git.detail_body(sha) if p.git is not None else None
         if body is None:
             raise ApiError(404, f"Commit not found: {sha}")
         return body
 
-    @api_route(app, "/api/notifications")
-    def notification_list(self, request: IRequest) -> object:
+    @api_route(app, "/api/notifications", per_project=True)
+    def notification_list(self, request: IRequest, p: ProjectBundle) -> object:
         limit = query_int(request, "limit", 50, MAX_NOTIFICATION_PAGE)
         offset = query_int(request, "offset", 0, 2**62)
-        center = self.notifications
+        center: NotificationCenter | None = p.notifications
         if center is None:
             items: list[dict[str, Any]] = []
             total = 0

@@ -58,16 +58,45 @@ NOT_READ_YET = GitState("reading", "The repository has not been read yet")
 Refreshed = Callable[[tuple[Commit, ...], bool], None]
 
 
+def new_git_pool() -> ThreadPool:
+    """The one git thread: pygit2 objects are used from it only."""
+    return ThreadPool(minthreads=1, maxthreads=1, name="loopdash-git")
+
+
+class GitThread(Service):
+    """The daemon's one git thread, shared by every project's :class:`GitLive`."""
+
+    def __init__(self) -> None:
+        self.pool = new_git_pool()
+
+    def startService(self) -> None:
+        Service.startService(self)
+        self.pool.start()
+
+    def stopService(self) -> None:
+        Service.stopService(self)
+        self.pool.stop()
+
+
 class GitLive(Service):
     """The project's repository as the API and the watcher see it."""
 
     log = Logger(namespace="loopdash.server.gitlive")
 
-    def __init__(self, reader: GitReader, reactor: Any, plan_ids: Callable[[], tuple[str, ...]]) -> None:
+    def __init__(
+        self,
+        reader: GitReader,
+        reactor: Any,
+        plan_ids: Callable[[], tuple[str, ...]],
+        pool: ThreadPool | None = None,
+    ) -> None:
         self.reader = reader
         self.reactor = reactor
         self.plan_ids = plan_ids
-        self.pool = ThreadPool(minthreads=1, maxthreads=1, name="loopdash-git")
+        #: A pool shared by every project of the daemon (one git thread, not one per
+        #: project) is started and stopped by its owner (:class:`GitThread`), not here.
+        self.owns_pool = pool is None
+        self.pool = pool if pool is not None else new_git_pool()
         self.state: GitState = NOT_READ_YET
         #: Each story id's commits (short shas, newest first), for the state and plan below.
         self.story_commits: dict[str, tuple[str, ...]] = {}
@@ -84,11 +113,13 @@ class GitLive(Service):
 
     def startService(self) -> None:
         Service.startService(self)
-        self.pool.start()
+        if self.owns_pool:
+            self.pool.start()
 
     def stopService(self) -> None:
         Service.stopService(self)
-        self.pool.stop()
+        if self.owns_pool:
+            self.pool.stop()
 
     def _run(self, fn: Callable[..., T], *args: Any) -> Deferred[T]:
         return deferToThreadPool(self.reactor, self.pool, fn, *args)
@@ -163,6 +194,8 @@ class GitLive(Service):
         if changed:
             self.version += 1
         self._done()
+        if not self.running:
+            return  # stopped meanwhile (a project removed while its refresh ran in the shared thread)
         try:
             self.on_refreshed(new, changed)
         except Exception:

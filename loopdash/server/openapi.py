@@ -26,6 +26,7 @@ from loopdash.contract.shapes import (
     LogPageAnswer,
     MetricsAnswer,
     NotificationPageAnswer,
+    ProjectListAnswer,
     RunDetailAnswer,
     RunRowAnswer,
     StoryListAnswer,
@@ -57,7 +58,51 @@ ANSWERS: dict[str, Any] = {
     "NotificationPage": NotificationPageAnswer,
     "CommitPage": CommitPageAnswer,
     "CommitDetail": CommitDetailAnswer,
+    "ProjectList": ProjectListAnswer,
 }
+
+#: The routes also served per project, as ``/api/projects/{project_id}/...`` (docs/projects.md).
+PER_PROJECT = (
+    "/api/status",
+    "/api/stories",
+    "/api/logs",
+    "/api/metrics",
+    "/api/history",
+    "/api/runs",
+    "/api/runs/{run_id}",
+    "/api/commits",
+    "/api/commits/{sha}",
+    "/api/notifications",
+    "/api/stream",
+)
+
+PROJECT_ID_PARAMETER: JSONSchema = {
+    "name": "project_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": "^[a-z0-9._~-]+$"},
+    "description": "A project's id, as GET /api/projects lists it; an unknown id is 404.",
+}
+
+
+def per_project_paths(paths: JSONSchema) -> JSONSchema:
+    """Each route of :data:`PER_PROJECT` again under ``/api/projects/{project_id}``: the same
+    answers, for that project, and 404 for an unknown project."""
+    out: JSONSchema = {}
+    for path in PER_PROJECT:
+        operation = dict(paths[path]["get"])
+        operation["operationId"] = (
+            "project" + operation["operationId"][0].upper() + operation["operationId"][1:]
+        )
+        operation["summary"] = operation["summary"] + " For one project."
+        operation["parameters"] = [PROJECT_ID_PARAMETER, *operation.get("parameters", [])]
+        operation["responses"] = {
+            **operation["responses"],
+            "404": {"$ref": "#/components/responses/NotFound"},
+        }
+        out["/api/projects/{project_id}" + path.removeprefix("/api")] = {"get": operation}
+    return out
+
 
 #: ``since`` of /api/commits: a run id, a commit sha (or prefix), or blank (as if absent).
 SINCE_REGEX = r"^([0-9]{8}_[0-9]{6}|[0-9a-f]{4,40}|[ \t]*)$"
@@ -145,7 +190,7 @@ ERRORS: dict[str, JSONSchema] = {
         {"WWW-Authenticate": {"schema": {"type": "string"}, "required": True}},
     ),
     "Forbidden": _error("A wrong token (or an invalid or expired stream ticket)."),
-    "NotFound": _error("No such run, file or path."),
+    "NotFound": _error("No such run, file, project or path."),
     "TooManyRequests": _error(
         "Too many failed authentications from this address; valid credentials are still served.",
         {"Retry-After": {"schema": {"type": "string", "pattern": "^[0-9]+$"}, "required": True}},
@@ -250,6 +295,13 @@ def build_openapi(
                 "This document (no authentication).",
                 _json({"type": "object", "required": ["openapi", "paths"]}, "The OpenAPI document."),
                 public=True,
+            )
+        },
+        "/api/projects": {
+            "get": _get(
+                "projects",
+                "Every project the daemon serves, at a glance, and the default one (docs/projects.md).",
+                _json(_ref("ProjectList"), "The projects."),
             )
         },
         "/api/status": {
@@ -422,6 +474,7 @@ def build_openapi(
             }
         },
     }
+    paths.update(per_project_paths(paths))
     for operations in paths.values():
         for operation in operations.values():
             responses = operation["responses"]

@@ -171,11 +171,44 @@ DAEMON_OPTIONS: tuple[DaemonOption, ...] = (
     ),
     DaemonOption(
         "root",
-        "Project directory holding prd.json, progress.txt and .claude-loop/.",
+        (
+            "Project directory holding prd.json, progress.txt and .claude-loop/; repeatable: "
+            "each one is served, the first by the plain /api/... routes (docs/projects.md)."
+        ),
         default=".",
         short="r",
         metavar="DIRECTORY",
         example="/srv/project",
+    ),
+    DaemonOption(
+        "scan",
+        (
+            "Serve every loop project found below this directory, of any family, noticing "
+            "projects created and removed while running (repeatable; docs/projects.md)."
+        ),
+        kind=REPEAT,
+        metavar="DIRECTORY",
+        example="/srv/loops",
+        is_path=True,
+    ),
+    DaemonOption(
+        "scan-depth",
+        "Levels below a --scan directory searched for projects (the directory itself is level 0).",
+        default=3,
+        convert=integer_between(0, 32),
+        metavar="LEVELS",
+        example="5",
+    ),
+    DaemonOption(
+        "scan-interval",
+        (
+            "Seconds between rescans of the --scan directories (inotify on them notices most "
+            "projects created or removed at once; this is the fallback)."
+        ),
+        default=10.0,
+        convert=positive_seconds(),
+        metavar="SECONDS",
+        example="30",
     ),
     DaemonOption(
         "listen",
@@ -188,7 +221,10 @@ DAEMON_OPTIONS: tuple[DaemonOption, ...] = (
     ),
     DaemonOption(
         "token-file",
-        "API token file (default: <root>/.claude-loop/dashboard/auth_token.txt).",
+        (
+            "API token file (default: <root>/.claude-loop/dashboard/auth_token.txt; with --scan, "
+            "<first scan directory>/.loopdash/auth_token.txt)."
+        ),
         metavar="PATH",
         example="/etc/loopdash/token",
         is_path=True,

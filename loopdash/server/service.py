@@ -28,9 +28,10 @@ from loopdash.local.token import (
     UnsafeTokenFile,
     default_token_path,
     ensure_token,
+    scan_token_path,
     token_file_problem,
 )
-from loopdash.loop.discovery import project_id
+from loopdash.loop.discovery import project_id, unique_ids
 from loopdash.loop.filecache import Reporter
 from loopdash.loop.gitrepo import DEFAULT_FILE_DIFF_CAP, GitReader, limit_libgit2_memory
 from loopdash.loop.progress import MAX_ENTRY_BYTES
@@ -43,17 +44,28 @@ from loopdash.server.api import DashboardAPI
 from loopdash.server.clockstep import ClockStepGuard
 from loopdash.server.exposure import endpoint_fields, exposure_warning
 from loopdash.server.front import CorsPolicy, FrontResource
-from loopdash.server.gitlive import GitLive
+from loopdash.server.gitlive import GitLive, GitThread
 from loopdash.server.hosts import HostPolicy
 from loopdash.server.limits import DEFAULT_MAX_CONNECTIONS, DEFAULT_REQUEST_DEADLINE, BoundedRequest
 from loopdash.server.live import LiveProject
 from loopdash.server.notify import AppriseSender, NotificationCenter, NotificationLog, Sender
+from loopdash.server.projects import (
+    HubService,
+    ProjectBundle,
+    ProjectChannel,
+    ProjectRegistry,
+)
 from loopdash.server.stream import StreamHub, TicketBook
 from loopdash.server.throttle import FailureThrottle
 from loopdash.server.watcher import WATCHED_POLL_INTERVAL, Watcher
 from loopdash.server.webui import web_pages
 
 log = Logger(namespace="loopdash")
+
+#: ``--scan-depth``: levels below a scan folder searched (the folder itself is level 0).
+DEFAULT_SCAN_DEPTH = 3
+#: ``--scan-interval``: seconds between rescans (inotify on the scanned folders notices most at once).
+DEFAULT_SCAN_INTERVAL = 10.0
 
 
 @dataclass(frozen=True)
@@ -109,11 +121,39 @@ class DashboardConfig:
     use_git: bool = True
     #: Bytes of one file's patch in a commit's detail before it is cut (``truncated``).
     git_diff_cap: int = DEFAULT_FILE_DIFF_CAP
+    #: More ``--root`` projects, after ``root`` (docs/projects.md).
+    more_roots: Sequence[str] = ()
+    #: Whether ``root`` was chosen (a ``--root``), not the default current directory: with
+    #: ``--scan`` and no ``--root`` the daemon serves the scanned projects only.
+    root_given: bool = True
+    #: Folders whose loop projects are discovered and served (``--scan``).
+    scan: Sequence[str] = ()
+    #: Levels below a scan folder searched for projects (the folder itself is level 0).
+    scan_depth: int = DEFAULT_SCAN_DEPTH
+    #: Seconds between rescans of the scan folders (inotify notices most changes at once).
+    scan_interval: float = DEFAULT_SCAN_INTERVAL
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def roots(self) -> tuple[str, ...]:
+        """The ``--root`` projects: ``root`` then ``more_roots``; none when only ``--scan`` is given."""
+        if self.scan and not self.root_given:
+            return ()
+        return (self.root, *self.more_roots)
+
+    @property
+    def multi(self) -> bool:
+        """A multi-project daemon: more than one ``--root``, or any ``--scan`` (docs/projects.md)."""
+        return bool(self.scan) or len(self.roots) > 1
+
+    @property
     def token_path(self) -> str:
-        return self.token_file or default_token_path(self.root)
+        """``--token-file``; else, in scan mode, ``<first scan>/.loopdash/auth_token.txt``; else the root's."""
+        if self.token_file:
+            return self.token_file
+        if self.scan:
+            return scan_token_path(self.scan[0])
+        return default_token_path(self.root)
 
 
 def tcp_endpoint(port: int, host: str) -> str:
@@ -137,8 +177,9 @@ def page_link(config: DashboardConfig) -> str | None:
     return url + "/"
 
 
-def notifications_path(config: DashboardConfig) -> str:
-    return os.path.join(os.path.abspath(config.root), ".claude-loop", "dashboard", "notifications.jsonl")
+def notifications_path(root: str) -> str:
+    """Where a ``--root`` project's notifications are kept."""
+    return os.path.join(os.path.abspath(root), ".claude-loop", "dashboard", "notifications.jsonl")
 
 
 def report_bad_file(path: str, reason: str) -> None:
@@ -210,79 +251,200 @@ class ListeningService(StreamServerEndpointService):
 
 @dataclass
 class Dashboard:
-    """The assembled daemon: the web site and the objects behind it."""
+    """The assembled daemon: the web site and the objects behind it.
+
+    ``projects`` holds every served project's bundle; ``project``, ``watcher``
+    and ``notifications`` are the default project's (what the plain routes
+    serve), for the code and tests written when a daemon served one project.
+    """
 
     config: DashboardConfig
-    project: Project
+    projects: ProjectRegistry
     api: DashboardAPI
     site: Site
     service: MultiService
     web: ListeningService
     hub: StreamHub
-    watcher: Watcher
     meter: PrometheusMeter
-    notifications: NotificationCenter
+    #: Makes the bundle of a project found while the daemon runs (the scanner's).
+    bundles: BundleMaker
+
+    def _default(self) -> ProjectBundle:
+        bundle = self.projects.default()
+        if bundle is None:
+            raise LookupError("this daemon serves no project yet")
+        return bundle
+
+    @property
+    def project(self) -> Project:
+        return self._default().project
+
+    @property
+    def watcher(self) -> Watcher:
+        return self._default().watcher
+
+    @property
+    def notifications(self) -> NotificationCenter:
+        return self._default().notifications
+
+
+class BundleMaker:
+    """Makes the parts of one served project (:class:`ProjectBundle`), as the config says.
+
+    Every project of a daemon shares its hub (through its own tagged
+    channel), its meter, its notification senders and its one git thread.
+    """
+
+    def __init__(
+        self,
+        config: DashboardConfig,
+        reactor: Any,
+        hub: StreamHub,
+        meter: PrometheusMeter,
+        senders: Sequence[Sender],
+        git_thread: GitThread | None,
+        multi: bool,
+    ) -> None:
+        self.config = config
+        self.reactor = reactor
+        self.hub = hub
+        self.meter = meter
+        self.senders = list(senders)
+        self.git_thread = git_thread
+        self.multi = multi
+        self.report = once_per_cause(counting_reporter(meter))
+
+    def make(
+        self,
+        ident: str,
+        root: str,
+        path: str,
+        notifications_file: str,
+        family: str | None = None,
+        detect: bool = False,
+    ) -> ProjectBundle:
+        """The bundle of the project in ``root`` (absolute), served as ``ident``, not started.
+
+        ``detect``: a discovered project's loop family is found on disk; a
+        ``--root`` project takes ``--layout``, ``--prd`` and ``--progress``.
+        """
+        config, reactor = self.config, self.reactor
+        project = Project(
+            root,
+            report=self.report,
+            layout=None if detect else config.layout,
+            prd=None if detect else config.prd,
+            progress=None if detect else config.progress,
+        )
+        channel = ProjectChannel(self.hub, ident if self.multi else None)
+        git: GitLive | None = None
+        if self.git_thread is not None:
+            git = GitLive(
+                GitReader(root, config.git_diff_cap),
+                reactor,
+                lambda: live.plan_ids(),
+                pool=self.git_thread.pool,
+            )
+        live = LiveProject(
+            project,
+            reactor,
+            config.stale_after,
+            max_entry_bytes=config.max_entry_bytes,
+            stall_after=config.stall_after,
+            git=git,
+        )
+        notifications = NotificationCenter(
+            RuleConfig(config.notify_kinds, config.failure_streak, config.budget_usd),
+            NotificationLog(notifications_file),
+            channel,
+            reactor,
+            self.senders,
+            project_name=lambda: prd.project if (prd := live.snapshot().prd.value) is not None else None,
+            link=page_link(config),
+            stall_after=config.stall_after,
+        )
+        watcher = Watcher(
+            project,
+            channel,
+            reactor,
+            config.stale_after,
+            config.poll_interval,
+            config.use_inotify,
+            live=live,
+            meter=self.meter,
+            watched_interval=config.watched_poll_interval,
+            stall_after=config.stall_after,
+            git=git,
+            threads=reactor,
+        )
+        watcher.observers.append(notifications.observe)
+        bundle = ProjectBundle(
+            ident, root, path, project, live, watcher, notifications, channel, git=git, found_family=family
+        )
+        if git is not None:
+            # Its refreshes start before the watcher's first poll and stop after the watcher.
+            bundle.service.addService(git)
+        bundle.service.addService(watcher)
+        return bundle
+
+
+def served_roots(config: DashboardConfig) -> list[tuple[str, str, str]]:
+    """(id, absolute root, row path) of each ``--root`` project, in the order given."""
+    roots = [os.path.abspath(root) for root in config.roots]
+    ids = unique_ids([project_id(os.path.basename(root)) for root in roots])
+    scans = [os.path.abspath(scan) for scan in config.scan]
+    rows = []
+    for ident, root in zip(ids, roots, strict=True):
+        path = root
+        for scan in scans:
+            if root == scan or root.startswith(scan.rstrip(os.sep) + os.sep):
+                path = os.path.relpath(root, scan).replace(os.sep, "/")
+                break
+        rows.append((ident, root, path))
+    return rows
 
 
 def build_dashboard(config: DashboardConfig, reactor: Any) -> Dashboard:
-    root = os.path.abspath(config.root)
     problem = token_file_problem(config.token_path)
     if problem is not None:
         raise UnsafeTokenFile(problem)
     if ensure_token(config.token_path):
         log.info("Created a new API token in {path}", path=config.token_path)
     meter = PrometheusMeter()
-    project = Project(
-        root,
-        report=once_per_cause(counting_reporter(meter)),
-        layout=config.layout,
-        prd=config.prd,
-        progress=config.progress,
-    )
     hub = StreamHub(reactor, keepalive=config.keepalive, meter=meter)
     meter.count_streams(lambda: len(hub.subscribers))
-    git: GitLive | None = None
+    git_thread: GitThread | None = None
     if config.use_git:
         limit_libgit2_memory()
-        git = GitLive(GitReader(root, config.git_diff_cap), reactor, lambda: live.plan_ids())
-    live = LiveProject(
-        project,
-        reactor,
-        config.stale_after,
-        max_entry_bytes=config.max_entry_bytes,
-        stall_after=config.stall_after,
-        git=git,
-    )
-    loop_source = LoopSource(project_id(os.path.basename(root)), live, config.budget_usd)
-    meter.register(LoopCollector(lambda: (loop_source,), reactor, config.stale_after, config.stall_after))
+        git_thread = GitThread()
     senders: list[Sender] = []
     apprise_sender: AppriseSender | None = None
     if config.notify_urls or config.notify_configs:
         apprise_sender = AppriseSender(reactor, config.notify_urls, config.notify_configs)
         senders.append(apprise_sender)
-    notifications = NotificationCenter(
-        RuleConfig(config.notify_kinds, config.failure_streak, config.budget_usd),
-        NotificationLog(notifications_path(config)),
-        hub,
-        reactor,
-        senders,
-        project_name=lambda: prd.project if (prd := live.snapshot().prd.value) is not None else None,
-        link=page_link(config),
-        stall_after=config.stall_after,
+    roots = served_roots(config)
+    projects = ProjectRegistry(hub, reactor, config.multi, preferred_default=roots[0][0] if roots else None)
+    bundles = BundleMaker(config, reactor, hub, meter, senders, git_thread, config.multi)
+    for ident, root, path in roots:
+        projects.add(bundles.make(ident, root, path, notifications_path(root)))
+    meter.register(
+        LoopCollector(
+            lambda: [LoopSource(b.id, b.live, config.budget_usd) for b in projects.bundles()],
+            reactor,
+            config.stale_after,
+            config.stall_after,
+        )
     )
     api = DashboardAPI(
-        project,
+        projects,
         TokenFile(config.token_path, on_problem=refuse_unsafe_token_file, on_recovered=token_is_back),
         reactor,
         config.stale_after,
         hub,
         TicketBook(reactor),
-        live=live,
         meter=meter,
         metrics_public=config.metrics_public,
         throttle=FailureThrottle(reactor, burst=config.auth_failure_burst),
-        notifications=notifications,
-        git=git,
     )
     pages = web_pages()
     front = FrontResource(
@@ -309,30 +471,16 @@ def build_dashboard(config: DashboardConfig, reactor: Any) -> Dashboard:
     # First to start: keepalives, polls and the stall clock keep their intervals
     # when the wall clock steps (docs/liveness.md).
     service.addService(ClockStepGuard(reactor))
-    if git is not None:
-        # Its thread starts before the watcher's first poll and stops after the watcher.
-        service.addService(git)
-    # The watcher starts first and stops last: MultiService stops children in
-    # reverse, so the port closes before the hub ends the open streams.
-    watcher = Watcher(
-        project,
-        hub,
-        reactor,
-        config.stale_after,
-        config.poll_interval,
-        config.use_inotify,
-        live=live,
-        meter=meter,
-        watched_interval=config.watched_poll_interval,
-        stall_after=config.stall_after,
-        git=git,
-        threads=reactor,
-    )
-    watcher.observers.append(notifications.observe)
-    service.addService(watcher)
+    if git_thread is not None:
+        # The git thread starts before any watcher's first poll and stops after the last watcher.
+        service.addService(git_thread)
+    # MultiService stops children in reverse: the port closes first, then the
+    # watchers stop, then the hub ends the open streams.
+    service.addService(HubService(hub))
+    service.addService(projects)
     if apprise_sender is not None:
         service.addService(apprise_sender)
     endpoint = serverFromString(reactor, config.listen)
     web = ListeningService(endpoint, site)
     service.addService(web)
-    return Dashboard(config, project, api, site, service, web, hub, watcher, meter, notifications)
+    return Dashboard(config, projects, api, site, service, web, hub, meter, bundles)

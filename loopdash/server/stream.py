@@ -60,9 +60,22 @@ class EventId:
         return cls(boot, int(seq))
 
 
-def encode_event(event_id: str, kind: str, data: object, timestamp: str | None, gap: bool = False) -> bytes:
-    """One SSE message: an ``id:`` line and one ``data:`` line of JSON, no ``event:`` line."""
+def encode_event(
+    event_id: str,
+    kind: str,
+    data: object,
+    timestamp: str | None,
+    gap: bool = False,
+    project: str | None = None,
+) -> bytes:
+    """One SSE message: an ``id:`` line and one ``data:`` line of JSON, no ``event:`` line.
+
+    ``project`` (a multi-project daemon's events only) is the id of the project
+    the event is about, a top-level field beside ``type`` (docs/projects.md).
+    """
     body: dict[str, Any] = {"type": kind}
+    if project is not None:
+        body["project"] = project
     if data is not None:
         # A contract value (a Struct) as JSON builtins, its pass-through fields included.
         body["data"] = plain(data)
@@ -78,9 +91,11 @@ def encode_event(event_id: str, kind: str, data: object, timestamp: str | None, 
 class Subscriber:
     """One open stream: its request, its flow control and its end."""
 
-    def __init__(self, hub: StreamHub, request: Request) -> None:
+    def __init__(self, hub: StreamHub, request: Request, project: str | None = None) -> None:
         self.hub = hub
         self.request = request
+        #: The project whose events this stream carries; None: every event (the combined stream).
+        self.project = project
         self.paused_since: float | None = None
         #: While paused: the events held for the client, up to PAUSED_QUEUE_BYTES.
         #: A burst larger than the transport's 64 KB buffer pauses a healthy
@@ -107,7 +122,7 @@ class Subscriber:
             self.write(b"".join(queued))
         if self.missed:
             self.missed = False
-            self.write(self.hub.gap_status())
+            self.write(self.hub.gap_status(self.project))
 
     def stopProducing(self) -> None:
         self.hub.forget(self)
@@ -199,16 +214,25 @@ class StreamHub:
         self.boot = secrets.token_hex(4)
         self.seq = 0
         self._replay: deque[tuple[int, bytes]] = deque(maxlen=replay_size)
+        #: Beside each replayed event, in step with ``_replay``: the project a filtered
+        #: stream must match (None: every stream's event; "": the combined stream's only).
+        self._routes: deque[str | None] = deque(maxlen=replay_size)
         self.replay_bytes = replay_bytes
         #: Bytes of the events in the replay buffer.
         self.replayed_bytes = 0
-        #: The gap status last encoded, and the event id and second it was made for.
-        self._gap_status: tuple[tuple[int, int], bytes] | None = None
+        #: The gap status last encoded per stream filter, and the event id and second it was made for.
+        self._gap_status: dict[str | None, tuple[tuple[int, int], bytes]] = {}
         self.subscribers: set[Subscriber] = set()
         self._timer: LoopingCall | None = None
         self.published = 0
-        #: Supplies the current status for a new stream or a gap (set by the API).
+        #: Supplies the current status for a new stream or a gap (set by the API):
+        #: the (default) project's, for a stream of every event.
         self.current_status: Callable[[], Mapping[str, Any]] = lambda: {}
+        #: On a multi-project daemon: the id put in the ``project`` field of the
+        #: status ``current_status`` gives (the default project's), else None.
+        self.status_project: Callable[[], str | None] = lambda: None
+        #: A filtered stream's status: its project's (None: no such project any more).
+        self.project_status: Callable[[str], Mapping[str, Any] | None] = lambda project: None
 
     @property
     def last_id(self) -> str:
@@ -243,43 +267,74 @@ class StreamHub:
             else:
                 subscriber.write(KEEPALIVE)
 
-    def _status_message(self, gap: bool) -> bytes:
-        return encode_event(self.last_id, "status_update", dict(self.current_status()), self._now_iso(), gap)
+    def _status_message(self, gap: bool, project: str | None = None) -> bytes:
+        """The status a stream starts with (or resumes with, as a gap): ``b""`` when there is none.
 
-    def gap_status(self) -> bytes:
-        """The current status marked as a gap: derived once per event id and second,
-        however many streams resume in that moment."""
+        A stream of every event gets the (default) project's status, a filtered
+        stream its project's; on a multi-project daemon with its ``project`` field.
+        """
+        if project is None:
+            status: Mapping[str, Any] | None = self.current_status()
+            tag = self.status_project()
+        else:
+            status, tag = self.project_status(project), project
+        if status is None:
+            return b""
+        return encode_event(self.last_id, "status_update", dict(status), self._now_iso(), gap, tag)
+
+    def gap_status(self, project: str | None = None) -> bytes:
+        """The current status marked as a gap: derived once per event id, second and
+        stream filter, however many streams resume in that moment."""
         key = (self.seq, int(self.clock.seconds()))
-        if self._gap_status is None or self._gap_status[0] != key:
-            self._gap_status = (key, self._status_message(gap=True))
-        return self._gap_status[1]
+        cached = self._gap_status.get(project)
+        if cached is None or cached[0] != key:
+            if len(self._gap_status) > 256:
+                self._gap_status.clear()  # filters of projects long gone
+            cached = (key, self._status_message(gap=True, project=project))
+            self._gap_status[project] = cached
+        return cached[1]
 
-    def publish(self, kind: str, data: object, gap: bool = False) -> None:
+    def publish(
+        self,
+        kind: str,
+        data: object,
+        gap: bool = False,
+        project: str | None = None,
+        combined_only: bool = False,
+    ) -> None:
         """Encode once, remember for replay (within its budgets), write to every stream.
 
         ``gap`` marks the event as one that replaces events not sent (a change
         too large to send item by item): a client reloads what it shows.
+        ``project`` (a multi-project daemon) tags the event with its project's
+        id: streams filtered to another project do not get it. A
+        ``combined_only`` event (project_added, ...) goes to unfiltered streams only.
         """
         self.seq += 1
-        encoded = encode_event(self.last_id, kind, data, self._now_iso(), gap)
-        self._remember(encoded)
+        encoded = encode_event(self.last_id, kind, data, self._now_iso(), gap, project)
+        route = "" if combined_only else project
+        self._remember(route, encoded)
         self.published += 1
         self.meter.event_published(kind)
         for subscriber in list(self.subscribers):
-            subscriber.offer(encoded)
+            if subscriber.project is None or subscriber.project == route:
+                subscriber.offer(encoded)
 
-    def _remember(self, encoded: bytes) -> None:
+    def _remember(self, route: str | None, encoded: bytes) -> None:
         replay = self._replay
         if len(replay) == replay.maxlen:
             self.replayed_bytes -= len(replay[0][1])  # the append below pushes it out
         replay.append((self.seq, encoded))
+        self._routes.append(route)
         self.replayed_bytes += len(encoded)
         while self.replayed_bytes > self.replay_bytes and replay:
             _, evicted = replay.popleft()
+            self._routes.popleft()
             self.replayed_bytes -= len(evicted)
 
-    def _replay_after(self, last: EventId | None) -> list[bytes] | None:
-        """Events after ``last``, or None when they cannot all be replayed."""
+    def _replay_after(self, last: EventId | None, project: str | None = None) -> list[bytes] | None:
+        """Events after ``last`` (for a stream filtered to ``project``: its events only),
+        or None when they cannot all be replayed."""
         if last is None or last.boot != self.boot or last.seq > self.seq:
             return None
         if last.seq == self.seq:
@@ -291,9 +346,11 @@ class StreamHub:
         # more than it can hold is a gap, never a join of everything missed.
         missed: list[bytes] = []
         size = 0
-        for seq, encoded in reversed(self._replay):
+        for (seq, encoded), route in zip(reversed(self._replay), reversed(self._routes), strict=True):
             if seq <= last.seq:
                 break
+            if project is not None and route != project:
+                continue
             size += len(encoded)
             if size > PAUSED_QUEUE_BYTES:
                 return None
@@ -301,21 +358,27 @@ class StreamHub:
         missed.reverse()
         return missed
 
-    def subscribe(self, request: Request, last_event_id: str | None) -> Deferred[None]:
-        """Open a stream on ``request``; the Deferred fires when the stream ends."""
+    def subscribe(
+        self, request: Request, last_event_id: str | None, project: str | None = None
+    ) -> Deferred[None]:
+        """Open a stream on ``request``; the Deferred fires when the stream ends.
+
+        ``project``: the stream carries that project's events only (its status
+        first); None: every event.
+        """
         from loopdash import API_VERSION, __version__
 
         request.setHeader(b"Content-Type", b"text/event-stream; charset=utf-8")
         request.setHeader(b"Cache-Control", b"no-cache")
         request.setHeader(b"X-Accel-Buffering", b"no")
         request.setHeader(b"Referrer-Policy", b"no-referrer")
-        subscriber = Subscriber(self, request)
+        subscriber = Subscriber(self, request, project)
         request.registerProducer(subscriber, True)
         self.subscribers.add(subscriber)
         request.notifyFinish().addBoth(lambda _: self.forget(subscriber))
 
         resume_from = EventId.parse(last_event_id)
-        missed = self._replay_after(resume_from)
+        missed = self._replay_after(resume_from, project)
         first = [
             f"retry: {RETRY_MS}\n\n".encode(),
             encode_event(
@@ -330,7 +393,11 @@ class StreamHub:
             # another daemon, too old, or more than the budget): the current status,
             # a gap unless the client asked for no resume at all.
             asked_to_resume = bool(last_event_id and last_event_id.strip())
-            first.append(self.gap_status() if asked_to_resume else self._status_message(gap=False))
+            first.append(
+                self.gap_status(project)
+                if asked_to_resume
+                else self._status_message(gap=False, project=project)
+            )
         else:
             first.extend(missed)
         subscriber.write(b"".join(first))

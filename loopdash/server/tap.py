@@ -14,10 +14,10 @@ from twisted.python import usage
 
 from loopdash.derive.notify import DEFAULT_KINDS
 from loopdash.local.daemon import DEAD, RUNNING, DaemonFiles, inspect, remove_quietly
-from loopdash.local.token import UnsafeTokenFile, default_token_path, token_file_problem
+from loopdash.local.token import UnsafeTokenFile, token_file_problem
 from loopdash.server.logformat import DaemonLogging, twistd_log_target, twistd_writes_a_file
 from loopdash.server.notify import notify_config_problem
-from loopdash.server.options import DAEMON_OPTIONS, FLAG, REPEAT, VALUE, DaemonOption
+from loopdash.server.options import DAEMON_OPTIONS, FLAG, REPEAT, VALUE, DaemonOption, daemon_option
 from loopdash.server.runtime import RuntimeRecord
 from loopdash.server.service import DashboardConfig, build_dashboard, tcp_endpoint
 
@@ -85,7 +85,7 @@ class Options(usage.Options):
     optParameters = [
         [option.name, option.short, option.default, option.help, _coerce(option)]
         for option in DAEMON_OPTIONS
-        if option.kind == VALUE
+        if option.kind == VALUE and option.name != "root"
     ]
     optFlags = [[option.name, option.short, option.help] for option in DAEMON_OPTIONS if option.kind == FLAG]
 
@@ -94,6 +94,18 @@ class Options(usage.Options):
         for option in DAEMON_OPTIONS:
             if option.kind == REPEAT:
                 self[option.name] = []
+        self["root"] = daemon_option("root").default
+        #: Every --root given, in order (the first is the default project).
+        self["roots"] = []
+
+    def opt_root(self, directory: str) -> None:
+        # Not a plain optParameter: --root may be given several times. self["root"]
+        # is the last one given (as twistd's parameters go); self["roots"] all of them.
+        self["root"] = directory
+        self["roots"].append(directory)
+
+    opt_root.__doc__ = daemon_option("root").help
+    opt_r = opt_root
 
     def parseOptions(self, options: Sequence[str] | None = None) -> None:
         """Parse; under twistd a bad option or a refusal is one line on stderr and an exit status.
@@ -111,12 +123,18 @@ class Options(usage.Options):
             exit_refusing(e)
 
     def postOptions(self) -> None:
-        root = self["root"]
-        if not os.path.isdir(root):
-            raise usage.UsageError(f"--root {root!r} is not a directory")
-        if not os.access(root, os.R_OK | os.X_OK):
-            raise Refusal(f"cannot read the project directory {os.path.abspath(root)}: permission denied")
-        problem = token_file_problem(self["token-file"] or default_token_path(os.path.abspath(root)))
+        roots = self["roots"] or ([] if self["scan"] else [self["root"]])
+        for root in roots:
+            if not os.path.isdir(root):
+                raise usage.UsageError(f"--root {root!r} is not a directory")
+            if not os.access(root, os.R_OK | os.X_OK):
+                raise Refusal(f"cannot read the project directory {os.path.abspath(root)}: permission denied")
+        for scan in self["scan"]:
+            if not os.path.isdir(scan):
+                raise usage.UsageError(f"--scan {scan!r} is not a directory")
+            if not os.access(scan, os.R_OK | os.X_OK):
+                raise Refusal(f"cannot read the directory {os.path.abspath(scan)}: permission denied")
+        problem = token_file_problem(self.config().token_path)
         if problem is not None:
             raise Refusal(problem)
         for path in self["notify-config"]:
@@ -125,9 +143,14 @@ class Options(usage.Options):
                 raise Refusal(problem)
 
     def config(self) -> DashboardConfig:
-        root = os.path.abspath(self["root"])
+        roots = [os.path.abspath(root) for root in self["roots"]] or [os.path.abspath(self["root"])]
         return DashboardConfig(
-            root=root,
+            root=roots[0],
+            more_roots=tuple(roots[1:]),
+            root_given=bool(self["roots"]),
+            scan=tuple(os.path.abspath(scan) for scan in self["scan"]),
+            scan_depth=self["scan-depth"],
+            scan_interval=self["scan-interval"],
             listen=self["listen"] or tcp_endpoint(self["port"], self["host"]),
             token_file=self["token-file"],
             stale_after=self["stale-after"],

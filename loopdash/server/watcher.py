@@ -13,7 +13,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol
 
 from twisted.application.service import Service
 from twisted.internet.task import LoopingCall
@@ -60,7 +60,6 @@ from loopdash.loop.project import Project, ProjectSnapshot
 from loopdash.metrics.meter import NULL_METER, Meter
 from loopdash.server.gitlive import GitLive
 from loopdash.server.live import LiveProject
-from loopdash.server.stream import StreamHub
 
 #: How long an inotify wake-up waits before polling, so one burst of writes
 #: (truncate, write, close) costs one poll.
@@ -76,6 +75,16 @@ POLL_INTERVAL = 1.0
 #: The poll is then a safety net and the clock that notices a run going quiet
 #: (minutes), so an idle daemon need not wake every second.
 WATCHED_POLL_INTERVAL = 10.0
+
+
+class EventSink(Protocol):
+    """Where a watcher publishes: the hub, or one project's channel onto it."""
+
+    def publish(self, kind: str, data: object, gap: bool = False) -> None: ...
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
 
 
 def observe(
@@ -163,7 +172,7 @@ class Watcher(Service):
     def __init__(
         self,
         project: Project,
-        hub: StreamHub,
+        hub: EventSink,
         clock: Any,
         stale_after: float,
         interval: float | None = None,

@@ -1,0 +1,209 @@
+"""Many projects, one daemon (issue 19, docs/projects.md), over real sockets.
+
+A daemon given one --root answers every route also under /api/projects/<id>/
+exactly as the plain route; a daemon given several serves each project under
+its id, the first by the plain routes, and tags every event with its project.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+import pytest_twisted
+
+from loopdash.cli.sample import SAMPLE_STORIES, create_sample_project, write_prd
+from tests.conftest import DaemonFactory
+from tests.contract import Contract, the_document
+from tests.support import RunningDaemon, open_stream
+
+#: Each per-project route, as the plain route's path and query.
+ROUTES = (
+    "/status",
+    "/stories",
+    "/logs",
+    "/logs?limit=2&offset=1",
+    "/logs?limit=abc",
+    "/metrics",
+    "/metrics?run_id=20000101_000000",
+    "/history",
+    "/history?limit=1",
+    "/runs",
+    "/runs/20000101_000000",
+    "/commits",
+    "/commits/zzzz",
+    "/notifications",
+)
+
+FAST = {"poll_interval": 0.05, "use_git": False}
+
+
+def stories(*titles: str, passed: int = 0) -> list[dict[str, Any]]:
+    base = dict(SAMPLE_STORIES[0])
+    return [
+        dict(base, id=f"US-{n + 1:03}", title=title, priority=n + 1, passes=n < passed, notes="")
+        for n, title in enumerate(titles)
+    ]
+
+
+@pytest.fixture
+def two_roots(tmp_path: Any) -> tuple[str, str]:
+    """Two projects: ``alpha`` (the sample project) and ``beta`` (a plan of two stories, one passed)."""
+    alpha = os.path.join(str(tmp_path), "alpha")
+    beta = os.path.join(str(tmp_path), "Beta Project")
+    create_sample_project(alpha)
+    os.makedirs(beta)
+    write_prd(beta, stories("Second loop's first", "Second loop's second", passed=1), project="Beta loop")
+    return alpha, beta
+
+
+async def same_answer(daemon: RunningDaemon, plain: str, scoped: str) -> None:
+    """``scoped`` answers as ``plain``: the same status and body (one of two plain answers
+    around it, in case a second ticked over between them)."""
+    before = await daemon.get(plain)
+    answer = await daemon.get(scoped)
+    after = await daemon.get(plain)
+    assert answer.code in (before.code, after.code), scoped
+    assert answer.body in (before.body, after.body), scoped
+
+
+# -- a single-project daemon ---------------------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_single_project_daemon_answers_each_route_under_its_id_as_the_plain_route(
+    sample_daemon: RunningDaemon,
+) -> None:
+    listing = (await sample_daemon.get("/api/projects")).json()
+    ident = listing["default"]
+    assert ident == "project"  # the folder's name
+    for route in ROUTES:
+        await same_answer(sample_daemon, "/api" + route, f"/api/projects/{ident}{route}")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_single_project_daemon_lists_its_one_project_as_its_status_says(
+    sample_daemon: RunningDaemon,
+) -> None:
+    answer = await sample_daemon.get("/api/projects")
+    Contract(the_document()).check("/api/projects", "GET", answer.code, answer.headers, answer.body)
+    listing = answer.json()
+    assert listing["total"] == 1 and listing["default"] == "project"
+    (row,) = listing["projects"]
+    status = (await sample_daemon.get("/api/status")).json()
+    assert row["id"] == "project" and row["name"] == "claude-loop-p2-features"
+    assert row["path"] == sample_daemon.root and row["family"] == "claude-loop"
+    assert row["machine"] is None and row["reachable"] is True
+    for name in ("state", "is_running", "progress_pct", "completed_stories", "total_stories", "cost_so_far"):
+        assert row[name] == status[name], name
+    assert row["failed_iterations"] >= 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_unknown_project_is_404_and_only_after_the_token_is_checked(
+    sample_daemon: RunningDaemon,
+) -> None:
+    answer = await sample_daemon.get("/api/projects/nope/status")
+    assert answer.code == 404 and answer.json() == {"error": "Project not found: nope"}
+    answer = await sample_daemon.get("/api/projects/nope/stream")
+    assert answer.code == 404 and answer.json() == {"error": "Project not found: nope"}
+    assert (await sample_daemon.get("/api/projects/nope/status", authenticated=False)).code == 401
+    assert (await sample_daemon.get("/api/projects", authenticated=False)).code == 401
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_single_project_daemon_streams_without_a_project_field_on_either_stream(
+    sample_daemon: RunningDaemon,
+) -> None:
+    combined = await open_stream(sample_daemon)
+    scoped = await open_stream(sample_daemon, path="/api/projects/project/stream")
+    for stream in (combined, scoped):
+        await stream.next_of_type("connected")
+        status = await stream.next()
+        assert status.type == "status_update" and "project" not in status.data
+    sample_daemon.dashboard.hub.publish("story_updated", {"id": "US-001"})
+    for stream in (combined, scoped):
+        event = await stream.next()
+        assert event.type == "story_updated" and "project" not in event.data
+        stream.close()
+
+
+# -- a daemon of two --root projects ---------------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_two_roots_are_served_each_under_its_id_the_first_by_the_plain_routes(
+    daemon_factory: DaemonFactory, two_roots: tuple[str, str]
+) -> None:
+    alpha, beta = two_roots
+    daemon = await daemon_factory(alpha, more_roots=(beta,), **FAST)
+    answer = await daemon.get("/api/projects")
+    Contract(the_document()).check("/api/projects", "GET", answer.code, answer.headers, answer.body)
+    listing = answer.json()
+    assert listing["default"] == "alpha" and listing["total"] == 2
+    rows = {row["id"]: row for row in listing["projects"]}
+    assert sorted(rows) == ["alpha", "beta_project"]
+    assert rows["beta_project"]["name"] == "Beta loop"
+    assert rows["beta_project"]["path"] == beta
+    assert (rows["beta_project"]["completed_stories"], rows["beta_project"]["total_stories"]) == (1, 2)
+    assert rows["beta_project"]["progress_pct"] == 50.0
+    beta_stories = (await daemon.get("/api/projects/beta_project/stories")).json()
+    assert [s["title"] for s in beta_stories["stories"]] == ["Second loop's first", "Second loop's second"]
+    alpha_stories = (await daemon.get("/api/projects/alpha/stories")).json()
+    assert len(alpha_stories["stories"]) == len(SAMPLE_STORIES)
+    for route in ROUTES:
+        await same_answer(daemon, "/api" + route, "/api/projects/alpha" + route)
+    status = (await daemon.get("/api/projects/beta_project/status")).json()
+    assert (status["completed_stories"], status["total_stories"]) == (1, 2)
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_combined_stream_tags_each_event_with_its_project(
+    daemon_factory: DaemonFactory, two_roots: tuple[str, str]
+) -> None:
+    alpha, beta = two_roots
+    daemon = await daemon_factory(alpha, more_roots=(beta,), **FAST)
+    stream = await open_stream(daemon)
+    await stream.next_of_type("connected")
+    status = await stream.next()
+    assert status.type == "status_update" and status.data["project"] == "alpha"
+    write_prd(beta, stories("Second loop's first", "Second loop's second", passed=2), project="Beta loop")
+    updated = await stream.next_of_type("story_updated")
+    assert updated.data["project"] == "beta_project" and updated.data["data"]["id"] == "US-002"
+    row = await stream.next_of_type("project_updated")
+    assert row.data["project"] == "beta_project"
+    assert row.data["data"]["id"] == "beta_project" and row.data["data"]["completed_stories"] == 2
+    stream.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_project_stream_carries_its_project_only_and_resumes_within_it(
+    daemon_factory: DaemonFactory, two_roots: tuple[str, str]
+) -> None:
+    alpha, beta = two_roots
+    daemon = await daemon_factory(alpha, more_roots=(beta,), **FAST)
+    hub = daemon.dashboard.hub
+    scoped = await open_stream(daemon, path="/api/projects/beta_project/stream")
+    await scoped.next_of_type("connected")
+    status = await scoped.next()
+    assert status.data["project"] == "beta_project" and status.data["data"]["total_stories"] == 2
+    hub.publish("story_updated", {"n": 1}, project="alpha")
+    hub.publish("story_updated", {"n": 2}, project="beta_project")
+    hub.publish("project_updated", {"n": 3}, project="beta_project", combined_only=True)
+    hub.publish("story_updated", {"n": 4}, project="beta_project")
+    first = await scoped.next()
+    assert first.data["data"] == {"n": 2} and first.data["project"] == "beta_project"
+    second = await scoped.next()
+    assert second.data["data"] == {"n": 4}
+    scoped.close()
+    # A resume from the first replays the project's later events only.
+    resumed = await open_stream(
+        daemon,
+        path="/api/projects/beta_project/stream",
+        headers={**daemon.auth(), b"Last-Event-ID": [first.id]},
+    )
+    await resumed.next_of_type("connected")
+    replayed = await resumed.next()
+    assert replayed.id == second.id and replayed.data["data"] == {"n": 4}
+    resumed.close()
