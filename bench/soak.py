@@ -276,6 +276,9 @@ def print_trace(directory: str, top: int = 25) -> None:
     first = tracemalloc.Snapshot.load(paths[0]).filter_traces(ignore)
     last = tracemalloc.Snapshot.load(paths[-1]).filter_traces(ignore)
     print(f"trace: growth from {paths[0]} to {paths[-1]}", flush=True)
+    # Flat totals with a rising RSS: the allocator keeping freed pages, not objects kept.
+    totals = [sum(stat.size for stat in snapshot.statistics("filename")) for snapshot in (first, last)]
+    print(f"  traced total {totals[0] / 1024:.0f} KiB -> {totals[1] / 1024:.0f} KiB", flush=True)
     for stat in last.compare_to(first, "lineno")[:top]:
         print(f"  {stat}", flush=True)
     for stat in last.compare_to(first, "traceback")[:5]:
