@@ -207,3 +207,109 @@ async def test_a_project_stream_carries_its_project_only_and_resumes_within_it(
     replayed = await resumed.next()
     assert replayed.id == second.id and replayed.data["data"] == {"n": 4}
     resumed.close()
+
+
+# -- a daemon scanning a folder ----------------------------------------------------------
+
+
+@pytest.fixture
+def scan_root(tmp_path: Any) -> str:
+    """A folder of loops: ``alpha`` (the sample project), ``team/beta`` (a plan only), and
+    ``node_modules/gamma`` (never entered)."""
+    root = os.path.join(str(tmp_path), "work")
+    create_sample_project(os.path.join(root, "alpha"))
+    beta = os.path.join(root, "team", "beta")
+    os.makedirs(beta)
+    write_prd(beta, stories("Beta's only story"), project="Beta loop")
+    gamma = os.path.join(root, "node_modules", "gamma")
+    os.makedirs(gamma)
+    write_prd(gamma, stories("Never served"))
+    return root
+
+
+async def scanning_daemon(daemon_factory: DaemonFactory, scan_root: str, **config: Any) -> RunningDaemon:
+    return await daemon_factory(scan_root, root_given=False, scan=(scan_root,), **FAST, **config)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_scanning_daemon_serves_every_project_below_its_folder(
+    daemon_factory: DaemonFactory, scan_root: str
+) -> None:
+    daemon = await scanning_daemon(daemon_factory, scan_root)
+    assert daemon.dashboard.config.token_path == os.path.join(scan_root, ".loopdash", "auth_token.txt")
+    listing = (await daemon.get("/api/projects")).json()
+    rows = {row["id"]: row for row in listing["projects"]}
+    assert sorted(rows) == ["alpha", "team--beta"] and listing["default"] == "alpha"
+    assert rows["team--beta"]["path"] == "team/beta" and rows["team--beta"]["name"] == "Beta loop"
+    assert rows["alpha"]["family"] == "claude-loop"
+    beta = (await daemon.get("/api/projects/team--beta/stories")).json()
+    assert [s["title"] for s in beta["stories"]] == ["Beta's only story"]
+    await same_answer(daemon, "/api/status", "/api/projects/alpha/status")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_project_created_or_removed_under_the_scan_folder_is_announced_on_the_stream(
+    daemon_factory: DaemonFactory, scan_root: str
+) -> None:
+    # A fallback scan far away: what is announced was heard through inotify.
+    daemon = await scanning_daemon(daemon_factory, scan_root, scan_interval=3600.0)
+    stream = await open_stream(daemon)
+    await stream.next_of_type("status_update")
+    delta = os.path.join(scan_root, "team", "delta")
+    os.makedirs(delta)
+    write_prd(delta, stories("Delta's first", "Delta's second", passed=1), project="Delta loop")
+    added = await stream.next_of_type("project_added", timeout=3.0)
+    assert added.data["project"] == "team--delta"
+    assert added.data["data"]["id"] == "team--delta" and added.data["data"]["completed_stories"] == 1
+    listing = (await daemon.get("/api/projects")).json()
+    assert [row["id"] for row in listing["projects"]] == ["alpha", "team--beta", "team--delta"]
+    status = (await daemon.get("/api/projects/team--delta/status")).json()
+    assert status["total_stories"] == 2
+    # The new project's own events are on the combined stream, tagged.
+    write_prd(delta, stories("Delta's first", "Delta's second", passed=2), project="Delta loop")
+    story = await stream.next_of_type("story_updated", timeout=3.0)
+    assert story.data["project"] == "team--delta"
+    import shutil
+
+    shutil.rmtree(delta)
+    removed = await stream.next_of_type("project_removed", timeout=3.0)
+    assert removed.data["data"] == {"id": "team--delta"}
+    assert (await daemon.get("/api/projects/team--delta/status")).code == 404
+    listing = (await daemon.get("/api/projects")).json()
+    assert [row["id"] for row in listing["projects"]] == ["alpha", "team--beta"]
+    stream.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_scanning_daemon_with_no_project_yet_says_so_on_the_plain_routes(
+    daemon_factory: DaemonFactory, tmp_path: Any
+) -> None:
+    empty = os.path.join(str(tmp_path), "nothing")
+    os.makedirs(empty)
+    daemon = await scanning_daemon(daemon_factory, empty)
+    listing = (await daemon.get("/api/projects")).json()
+    assert listing == {"projects": [], "total": 0, "default": None}
+    answer = await daemon.get("/api/status")
+    assert answer.code == 404 and answer.json() == {"error": "No project found"}
+    assert (await daemon.get("/api/health", authenticated=False)).code == 200
+
+
+def test_the_plugin_takes_several_roots_and_scan_folders(tmp_path: Any) -> None:
+    from loopdash.server.tap import Options
+
+    a, b, scan = (os.path.join(str(tmp_path), name) for name in ("a", "b", "scan"))
+    for folder in (a, b, scan):
+        os.makedirs(folder)
+    options = Options()
+    options.parseOptions(["--root", a, "--root", b, "--scan-depth", "5"])
+    config = options.config()
+    assert config.roots == (a, b) and config.multi and config.scan_depth == 5
+    assert config.token_path == os.path.join(a, ".claude-loop", "dashboard", "auth_token.txt")
+    options = Options()
+    options.parseOptions(["--scan", scan, "--scan-interval", "30"])
+    config = options.config()
+    assert config.roots == () and config.scan == (scan,) and config.multi and config.scan_interval == 30
+    assert config.token_path == os.path.join(scan, ".loopdash", "auth_token.txt")
+    options = Options()
+    options.parseOptions(["--root", a])
+    assert options.config().roots == (a,) and not options.config().multi

@@ -24,6 +24,7 @@ from loopdash.derive.notify import DEFAULT_FAILURE_STREAK, DEFAULT_KINDS, RuleCo
 from loopdash.derive.status import DEFAULT_STALE_AFTER, DEFAULT_STALL_AFTER
 from loopdash.local.daemon import connect_url
 from loopdash.local.token import (
+    SCAN_DIR,
     TokenFile,
     UnsafeTokenFile,
     default_token_path,
@@ -55,6 +56,7 @@ from loopdash.server.projects import (
     ProjectChannel,
     ProjectRegistry,
 )
+from loopdash.server.scanner import Scanner
 from loopdash.server.stream import StreamHub, TicketBook
 from loopdash.server.throttle import FailureThrottle
 from loopdash.server.watcher import WATCHED_POLL_INTERVAL, Watcher
@@ -177,6 +179,12 @@ def page_link(config: DashboardConfig) -> str | None:
     return url + "/"
 
 
+def scan_notifications_path(scan_root: str, ident: str) -> str:
+    """Where a discovered project's notifications are kept: in the scanning daemon's own
+    folder, never in the project's (a file written there could change what family it looks like)."""
+    return os.path.join(os.path.abspath(scan_root), SCAN_DIR, "notifications", f"{ident}.jsonl")
+
+
 def notifications_path(root: str) -> str:
     """Where a ``--root`` project's notifications are kept."""
     return os.path.join(os.path.abspath(root), ".claude-loop", "dashboard", "notifications.jsonl")
@@ -268,6 +276,8 @@ class Dashboard:
     meter: PrometheusMeter
     #: Makes the bundle of a project found while the daemon runs (the scanner's).
     bundles: BundleMaker
+    #: Keeps the projects below the --scan folders in step with the disk (None: no --scan).
+    scanner: Scanner | None = None
 
     def _default(self) -> ProjectBundle:
         bundle = self.projects.default()
@@ -427,6 +437,27 @@ def build_dashboard(config: DashboardConfig, reactor: Any) -> Dashboard:
     bundles = BundleMaker(config, reactor, hub, meter, senders, git_thread, config.multi)
     for ident, root, path in roots:
         projects.add(bundles.make(ident, root, path, notifications_path(root)))
+    scanner: Scanner | None = None
+    if config.scan:
+        scanner = Scanner(
+            config.scan,
+            config.scan_depth,
+            config.scan_interval,
+            projects,
+            lambda found, ident, scan_root: bundles.make(
+                ident,
+                found.path,
+                found.relative,
+                scan_notifications_path(scan_root, ident),
+                family=found.family,
+                detect=True,
+            ),
+            reactor,
+            config.use_inotify,
+        )
+        # Before the start: the projects there are now are served from the first
+        # answer on, without a project_added each.
+        scanner.scan()
     meter.register(
         LoopCollector(
             lambda: [LoopSource(b.id, b.live, config.budget_usd) for b in projects.bundles()],
@@ -478,9 +509,12 @@ def build_dashboard(config: DashboardConfig, reactor: Any) -> Dashboard:
     # watchers stop, then the hub ends the open streams.
     service.addService(HubService(hub))
     service.addService(projects)
+    if scanner is not None:
+        # Stops first: no project is added while the others stop.
+        service.addService(scanner)
     if apprise_sender is not None:
         service.addService(apprise_sender)
     endpoint = serverFromString(reactor, config.listen)
     web = ListeningService(endpoint, site)
     service.addService(web)
-    return Dashboard(config, projects, api, site, service, web, hub, meter, bundles)
+    return Dashboard(config, projects, api, site, service, web, hub, meter, bundles, scanner)
