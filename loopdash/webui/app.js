@@ -1,5 +1,6 @@
 // The page's entry point: sign-in, the views, the live connection and the
-// router (#/, #/stories/<id>, #/runs/<id>).
+// router (#/, #/stories/<id>, #/runs/<id>). On a multi-project daemon, #/ is the
+// overview of every loop and each project's view lives below #/p/<id>/.
 
 import {byId, money, integer, plural} from './dom.js';
 import {Api, isNewer, isOlder, oldestId} from './api.js';
@@ -14,6 +15,8 @@ import {HistoryView, RunView} from './history.js';
 import {Notifier} from './notify.js';
 import {BudgetView, CostByStory, storyCosts} from './budget.js';
 import {CommitsView, storiesIn} from './commits.js';
+import {Routes, projectOf} from './routes.js';
+import {OverviewView, isFleet} from './overview.js';
 
 const BANNER = {
   connecting: ['Connecting…', () => ''],
@@ -49,30 +52,44 @@ function deniedMessage(error) {
   return `The daemon asks for a token (${error.status}): ${error.message}.`;
 }
 
-/** The signed-in page: every view, kept current by the live connection. */
+/**
+ * The signed-in page of one project: every view, kept current by the live connection.
+ *
+ * On a single-project daemon it owns the connection. Below the overview of a
+ * multi-project daemon (`routes` bound to a project) the Fleet owns the one
+ * stream and hands this view its project's events; `connection` is then the
+ * Fleet's, which this view may stop or retry but never starts.
+ */
 class Dashboard {
-  constructor(api) {
+  constructor(api, {routes = new Routes(), connection = null, name = null, only = null} = {}) {
     this.api = api;
+    /** On a scanning daemon that serves one project so far: its id (its events only). */
+    this.only = only;
+    this.routes = routes;
+    this.name = name;
+    this.shared = connection !== null;
     this.queue = null; // events held back while a full reload is in flight
     // The stream event each view's data is as new as (X-Loopdash-Event-Id): a view
     // applies only later events, so an older event never overwrites newer data.
     this.seen = {status: null, stories: null, metrics: null};
-    this.execution = new ExecutionView(byId('execution-body'));
-    this.commits = new CommitsView({api, list: byId('commit-list'), summary: byId('commits-summary'), dialog: byId('commit-dialog')});
+    this.execution = new ExecutionView(byId('execution-body'), undefined, routes);
+    this.commits = new CommitsView({
+      api, routes, list: byId('commit-list'), summary: byId('commits-summary'), dialog: byId('commit-dialog'),
+    });
     this.stories = new StoriesView({
       grid: byId('story-grid'), summary: byId('stories-summary'), dialog: byId('story-dialog'),
-      commitOf: (shortSha) => this.commits.find(shortSha),
+      commitOf: (shortSha) => this.commits.find(shortSha), routes,
     });
     this.charts = new ChartPanel(byId('charts'));
     this.budget = new BudgetView(byId('budget'));
-    this.costs = new CostByStory(byId('cost-by-story'));
+    this.costs = new CostByStory(byId('cost-by-story'), routes);
     this.notifier = new Notifier({
       api, button: byId('notify-button'), dialog: byId('notify-dialog'), toasts: byId('toasts'),
       onSettings: (settings) => this.budget.setBudget(settings.budget_usd),
     });
     const guard = (promise) => this.guard(promise);
     this.logs = new LogsView({
-      api, guard, scroller: byId('log-scroll'), list: byId('log-list'), olderButton: byId('log-older'),
+      api, guard, routes, scroller: byId('log-scroll'), list: byId('log-list'), olderButton: byId('log-older'),
       followBox: byId('log-follow'), filterBox: byId('log-filter'), counter: byId('log-counter'),
       commitsFor: (entry) => this.commitsOfEntry(entry),
     });
@@ -81,10 +98,11 @@ class Dashboard {
       this.stories.render();
     });
     this.history = new HistoryView({
-      api, guard, body: byId('runs-body'), counter: byId('runs-counter'), newer: byId('runs-newer'), older: byId('runs-older'),
+      api, guard, routes, body: byId('runs-body'), counter: byId('runs-counter'), newer: byId('runs-newer'), older: byId('runs-older'),
     });
-    this.runView = new RunView({api, root: byId('run-body'), heading: byId('run-title')});
-    this.live = liveConnection(api, {
+    this.runView = new RunView({api, routes, root: byId('run-body'), heading: byId('run-title')});
+    byId('run-back').setAttribute('href', routes.home());
+    this.live = connection || liveConnection(api, {
       onMessage: (event, context) => this.received(event, context),
       onState: showBanner,
       onPoll: () => this.guard(this.poll()),
@@ -98,7 +116,7 @@ class Dashboard {
       },
     });
     this.timers = {};
-    byId('retry-now').addEventListener('click', () => this.live.retryNow());
+    if (!this.shared) byId('retry-now').addEventListener('click', () => this.live.retryNow());
     window.addEventListener('hashchange', () => this.route());
   }
 
@@ -107,12 +125,25 @@ class Dashboard {
     byId('signin').hidden = true;
     this.setStatus(status);
     this.route(); // show the view first: the log can only scroll to its end once visible
+    // The Fleet's stream is already open: its events wait until the answers are in,
+    // then each view takes only those newer than its answer.
+    if (this.shared) this.queue = [];
     await this.guard(Promise.all([this.loadAll(), this.notifier.load()]));
-    // Resume the stream from the oldest snapshot: every change made after any of
-    // them is replayed, so nothing falls between the fetches and the stream.
-    this.live.start(this.oldestSeen());
-    const story = /^#\/stories\/([^/]+)$/.exec(window.location.hash);
+    if (this.shared) {
+      this.loadedOnce = true;
+      this.flush();
+    } else {
+      // Resume the stream from the oldest snapshot: every change made after any of
+      // them is replayed, so nothing falls between the fetches and the stream.
+      this.live.start(this.oldestSeen());
+    }
+    const story = /^#\/stories\/([^/]+)$/.exec(this.routes.local(window.location.hash) || '');
     if (story) this.stories.open(decodeURIComponent(story[1]));
+  }
+
+  /** The tab's title for a view of this project. */
+  title(what = null) {
+    return [what, this.name, 'loopdash'].filter(Boolean).join(' · ');
   }
 
   /** The commits of the stories a log entry names (newest first, each once). */
@@ -239,6 +270,12 @@ class Dashboard {
   }
 
   received(event, context) {
+    if (!this.shared && event.type === 'project_added') {
+      // A second loop appeared: the page comes back as the overview of all of them.
+      window.location.reload();
+      return;
+    }
+    if (this.only && event.project && event.project !== this.only) return;
     if (this.queue) this.queue.push([event, context]);
     else this.apply(event, context);
   }
@@ -331,7 +368,14 @@ class Dashboard {
   }
 
   route() {
-    const hash = window.location.hash;
+    const hash = this.routes.local(window.location.hash);
+    if (hash === null) {
+      // The overview or another project's address: the Fleet shows that; this view lets go.
+      this.stories.close();
+      this.commits.close();
+      this.runView.runId = null;
+      return;
+    }
     const run = /^#\/runs\/([^/]+)$/.exec(hash);
     const story = /^#\/stories\/([^/]+)$/.exec(hash);
     const commit = /^#\/commits\/([0-9a-f]{4,40})$/.exec(hash);
@@ -341,12 +385,12 @@ class Dashboard {
     if (run) {
       const runId = decodeURIComponent(run[1]);
       this.stories.close();
-      document.title = `Run ${runId} · loopdash`;
+      document.title = this.title(`Run ${runId}`);
       this.guard(this.runView.show(runId));
       byId('run-title').focus();
       return;
     }
-    document.title = 'loopdash';
+    document.title = this.title();
     this.runView.runId = null;
     if (commit) {
       this.stories.close();
@@ -359,7 +403,174 @@ class Dashboard {
   }
 }
 
+/**
+ * A multi-project daemon's page: the overview at #/, one project's Dashboard at
+ * #/p/<id>/..., and the one combined stream for both.
+ *
+ * One stream, filtered here on each event's `project`, rather than a project's
+ * own /api/projects/<id>/stream: the overview needs the combined stream anyway
+ * (project_added/updated/removed), the tabs of a browser share one stream
+ * whatever each of them shows (live.js: at most six connections to a server),
+ * and going back and forth between the overview and a project opens nothing.
+ * A tab shows one project's Dashboard for its life: opening another project
+ * reloads the page, so no view ever holds a second project's data.
+ */
+class Fleet {
+  constructor(api) {
+    this.api = api;
+    this.dashboard = null;
+    this.opening = null;
+    /** The event id the overview's rows are as new as: older answers and events are dropped. */
+    this.seen = null;
+    this.overview = new OverviewView({list: byId('project-list'), summary: byId('projects-summary'), filter: byId('project-filter')});
+    this.overview.onTitle = (title) => {
+      if (byId('overview-view').hidden === false) document.title = title;
+    };
+    this.live = liveConnection(api, {
+      onMessage: (event, context) => this.received(event, context),
+      onState: showBanner,
+      onPoll: () => this.guard(this.poll()),
+      onDenied: (error) => this.denied(error),
+      onLeaderAt: (id) => {
+        if (!this.leaderChecked && isNewer(id, this.seen)) {
+          this.leaderChecked = true;
+          this.resync();
+        }
+      },
+    });
+    // What a project's Dashboard may do with the stream: stop it (a refused token), retry it.
+    this.connection = {start: () => {}, stop: () => this.live.stop(), retryNow: () => this.live.retryNow()};
+    byId('retry-now').addEventListener('click', () => this.live.retryNow());
+    window.addEventListener('hashchange', () => this.route());
+  }
+
+  start({body, eventId}) {
+    byId('sign-out').hidden = false;
+    byId('signin').hidden = true;
+    this.seen = eventId;
+    this.overview.setRows(body.projects);
+    this.route();
+    // Resume after the list: every project_* event since it is replayed.
+    this.live.start(eventId);
+  }
+
+  async guard(promise) {
+    try {
+      await promise;
+      notice('');
+    } catch (error) {
+      if (error.isAuth) this.denied(error);
+      else notice(`Could not refresh: ${error.message}. The page will try again.`);
+    }
+  }
+
+  denied(error) {
+    this.live.stop();
+    auth.forgetToken();
+    showBanner('denied');
+    showSignIn(deniedMessage(error));
+  }
+
+  async loadList() {
+    const {body, eventId} = await this.api.fetchWithId('api/projects');
+    if (isOlder(eventId, this.seen)) return;
+    this.seen = eventId;
+    this.overview.setRows(body.projects);
+  }
+
+  /** After a gap in the events: the rows again, and the open project's views. */
+  resync() {
+    this.guard(this.loadList());
+    if (this.dashboard) this.dashboard.resync();
+  }
+
+  async poll() {
+    await this.loadList();
+    if (this.dashboard) await this.dashboard.poll();
+  }
+
+  /** Take a project_* event unless the rows shown are newer. */
+  accept(id) {
+    if (!isNewer(id, this.seen)) return false;
+    this.seen = id;
+    return true;
+  }
+
+  received(event, context) {
+    const {id} = context;
+    switch (event.type) {
+      case 'project_added':
+      case 'project_updated':
+        if (this.accept(id)) this.overview.upsert(event.data);
+        return;
+      case 'project_removed':
+        if (this.accept(id)) this.overview.remove(event.data.id);
+        if (this.dashboard && event.data.id === this.dashboard.routes.projectId) {
+          notice(`The loop ${event.data.id} is no longer served: its folder is gone or holds no loop now.`);
+        }
+        return;
+      case 'connected':
+        if (!context.resumed && this.loadedOnce) this.guard(this.loadList());
+        this.loadedOnce = true;
+        break;
+      default:
+        // Events were lost (a long absence, a restarted daemon): rows may be missing or stale.
+        if (event.gap) this.guard(this.loadList());
+        break;
+    }
+    if (!this.dashboard) return;
+    const mine = !event.project || event.project === this.dashboard.routes.projectId;
+    if (mine) this.dashboard.received(event, context);
+    // Events were lost for the whole daemon, the open project's among them.
+    else if (event.gap) this.dashboard.resync();
+  }
+
+  route() {
+    const id = projectOf(window.location.hash);
+    const overview = id === null;
+    byId('overview-view').hidden = !overview;
+    byId('project-crumbs').hidden = overview;
+    if (overview) {
+      byId('dashboard-view').hidden = true;
+      byId('run-view').hidden = true;
+      document.title = this.overview.title();
+      return;
+    }
+    if (this.dashboard) {
+      // Another project: a fresh page, so no view keeps the first one's data.
+      if (this.dashboard.routes.projectId !== id) window.location.reload();
+      return; // the same one: its own route() shows it
+    }
+    this.guard(this.open(id));
+  }
+
+  async open(id) {
+    if (this.opening === id) return;
+    this.opening = id;
+    const row = this.overview.get(id);
+    byId('project-name').textContent = row ? row.name : id;
+    const api = this.api.forProject(id);
+    let status;
+    try {
+      status = await api.get('api/status');
+    } catch (error) {
+      this.opening = null;
+      if (error.isAuth) throw error;
+      notice(`Could not open the loop ${id}: ${error.message}.`);
+      window.history.replaceState(null, '', '#/');
+      this.route();
+      return;
+    }
+    this.opening = null;
+    if (projectOf(window.location.hash) !== id) return; // gone elsewhere meanwhile
+    this.dashboard = new Dashboard(api, {routes: new Routes(id), connection: this.connection, name: row ? row.name : id});
+    await this.dashboard.start(status);
+  }
+}
+
 function showSignIn(message) {
+  byId('overview-view').hidden = true;
+  byId('project-crumbs').hidden = true;
   byId('dashboard-view').hidden = true;
   byId('run-view').hidden = true;
   byId('sign-out').hidden = true;
@@ -369,14 +580,32 @@ function showSignIn(message) {
   byId('token-input').focus();
 }
 
-/** The signed-in page, once there is one. */
+/** The signed-in page (a Dashboard, or a Fleet on a multi-project daemon), once there is one. */
 let dashboard = null;
+
+/**
+ * What the daemon serves, asked with `api`'s token: {listed} (its /api/projects
+ * answer with its event id) when it serves several projects, else {status, only}
+ * for the one project's page. A daemon from before projects answers 404 to the
+ * list. Throws the ApiError of a refused token or a daemon that does not answer.
+ */
+async function probe(api) {
+  let listed = null;
+  try {
+    listed = await api.fetchWithId('api/projects');
+  } catch (error) {
+    if (error.status !== 404 && error.status !== 405) throw error;
+  }
+  if (listed && isFleet(listed.body)) return {listed};
+  const only = listed && listed.body.total === 1 ? listed.body.projects[0].id : null;
+  return {status: await api.get('api/status'), only};
+}
 
 async function signIn(token, remember) {
   const api = new Api(token);
-  let status;
+  let served;
   try {
-    status = await api.get('api/status');
+    served = await probe(api);
   } catch (error) {
     if (error.isAuth) {
       auth.forgetToken();
@@ -394,7 +623,7 @@ async function signIn(token, remember) {
     window.location.reload();
     return;
   }
-  await start(api, status);
+  await start(api, served);
 }
 
 /**
@@ -409,9 +638,9 @@ async function adoptFragmentToken(candidate) {
     if (!dashboard) await signIn(stored, auth.isRemembered());
     return;
   }
-  let status;
+  let served;
   try {
-    status = await new Api(candidate).get('api/status');
+    served = await probe(new Api(candidate));
   } catch (error) {
     if (stored) {
       const why = error.isAuth ? `the daemon refused it (${error.status})` : `it could not be checked (${error.message})`;
@@ -433,13 +662,18 @@ async function adoptFragmentToken(candidate) {
     window.location.reload(); // every view starts again with the accepted token
     return;
   }
-  await start(new Api(candidate), status);
+  await start(new Api(candidate), served);
 }
 
-async function start(api, status) {
+async function start(api, {status, only, listed}) {
   byId('token-input').value = '';
   byId('signin-error').textContent = '';
-  dashboard = new Dashboard(api);
+  if (listed) {
+    dashboard = new Fleet(api);
+    dashboard.start(listed);
+    return;
+  }
+  dashboard = new Dashboard(api, {only});
   await dashboard.start(status);
 }
 
