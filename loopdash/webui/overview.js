@@ -170,10 +170,16 @@ export class OverviewView {
       h('span', {class: 'project-path muted'}, row.path),
       row.machine && !href ? h('span', {class: 'muted'}, `Open it on ${row.machine}'s own loopdash page.`) : null,
     ];
-    const card = href
-      ? h('a', {class: 'project-card', href, ...(row.machine ? {rel: 'noopener noreferrer'} : {})}, children)
-      : h('div', {class: 'project-card'}, children);
-    item.replaceChildren(card);
+    const tag = href ? 'A' : 'DIV';
+    let card = item.firstElementChild;
+    if (!card || card.tagName !== tag) {
+      // Made once per kind and refilled after: a focused card keeps its focus through updates.
+      card = h(tag.toLowerCase(), {class: 'project-card'});
+      item.replaceChildren(card);
+    }
+    if (href) card.setAttribute('href', href);
+    if (row.machine && href) card.setAttribute('rel', 'noopener noreferrer');
+    card.replaceChildren(...children.filter(Boolean));
     this.tickOne(row.id);
   }
 
