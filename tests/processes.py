@@ -66,13 +66,19 @@ def stop_process(process: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT
 
 @dataclass
 class DaemonProcess:
-    """``twistd -n loopdash`` on a fixed port, so a restart comes back at the same URL."""
+    """``twistd -n loopdash`` on a fixed port, so a restart comes back at the same URL.
+
+    ``scan``: the daemon gets ``--scan root`` instead of ``--root root``, serving
+    every loop project below ``root`` (docs/projects.md), its token in
+    ``root/.loopdash/auth_token.txt``.
+    """
 
     root: str
     log_path: str
     port: int = field(default_factory=free_port)
     options: tuple[str, ...] = ()
     process: subprocess.Popen[bytes] | None = None
+    scan: bool = False
 
     @property
     def url(self) -> str:
@@ -80,7 +86,8 @@ class DaemonProcess:
 
     @property
     def token(self) -> str:
-        with open(os.path.join(self.root, ".claude-loop", "dashboard", "auth_token.txt")) as f:
+        where = (".loopdash",) if self.scan else (".claude-loop", "dashboard")
+        with open(os.path.join(self.root, *where, "auth_token.txt")) as f:
             return f.read().strip()
 
     def start(self) -> None:
@@ -90,7 +97,7 @@ class DaemonProcess:
             "loopdash",
             "--port",
             str(self.port),
-            "--root",
+            "--scan" if self.scan else "--root",
             self.root,
             "--poll-interval",
             "0.2",
