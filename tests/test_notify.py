@@ -193,6 +193,53 @@ async def test_a_budget_passed_is_streamed_listed_and_kept_across_a_restart(tmp_
 
 
 @pytest_twisted.ensureDeferred
+async def test_each_project_of_a_daemon_has_its_own_budget(tmp_path: Any) -> None:
+    # Issue 20: per-project budgets in multi-project mode. "thrifty" has its own 0.2 USD
+    # budget, "roomy" takes --budget's 5 USD; the same spending passes only the first's.
+    from twisted.internet import reactor
+
+    started = datetime.now(UTC) - timedelta(minutes=5)
+    thrifty, roomy = (os.path.join(str(tmp_path), name) for name in ("thrifty", "roomy"))
+    runs = [project_with_run(root, started) for root in (thrifty, roomy)]
+    daemon = await start_daemon(
+        reactor,
+        thrifty,
+        more_roots=(roomy,),
+        poll_interval=0.05,
+        use_inotify=False,
+        use_git=False,
+        budget_usd=5.0,
+        project_budgets={"thrifty": 0.2},
+    )
+    try:
+        stream = await open_stream(daemon)
+        await stream.next_of_type("status_update")
+        for run in runs:
+            for minute in (2, 3, 4, 5):  # 0.27 USD after five iterations
+                run.add_iteration("US-002", "B story", started + timedelta(minutes=minute), 60000)
+            run.write_metrics(datetime.now(UTC))
+        warning = await stream.next_of_type("notification")
+        exceeded = await stream.next_of_type("notification")
+        assert [(e.data["project"], e.data["data"]["kind"]) for e in (warning, exceeded)] == [
+            ("thrifty", "budget_warning"),
+            ("thrifty", "budget_exceeded"),
+        ]
+        own = (await daemon.get("/api/projects/thrifty/notifications")).json()
+        other = (await daemon.get("/api/projects/roomy/notifications")).json()
+        assert (own["settings"]["budget_usd"], own["total"]) == (0.2, 2)
+        assert (other["settings"]["budget_usd"], other["total"]) == (5.0, 0)
+        scraped = (await daemon.get("/metrics")).body.decode()
+        budgets = sorted(
+            line for line in scraped.splitlines() if line.startswith("loopdash_loop_budget_usd{")
+        )
+        assert [b.split("project_id=")[1].split(",")[0] for b in budgets] == ['"roomy"', '"thrifty"']
+        assert [float(b.rsplit(" ", 1)[1]) for b in budgets] == [5.0, 0.2]
+        stream.close()
+    finally:
+        await daemon.stop()
+
+
+@pytest_twisted.ensureDeferred
 async def test_apprise_delivers_to_a_json_webhook(tmp_path: Any) -> None:
     from twisted.internet import reactor
 

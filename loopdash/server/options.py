@@ -117,6 +117,25 @@ def one_of(choices: Sequence[str]) -> Converter:
     return convert
 
 
+def project_budget(text: str) -> tuple[str, float]:
+    """``ID=USD`` as ``(id, dollars)``: one project's own budget; ValueError when malformed."""
+    ident, sep, amount = text.partition("=")
+    if not sep or not ident.strip():
+        raise ValueError(f"must be PROJECT_ID=USD, not {text!r}")
+    return ident.strip(), positive_usd()(amount)
+
+
+def project_usd() -> Converter:
+    """A converter checking ``ID=USD`` (see :func:`project_budget`); the text is kept as given."""
+
+    def convert(text: str) -> str:
+        project_budget(text)
+        return text
+
+    convert.__name__ = "project_usd"
+    return convert
+
+
 def positive_usd() -> Converter:
     """A converter to a positive amount of US dollars."""
 
@@ -386,6 +405,15 @@ DAEMON_OPTIONS: tuple[DaemonOption, ...] = (
         convert=positive_usd(),
         metavar="USD",
         example="25",
+    ),
+    DaemonOption(
+        "project-budget",
+        "One project's own budget on a multi-project daemon, PROJECT_ID=USD (repeatable): "
+        "it takes the place of --budget for that project (docs/projects.md).",
+        kind=REPEAT,
+        convert=project_usd(),
+        metavar="ID=USD",
+        example="api=10",
     ),
     DaemonOption(
         "failure-streak",

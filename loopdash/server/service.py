@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,6 +106,8 @@ class DashboardConfig:
     notify_kinds: frozenset[str] = DEFAULT_KINDS
     #: The run's budget in USD (``--budget``); None: no budget.
     budget_usd: float | None = None
+    #: Budgets of single projects by id (``--project-budget``), in place of ``budget_usd``.
+    project_budgets: Mapping[str, float] = field(default_factory=dict)
     #: Failed iterations in a row that make a failure streak.
     failure_streak: int = DEFAULT_FAILURE_STREAK
     #: Seconds of quiet after which an unfinished run counts as stalled (docs/liveness.md).
@@ -147,6 +149,10 @@ class DashboardConfig:
     def multi(self) -> bool:
         """A multi-project daemon: more than one ``--root``, or any ``--scan`` (docs/projects.md)."""
         return bool(self.scan) or len(self.roots) > 1
+
+    def budget_for(self, project_id: str) -> float | None:
+        """The budget of the project ``project_id`` in USD: its own, else ``--budget``, else None."""
+        return self.project_budgets.get(project_id, self.budget_usd)
 
     @property
     def token_path(self) -> str:
@@ -364,7 +370,7 @@ class BundleMaker:
             git=git,
         )
         notifications = NotificationCenter(
-            RuleConfig(config.notify_kinds, config.failure_streak, config.budget_usd),
+            RuleConfig(config.notify_kinds, config.failure_streak, config.budget_for(ident)),
             NotificationLog(notifications_file),
             channel,
             reactor,
@@ -460,7 +466,7 @@ def build_dashboard(config: DashboardConfig, reactor: Any) -> Dashboard:
         scanner.scan()
     meter.register(
         LoopCollector(
-            lambda: [LoopSource(b.id, b.live, config.budget_usd) for b in projects.bundles()],
+            lambda: [LoopSource(b.id, b.live, config.budget_for(b.id)) for b in projects.bundles()],
             reactor,
             config.stale_after,
             config.stall_after,

@@ -17,7 +17,15 @@ from loopdash.local.daemon import DEAD, RUNNING, DaemonFiles, inspect, remove_qu
 from loopdash.local.token import UnsafeTokenFile, token_file_problem
 from loopdash.server.logformat import DaemonLogging, twistd_log_target, twistd_writes_a_file
 from loopdash.server.notify import notify_config_problem
-from loopdash.server.options import DAEMON_OPTIONS, FLAG, REPEAT, VALUE, DaemonOption, daemon_option
+from loopdash.server.options import (
+    DAEMON_OPTIONS,
+    FLAG,
+    REPEAT,
+    VALUE,
+    DaemonOption,
+    daemon_option,
+    project_budget,
+)
 from loopdash.server.runtime import RuntimeRecord
 from loopdash.server.service import DashboardConfig, build_dashboard, tcp_endpoint
 
@@ -173,6 +181,7 @@ class Options(usage.Options):
                 else DEFAULT_KINDS
             ),
             budget_usd=self["budget"],
+            project_budgets=dict(project_budget(text) for text in self["project-budget"]),
             failure_streak=self["failure-streak"],
             public_url=self["public-url"],
             max_entry_bytes=self["max-entry-bytes"],
