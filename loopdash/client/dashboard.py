@@ -6,11 +6,14 @@ for backoff jitter) and turns every answer into the frozen values of
 into a typed exception. Every call has a timeout; cancelling a call closes its
 connection. :meth:`DashboardClient.stream` follows ``GET /api/stream`` and
 reconnects by itself, the way the HTML standard's ``EventSource`` does.
+:meth:`DashboardClient.project` gives a client bound to one project of a
+multi-project daemon (its routes under ``/api/projects/<id>/``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import os
 import random
@@ -49,6 +52,7 @@ from loopdash.client.models import (
     MalformedResponse,
     Metrics,
     NotificationPage,
+    ProjectList,
     RunDetail,
     RunRow,
     Stories,
@@ -303,7 +307,16 @@ class DashboardClient:
     has been silent that long (the server's keepalive comes every 30 s).
     ``clock`` (default: the reactor) times the waits between reconnections
     and the idle timeout; ``jitter`` draws the backoff's random fraction.
+
+    Per-project calls (status, stories, ..., stream) go to the plain
+    ``/api/...`` routes, which serve the daemon's default project; a client
+    from :meth:`project` sends them to ``/api/projects/<id>/...`` instead.
     """
+
+    #: The project this client's per-project calls are for; None: the daemon's default one.
+    project_id: str | None = None
+    #: Where the per-project routes are: ``/api`` or ``/api/projects/<id>``.
+    _routes = "/api"
 
     def __init__(
         self,
@@ -363,48 +376,69 @@ class DashboardClient:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
+    # -- projects ------------------------------------------------------------------
+
+    def project(self, project_id: str) -> DashboardClient:
+        """A client of the project ``project_id``: every per-project call goes to
+        ``/api/projects/<project_id>/...``, its stream to ``/api/projects/<project_id>/stream``.
+
+        It shares this client's connections, token and settings (closing either
+        closes the shared idle connections). An unknown id (or a remote
+        project's, which its own daemon serves) is :class:`NotFound` at the first call.
+        """
+        bound = copy.copy(self)
+        bound.project_id = project_id
+        # One path segment whatever the id holds; ids are URL-safe, but a caller's typo need not be.
+        bound._routes = "/api/projects/" + quote(project_id, safe="")
+        return bound
+
+    async def projects(self) -> ProjectList:
+        """``GET /api/projects``: every project the daemon serves (its ``projects`` rows,
+        remote ones included), and the id of the default one."""
+        return decode(ProjectList, await self._get("/api/projects"))
+
     # -- REST ----------------------------------------------------------------------
 
     async def health(self) -> Health:
         return decode(Health, await self._get("/api/health", authenticated=False))
 
     async def status(self) -> ExecutionStatus:
-        return decode(ExecutionStatus, await self._get("/api/status"))
+        return decode(ExecutionStatus, await self._get(self._routes + "/status"))
 
     async def stories(self, run_id: str | None = None) -> Stories:
-        return decode(Stories, await self._get("/api/stories", {"run_id": run_id}))
+        return decode(Stories, await self._get(self._routes + "/stories", {"run_id": run_id}))
 
     async def logs(self, limit: int = 100, offset: int = 0, run_id: str | None = None) -> LogPage:
         params = {"limit": limit, "offset": offset, "run_id": run_id}
-        return decode(LogPage, await self._get("/api/logs", params))
+        return decode(LogPage, await self._get(self._routes + "/logs", params))
 
     async def metrics(self, run_id: str | None = None) -> Metrics:
-        return decode(Metrics, await self._get("/api/metrics", {"run_id": run_id}))
+        return decode(Metrics, await self._get(self._routes + "/metrics", {"run_id": run_id}))
 
     async def history(self, limit: int = 20, offset: int = 0) -> HistoryPage:
-        return decode(HistoryPage, await self._get("/api/history", {"limit": limit, "offset": offset}))
+        params = {"limit": limit, "offset": offset}
+        return decode(HistoryPage, await self._get(self._routes + "/history", params))
 
     async def notifications(self, limit: int = 50, offset: int = 0) -> NotificationPage:
         """The daemon's recent notifications, newest first, and its rules' settings."""
-        return decode(
-            NotificationPage, await self._get("/api/notifications", {"limit": limit, "offset": offset})
-        )
+        params = {"limit": limit, "offset": offset}
+        return decode(NotificationPage, await self._get(self._routes + "/notifications", params))
 
     async def runs(self) -> tuple[RunRow, ...]:
-        return runs_from_json(await self._get("/api/runs"))
+        return runs_from_json(await self._get(self._routes + "/runs"))
 
     async def run(self, run_id: str) -> RunDetail:
         # One path segment whatever the id holds ("/" included).
-        return decode(RunDetail, await self._get(f"/api/runs/{quote(run_id, safe='')}"))
+        return decode(RunDetail, await self._get(f"{self._routes}/runs/{quote(run_id, safe='')}"))
 
     async def commits(self, limit: int = 20, offset: int = 0, since: str | None = None) -> CommitPage:
         """A page of the project's commits, newest first; ``since``: a run id or a commit sha."""
         params = {"limit": limit, "offset": offset, "since": since}
-        return decode(CommitPage, await self._get("/api/commits", params))
+        return decode(CommitPage, await self._get(self._routes + "/commits", params))
 
     async def commit(self, sha: str) -> CommitDetail:
         """One commit with its files' stats and diffs (NotFound when there is no such commit)."""
-        return decode(CommitDetail, await self._get(f"/api/commits/{quote(sha, safe='')}"))
+        return decode(CommitDetail, await self._get(f"{self._routes}/commits/{quote(sha, safe='')}"))
 
     async def iter_logs(
         self, page_size: int = PAGE_SIZE, run_id: str | None = None
@@ -485,6 +519,11 @@ class DashboardClient:
     async def stream(self, last_event_id: str | None = None) -> AsyncIterator[StreamItem | Disconnected]:
         """Events of ``GET /api/stream`` as they come, for as long as you iterate.
 
+        A multi-project daemon's ``/api/stream`` carries every project's events
+        (each with its ``project``) and the project_added/updated/removed ones;
+        a client from :meth:`project` follows ``/api/projects/<id>/stream``,
+        that project's events only.
+
         The stream survives the daemon going away: on a lost connection it
         yields :class:`Disconnected`, waits (backoff with jitter, from the
         server's ``retry:``), reconnects sending ``Last-Event-ID``, then yields
@@ -501,7 +540,7 @@ class DashboardClient:
         while True:
             reader: _EventStreamReader | None = None
             try:
-                reader = await self._bounded(self._open_stream(last_id), "GET /api/stream")
+                reader = await self._bounded(self._open_stream(last_id), f"GET {self._routes}/stream")
                 if has_connected:
                     yield Reconnected(failures, waited, last_id)
                     if last_id is None:
@@ -537,13 +576,14 @@ class DashboardClient:
         headers[b"Cache-Control"] = [b"no-cache"]
         if last_id:
             headers[b"Last-Event-ID"] = [last_id.encode("utf-8")]
-        response = await self._request("/api/stream", {}, headers, self._stream_http)
+        path = self._routes + "/stream"
+        response = await self._request(path, {}, headers, self._stream_http)
         if response.code != 200:
             raise error_for(response.code, await read_body(response))
         content_type = (response.headers.getRawHeaders(b"content-type") or [b""])[0]
         if content_type.split(b";")[0].strip().lower() != b"text/event-stream":
             response.deliverBody(_BodyReader(0))  # discard: closes the connection
-            raise MalformedResponse(f"GET /api/stream answered {content_type!r}, not text/event-stream")
+            raise MalformedResponse(f"GET {path} answered {content_type!r}, not text/event-stream")
         reader = _EventStreamReader(self._clock, self.idle_timeout)
         response.deliverBody(reader)
         return reader

@@ -5,6 +5,10 @@ one of the frozen event classes below. Types the client does not know become
 :class:`UnknownEvent`, so a newer server does not break an older client.
 :class:`Reconnected` and :class:`Gap` are not sent by the server: the client
 yields them so a consumer knows when events may have been missed.
+
+On a multi-project daemon every event carries ``project`` (the id of the
+project it is about), and the combined stream adds :class:`ProjectAdded`,
+:class:`ProjectUpdated` and :class:`ProjectRemoved` (docs/projects.md).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from loopdash.client.models import (
     LogEntry,
     MalformedResponse,
     Notification,
+    ProjectRow,
     RunRow,
     Story,
     decode,
@@ -37,6 +42,9 @@ class StreamEvent:
     timestamp: str | None = None
     #: The server could not replay what this client missed: this event restarts the picture.
     gap: bool = False
+    #: A multi-project daemon's events: the id of the project the event is about (None: a
+    #: single-project daemon, which sends no such field).
+    project: str | None = None
     #: Top-level fields of the event JSON beyond ``type``, ``data``, ``timestamp``, ``gap``.
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -123,6 +131,27 @@ class CommitAdded(StreamEvent):
 
 
 @dataclass(frozen=True, kw_only=True)
+class ProjectAdded(StreamEvent):
+    """A project is served now (discovered, or its remote daemon came back): its ``/api/projects`` row."""
+
+    row: ProjectRow
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProjectUpdated(StreamEvent):
+    """A field of a project's ``/api/projects`` row changed: the whole row, as it is now."""
+
+    row: ProjectRow
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProjectRemoved(StreamEvent):
+    """The project ``project_id`` is no longer served (its folder is gone, or holds no loop)."""
+
+    project_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class UnknownEvent(StreamEvent):
     """An event type this client does not know; its data as sent."""
 
@@ -161,6 +190,9 @@ ServerEvent = (
     | RunStopped
     | LogReset
     | CommitAdded
+    | ProjectAdded
+    | ProjectUpdated
+    | ProjectRemoved
     | UnknownEvent
 )
 StreamItem = ServerEvent | Reconnected | Gap
@@ -178,6 +210,7 @@ def decode_event(data: str, event_id: str | None) -> ServerEvent:
         "id": event_id or None,
         "timestamp": message.timestamp,
         "gap": message.gap,
+        "project": message.project,
         "extra": message.extra,
     }
     if kind == "connected":
@@ -212,6 +245,12 @@ def decode_event(data: str, event_id: str | None) -> ServerEvent:
         return LogReset(total=total, **common)
     if kind == "commit_added":
         return CommitAdded(commit=decode(Commit, payload, "commit_added.data"), **common)
+    if kind in ("project_added", "project_updated"):
+        row = decode(ProjectRow, payload, f"{kind}.data")
+        return (ProjectAdded if kind == "project_added" else ProjectUpdated)(row=row, **common)
+    if kind == "project_removed":
+        ident, _ = _split(payload, "id", str, "project_removed.data")
+        return ProjectRemoved(project_id=ident, **common)
     return UnknownEvent(type=kind, data=payload, **common)
 
 

@@ -668,6 +668,8 @@ class StreamMessage(Shape, frozen=True):
     timestamp: str | None = None
     #: The server could not replay what the client missed: this event restarts the picture.
     gap: bool = False
+    #: A multi-project daemon's events: the id of the project the event is about.
+    project: str | None = None
 
 
 class ConnectedData(Shape, frozen=True):
