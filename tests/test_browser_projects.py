@@ -10,6 +10,7 @@ on the daemon's answers too, so the order tested is the one the issue asks for.
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -367,3 +368,67 @@ def test_remote_and_unreachable_loops_are_said_in_words_and_link_to_their_own_da
     assert "Unreachable" in by_id["box~web"]["text"] and "Open it on box" in by_id["box~web"]["text"]
     assert by_id["local"]["href"] == "#/p/local"
     assert list(console) == []
+
+
+@pytest.fixture
+def scanned(fleet_root: str, tmp_path: Any) -> Iterator[DaemonProcess]:
+    """A daemon given the fleet's folder with --scan: it finds the loops itself, and new ones."""
+    process = DaemonProcess(
+        fleet_root, os.path.join(str(tmp_path), "twistd.log"), scan=True, options=("--scan-interval", "0.5")
+    )
+    process.start()
+    yield process
+    process.stop()
+
+
+def test_loops_created_and_removed_under_the_scan_root_come_and_go_live(
+    scanned: DaemonProcess, fleet_root: str, open_page: OpenPage
+) -> None:
+    wait_for_projects(scanned, 6)
+    page, console = open_page()
+    sign_in(page, scanned)
+    expect(page.locator("#project-list > li")).to_have_count(6)
+    make_loop(os.path.join(fleet_root, "fresh"), "Fresh start", "fresh", 4, 1, quiet=5)
+    listed = wait_for_projects(scanned, 7)
+    fresh = next(row for row in listed["projects"] if row["name"] == "Fresh start")
+    card = page.locator(f"#project-list > li[data-project-id='{fresh['id']}']")
+    expect(card).to_contain_text("Fresh start")
+    expect(card).to_contain_text("1 of 4 stories")
+    assert card_ids(page) == attention_order(listed["projects"])
+    expect(page).to_have_title(title_counts(listed["projects"]))
+
+    shutil.rmtree(os.path.join(fleet_root, "cli"))
+    listed = wait_for_projects(scanned, 6)
+    expect(page.locator("#project-list > li")).to_have_count(6)
+    assert "Command line" not in page.locator("#project-list").inner_text()
+    assert card_ids(page) == attention_order(listed["projects"])
+    expect(page).to_have_title(title_counts(listed["projects"]))
+    assert list(console) == []
+
+
+def test_a_daemon_with_one_project_shows_that_project_without_an_overview(
+    tmp_path: Any, open_page: OpenPage
+) -> None:
+    root = os.path.join(str(tmp_path), "loops")
+    make_loop(os.path.join(root, "only"), "The only loop", "only", 3, 1, quiet=5)
+    daemon = DaemonProcess(root, os.path.join(str(tmp_path), "twistd.log"), scan=True)
+    daemon.start()
+    try:
+        assert wait_for_projects(daemon, 1)["projects"][0]["name"] == "The only loop"
+        page, console = open_page()
+        sign_in(page, daemon)
+        expect(page.locator("#dashboard-view")).to_be_visible()
+        expect(page.locator("#overview-view")).to_be_hidden()
+        expect(page.locator("#story-grid li")).to_have_count(3)
+        assert page.title() == "loopdash"
+        expect(page.locator("#project-crumbs")).to_be_hidden()
+
+        # A second loop appears: the page comes back as the overview of both.
+        make_loop(os.path.join(root, "second"), "The second loop", "two", 2, 0)
+        listed = wait_for_projects(daemon, 2)
+        expect(page.locator("#overview-view")).to_be_visible()
+        expect(page.locator("#project-list > li")).to_have_count(2)
+        assert card_ids(page) == attention_order(listed["projects"])
+        assert list(console) == []
+    finally:
+        daemon.stop()
