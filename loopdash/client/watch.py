@@ -54,7 +54,7 @@ from loopdash.client.events import (
     UnknownEvent,
 )
 from loopdash.client.models import Commit, ExecutionStatus, LogEntry, WorkingTree
-from loopdash.local.token import default_token_path
+from loopdash.local.token import default_token_path, scan_token_path
 
 #: Log headlines shown on the terminal view.
 DEFAULT_HEADLINES = 5
@@ -75,6 +75,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--root", default=".", help="the loop's project directory (default: the current one)")
     parser.add_argument(
         "--token-file", help="the API token file (default: <root>/.claude-loop/dashboard/auth_token.txt)"
+    )
+    parser.add_argument(
+        "--all",
+        action="store_true",
+        help="every loop of a multi-project daemon as one live table (docs/projects.md)",
     )
     parser.add_argument("--once", action="store_true", help="print the current status and exit")
     parser.add_argument("--json", action="store_true", help="with --once: print the status as JSON")
@@ -584,6 +589,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     root = os.path.abspath(args.root)
     token_path = args.token_file or default_token_path(root)
+    if args.all and not args.token_file and os.path.lexists(scan_token_path(root)):
+        # A daemon started with --scan ROOT keeps its token there (docs/projects.md).
+        token_path = scan_token_path(root)
     try:
         token = read_token(token_path)
     except DashboardError as e:
@@ -605,7 +613,15 @@ def run(args: argparse.Namespace) -> int:
 
     async def main() -> None:
         try:
-            if args.once:
+            if args.all:
+                from loopdash.client.fleet import FleetWatch, once_all
+
+                if args.once:
+                    await once_all(client, out, args.json, reactor)
+                else:
+                    fleet = FleetWatch(client, out, reactor, out.isatty(), lambda: reread_token(token_path))
+                    await fleet.follow()
+            elif args.once:
                 await once(client, out, args.json, reactor)
             else:
                 watch = Watch(
