@@ -432,3 +432,30 @@ def test_a_daemon_with_one_project_shows_that_project_without_an_overview(
         assert list(console) == []
     finally:
         daemon.stop()
+
+
+def test_a_scanning_daemon_losing_its_only_loop_shows_the_empty_overview(
+    tmp_path: Any, open_page: OpenPage
+) -> None:
+    root = os.path.join(str(tmp_path), "loops")
+    make_loop(os.path.join(root, "only"), "The only loop", "only", 3, 1, quiet=5)
+    daemon = DaemonProcess(root, os.path.join(str(tmp_path), "twistd.log"), scan=True)
+    daemon.start()
+    try:
+        wait_for_projects(daemon, 1)
+        page, console = open_page()
+        sign_in(page, daemon)
+        expect(page.locator("#story-grid li")).to_have_count(3)
+        shutil.rmtree(os.path.join(root, "only"))
+        wait_for_projects(daemon, 0)
+        expect(page.locator("#overview-view")).to_be_visible()
+        expect(page.locator("#project-list > li")).to_have_count(0)
+        expect(page.locator("#projects-summary")).to_have_text(
+            "No loop project found yet; new ones show up here as they appear."
+        )
+        expect(page.locator("#dashboard-view")).to_be_hidden()
+        # The loop's last events may make the page ask for what is gone just before
+        # project_removed: the daemon's 404 (the browser logs it) is the true answer.
+        assert [e for e in console if "status of 404" not in e] == []
+    finally:
+        daemon.stop()

@@ -270,8 +270,9 @@ class Dashboard {
   }
 
   received(event, context) {
-    if (!this.shared && event.type === 'project_added') {
-      // A second loop appeared: the page comes back as the overview of all of them.
+    if (!this.shared && (event.type === 'project_added' || event.type === 'project_removed')) {
+      // A scanning daemon's second loop appeared, or its only one went: the page
+      // comes back as the overview, of all of them or of none yet.
       window.location.reload();
       return;
     }
