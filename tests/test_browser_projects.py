@@ -23,7 +23,7 @@ from tests.browser_support import DaemonProcess, money
 from tests.conftest import WAIT, OpenPage, Page
 
 #: The order a loop needs attention in (overview.js ``attention``).
-RANK = {"stalled": 0, "stopped": 2, "unreachable": 3, "running": 4, "finished": 5, "idle": 6}
+RANK = {"stalled": 0, "stopped": 2, "running": 3, "finished": 4, "idle": 5, "unreachable": 6}
 
 
 def expect(locator: Any) -> Any:
@@ -143,7 +143,8 @@ def attention_order(rows: list[dict[str, Any]]) -> list[str]:
 
     def key(row: dict[str, Any]) -> tuple[int, str, str]:
         state = state_of(row)
-        rank = RANK[state] if state == "stalled" or not row["failed_iterations"] else 1
+        failing = state not in ("stalled", "unreachable") and row["failed_iterations"]
+        rank = 1 if failing else RANK[state]
         return rank, row["name"].lower(), row["id"]
 
     return [row["id"] for row in sorted(rows, key=key)]
@@ -324,8 +325,7 @@ def test_remote_and_unreachable_loops_are_said_in_words_and_link_to_their_own_da
 
     The page's own overview.js renders rows made here into a detached list: a
     remote row with ``url`` links to that daemon's page of the loop, one without
-    says where to look, and an unreachable one says so in words and sorts after
-    stopped loops.
+    says where to look, and an unreachable one says so in words and sorts last.
     """
     page, console = open_page()
     sign_in(page, fleet)
@@ -358,7 +358,7 @@ def test_remote_and_unreachable_loops_are_said_in_words_and_link_to_their_own_da
         }""",
         f"{fleet.url}/{script.removesuffix('app.js')}overview.js",
     )
-    assert cards["order"] == ["local", "box~web", "box~api"]
+    assert cards["order"] == ["local", "box~api", "box~web"]
     assert cards["title"] == "1 running · 1 stopped · 1 unreachable · loopdash"
     by_id = {card["id"]: card for card in cards["cards"]}
     assert by_id["box~api"]["href"] == "http://box:8080/#/p/api"

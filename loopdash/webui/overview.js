@@ -24,19 +24,25 @@ export function rowState(row) {
 
 /**
  * How urgently a loop needs a look, smallest first: stalled, then failed
- * iterations in the current run, then stopped, unreachable, running, finished, idle.
+ * iterations in the current run, then stopped, running, finished, idle, and
+ * last a remote loop that cannot be read (`loopdash watch --all`'s order).
  */
 export function attention(row) {
   const state = rowState(row);
+  if (state === 'unreachable') return 6;
   if (state === 'stalled') return 0;
   if ((row.failed_iterations || 0) > 0) return 1;
-  return {stopped: 2, unreachable: 3, running: 4, finished: 5}[state] ?? 6;
+  return {stopped: 2, running: 3, finished: 4, idle: 5}[state] ?? 6;
 }
 
-/** The rows in overview order: attention, then name, then id (stable between renders). */
+function compare(a, b) {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** The rows in overview order: attention, then lower-cased name, then id (stable between renders). */
 export function ordered(rows) {
   return [...rows].sort((a, b) => attention(a) - attention(b)
-    || a.name.localeCompare(b.name) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    || compare(a.name.toLowerCase(), b.name.toLowerCase()) || compare(a.id, b.id));
 }
 
 /** Whether a row matches the filter text (case-insensitive, in its name, id, path or machine). */
