@@ -13,6 +13,8 @@ of seconds, not 'x'"); each parser names the option in front of it.
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -125,6 +127,47 @@ def project_budget(text: str) -> tuple[str, float]:
     return ident.strip(), positive_usd()(amount)
 
 
+#: A --remote NAME: what a local id never holds (``~``) stays out, so ``NAME~<id>`` is unambiguous.
+_MACHINE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+
+
+def named_value(text: str, what: str) -> tuple[str, str]:
+    """``NAME=VALUE`` as ``(name, value)``; ValueError when the name is not a machine name."""
+    name, sep, value = text.partition("=")
+    name = name.strip()
+    if not sep or not value.strip():
+        raise ValueError(f"must be NAME={what}, not {text!r}")
+    if not _MACHINE.match(name):
+        raise ValueError(f"the name {name!r} must be lower-case letters, digits, '.', '_' or '-'")
+    return name, value.strip()
+
+
+def remote_url() -> Converter:
+    """A converter checking ``NAME=URL`` (an http or https URL); the value is ``NAME=URL`` as text
+    (split it with :func:`named_value`), so ``loopdash start`` passes it on as given."""
+
+    def convert(text: str) -> str:
+        name, url = named_value(text, "URL")
+        if not url.startswith(("http://", "https://")) or len(url) <= len("https://"):
+            raise ValueError(f"the URL of {name!r} must start with http:// or https://, not {url!r}")
+        return f"{name}={url.rstrip('/')}"
+
+    convert.__name__ = "remote_url"
+    return convert
+
+
+def remote_path() -> Converter:
+    """A converter for ``NAME=PATH``: the value is ``NAME=<absolute path>`` as text, made absolute
+    where it is given (``loopdash start`` runs twistd in another directory)."""
+
+    def convert(text: str) -> str:
+        name, path = named_value(text, "PATH")
+        return f"{name}={os.path.abspath(os.path.expanduser(path))}"
+
+    convert.__name__ = "remote_path"
+    return convert
+
+
 def project_usd() -> Converter:
     """A converter checking ``ID=USD`` (see :func:`project_budget`); the text is kept as given."""
 
@@ -228,6 +271,25 @@ DAEMON_OPTIONS: tuple[DaemonOption, ...] = (
         convert=positive_seconds(),
         metavar="SECONDS",
         example="30",
+    ),
+    DaemonOption(
+        "remote",
+        (
+            "Show the projects of another loopdash daemon beside this one's, NAME=URL "
+            "(repeatable; with --remote-token-file NAME=PATH; docs/projects.md)."
+        ),
+        kind=REPEAT,
+        convert=remote_url(),
+        metavar="NAME=URL",
+        example="buildbox=http://127.0.0.1:8081",
+    ),
+    DaemonOption(
+        "remote-token-file",
+        "The file holding the API token of the --remote daemon NAME, NAME=PATH (one per --remote).",
+        kind=REPEAT,
+        convert=remote_path(),
+        metavar="NAME=PATH",
+        example="buildbox=/etc/loopdash/buildbox.token",
     ),
     DaemonOption(
         "listen",

@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from twisted.application.service import MultiService, Service
 from twisted.logger import Logger
@@ -157,6 +157,15 @@ def failed_iterations(live: LiveProject) -> int:
     return sum(1 for iteration in metrics.iterations if iteration.failed) if metrics is not None else 0
 
 
+@runtime_checkable
+class RemoteRows(Protocol):
+    """What follows another daemon for the registry (``loopdash.client.remote.RemoteLink``)."""
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Its projects' ``/api/projects`` rows, as this daemon lists them (``machine`` set)."""
+        ...
+
+
 class ProjectRegistry(MultiService):
     """The daemon's projects by id, the default one, and their rows.
 
@@ -178,6 +187,8 @@ class ProjectRegistry(MultiService):
         self._bundles: dict[str, ProjectBundle] = {}
         #: Told of each bundle added and removed (the metrics, the scanner's watches, tests).
         self.on_change: list[Callable[[], object]] = []
+        #: Other machines' projects (``--remote``): listed after this machine's, never served here.
+        self.remote_sources: list[RemoteRows] = []
 
     # -- lookup ----------------------------------------------------------------------
 
@@ -273,7 +284,14 @@ class ProjectRegistry(MultiService):
             self.hub.publish("project_updated", row, project=bundle.id, combined_only=True)
 
     def rows(self) -> list[dict[str, Any]]:
-        return [self.row(bundle) for bundle in self.bundles()]
+        """This machine's rows in id order, then each remote's (docs/projects.md)."""
+        return [self.row(bundle) for bundle in self.bundles()] + [
+            row for source in self.remote_sources for row in source.rows()
+        ]
+
+    def publish_remote(self, kind: str, data: object, ident: str) -> None:
+        """A remote project's ``project_added`` / ``_updated`` / ``_removed``, on the combined stream only."""
+        self.hub.publish(kind, data, project=ident, combined_only=True)
 
     def list_body(self) -> bytes:
         """``GET /api/projects``."""

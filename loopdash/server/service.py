@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from twisted.application.internet import StreamServerEndpointService
-from twisted.application.service import MultiService
+from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort
@@ -55,6 +55,7 @@ from loopdash.server.projects import (
     ProjectBundle,
     ProjectChannel,
     ProjectRegistry,
+    RemoteRows,
 )
 from loopdash.server.scanner import Scanner
 from loopdash.server.stream import StreamHub, TicketBook
@@ -136,6 +137,10 @@ class DashboardConfig:
     scan_depth: int = DEFAULT_SCAN_DEPTH
     #: Seconds between rescans of the scan folders (inotify notices most changes at once).
     scan_interval: float = DEFAULT_SCAN_INTERVAL
+    #: Other daemons whose projects are listed here: (NAME, URL), from ``--remote``.
+    remotes: Sequence[tuple[str, str]] = ()
+    #: Each remote's token file, by NAME (``--remote-token-file``).
+    remote_token_files: Mapping[str, str] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -147,8 +152,8 @@ class DashboardConfig:
 
     @property
     def multi(self) -> bool:
-        """A multi-project daemon: more than one ``--root``, or any ``--scan`` (docs/projects.md)."""
-        return bool(self.scan) or len(self.roots) > 1
+        """A multi-project daemon: more than one ``--root``, any ``--scan`` or any ``--remote`` (docs/projects.md)."""
+        return bool(self.scan) or len(self.roots) > 1 or bool(self.remotes)
 
     def budget_for(self, project_id: str) -> float | None:
         """The budget of the project ``project_id`` in USD: its own, else ``--budget``, else None."""
@@ -420,7 +425,20 @@ def served_roots(config: DashboardConfig) -> list[tuple[str, str, str]]:
     return rows
 
 
-def build_dashboard(config: DashboardConfig, reactor: Any) -> Dashboard:
+#: Makes the follower of a ``--remote`` daemon from (NAME, URL, token file, publish, reactor):
+#: a service whose ``rows()`` the registry lists (:class:`RemoteRows`).
+#: ``loopdash.client.remote.RemoteLink`` is one; the server may not import the client
+#: (tests/test_layers.py), so the twistd plugin's module (``loopdash.cli.daemon``) passes it.
+FollowRemote = Callable[[str, str, str, Callable[[str, Any, str], None], Any], Service]
+
+
+def build_dashboard(
+    config: DashboardConfig, reactor: Any, follow_remote: FollowRemote | None = None
+) -> Dashboard:
+    if config.remotes and follow_remote is None:
+        raise ValueError(
+            "--remote needs a follower of remote daemons (run the daemon through `twistd loopdash`)"
+        )
     problem = token_file_problem(config.token_path)
     if problem is not None:
         raise UnsafeTokenFile(problem)
@@ -515,6 +533,13 @@ def build_dashboard(config: DashboardConfig, reactor: Any) -> Dashboard:
     # watchers stop, then the hub ends the open streams.
     service.addService(HubService(hub))
     service.addService(projects)
+    for name, url in config.remotes:
+        assert follow_remote is not None
+        link = follow_remote(name, url, config.remote_token_files[name], projects.publish_remote, reactor)
+        if not isinstance(link, RemoteRows):
+            raise TypeError(f"the follower of --remote {name} lists no rows")
+        projects.remote_sources.append(link)
+        service.addService(link)
     if scanner is not None:
         # Stops first: no project is added while the others stop.
         service.addService(scanner)

@@ -24,10 +24,11 @@ from loopdash.server.options import (
     VALUE,
     DaemonOption,
     daemon_option,
+    named_value,
     project_budget,
 )
 from loopdash.server.runtime import RuntimeRecord
-from loopdash.server.service import DashboardConfig, build_dashboard, tcp_endpoint
+from loopdash.server.service import DashboardConfig, FollowRemote, build_dashboard, tcp_endpoint
 
 
 class Refusal(usage.UsageError):
@@ -149,6 +150,17 @@ class Options(usage.Options):
             problem = notify_config_problem(path)
             if problem is not None:
                 raise Refusal(problem)
+        remotes = [named_value(text, "URL") for text in self["remote"]]
+        names = [name for name, _ in remotes]
+        tokens = dict(named_value(text, "PATH") for text in self["remote-token-file"])
+        for name in names:
+            if names.count(name) > 1:
+                raise usage.UsageError(f"--remote {name} is given twice")
+            if name not in tokens:
+                raise usage.UsageError(f"--remote {name} needs --remote-token-file {name}=PATH")
+        for name in tokens:
+            if name not in names:
+                raise usage.UsageError(f"--remote-token-file {name}=... names no --remote")
 
     def config(self) -> DashboardConfig:
         roots = [os.path.abspath(root) for root in self["roots"]] or [os.path.abspath(self["root"])]
@@ -190,6 +202,8 @@ class Options(usage.Options):
             progress=self["progress"],
             use_git=not self["no-git"],
             git_diff_cap=self["git-diff-cap"],
+            remotes=tuple(named_value(text, "URL") for text in self["remote"]),
+            remote_token_files=dict(named_value(text, "PATH") for text in self["remote-token-file"]),
         )
 
 
@@ -202,8 +216,11 @@ for _option in DAEMON_OPTIONS:
 TWISTD_DEFAULT_PIDFILE = "twistd.pid"
 
 
-def makeService(options: Options) -> IService:
+def makeService(options: Options, follow_remote: FollowRemote | None = None) -> IService:
     """The dashboard service; under twistd also its pidfile's place, state file and start lines.
+
+    ``follow_remote`` makes the followers of ``--remote`` daemons (the twistd
+    plugin's module, :mod:`loopdash.cli.daemon`, passes the client's).
 
     Under twistd (``options.parent`` set): a pidfile left at twistd's default
     moves to where ``loopdash start`` keeps it, so ``status`` and ``stop`` find
@@ -219,7 +236,7 @@ def makeService(options: Options) -> IService:
         claim_the_project(files, twistd_options)
         sys.excepthook = one_line_for_listen_failures(sys.excepthook)
     try:
-        dashboard = build_dashboard(config, reactor)
+        dashboard = build_dashboard(config, reactor, follow_remote)
     except (OSError, UnsafeTokenFile) as e:
         if twistd_options is None:
             raise
