@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench import procs
+from loopdash.cli.sample import SAMPLE_STORIES
 from loopdash.cli.simulator import BASE_ITERATION_SECONDS, LoopSimulator
 
 REST_PATHS = (
@@ -163,7 +164,9 @@ async def soak(args: argparse.Namespace, root: str, workdir: str) -> dict[str, A
         rss_connected = procs.memory_kib(server.pid, "VmRSS")
         print(f"{opened}/{len(counters)} streams open, RSS {rss_connected} KiB", flush=True)
 
-        simulator = LoopSimulator(root, reactor, speed=BASE_ITERATION_SECONDS / args.iteration_seconds)
+        simulator = LoopSimulator(
+            root, reactor, speed=BASE_ITERATION_SECONDS / args.iteration_seconds, stories=plan(args.stories)
+        )
         simulator.start()
         pool = HTTPConnectionPool(reactor, persistent=True)
         pool.maxPersistentPerHost = args.rest_clients
@@ -222,6 +225,21 @@ async def soak(args: argparse.Namespace, root: str, workdir: str) -> dict[str, A
         }
     finally:
         server.stop()
+
+
+def plan(count: int) -> list[dict[str, Any]]:
+    """The simulated loop's stories: the sample plan's, repeated to ``count`` with new ids.
+
+    A run ends when every story passes: eight stories make a run every 14 s or
+    so, a run directory and its history row every time (memory a daemon keeps
+    per run on disk); more stories, longer runs, fewer rows.
+    """
+    if count <= len(SAMPLE_STORIES):
+        return [dict(story) for story in SAMPLE_STORIES[:count]]
+    return [
+        {**SAMPLE_STORIES[n % len(SAMPLE_STORIES)], "id": f"US-{n + 1:03d}", "dependencies": []}
+        for n in range(count)
+    ]
 
 
 async def sample_rss(
@@ -311,6 +329,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sse-clients", type=int, default=500)
     parser.add_argument(
         "--iteration-seconds", type=float, default=1.0, help="simulated loop: seconds per iteration"
+    )
+    parser.add_argument(
+        "--stories",
+        type=int,
+        default=len(SAMPLE_STORIES),
+        help="stories in the simulated plan (8: a run every ~14 s)",
     )
     parser.add_argument("--drain", type=float, default=5.0, help="seconds to wait for the last events")
     parser.add_argument("--server-cpu", type=int, default=0)
