@@ -6,9 +6,8 @@ import argparse
 import sys
 import time
 
-from loopdash.cli.common import add_root_argument, error
+from loopdash.cli.common import add_root_argument, add_scan_argument, command_for, daemon_files, error
 from loopdash.cli.logtail import LogFollower, last_lines_across
-from loopdash.local.daemon import DaemonFiles
 
 FOLLOW_INTERVAL = 0.25
 
@@ -22,6 +21,7 @@ def _count(value: str) -> int:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_root_argument(parser)
+    add_scan_argument(parser)
     parser.add_argument("-n", "--lines", type=_count, default=20, help="how many lines to show (default: 20)")
     parser.add_argument(
         "-f", "--follow", action="store_true", help="keep printing new lines until interrupted"
@@ -29,11 +29,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    files = DaemonFiles.for_root(args.root)
+    files = daemon_files(args)
     follower = LogFollower.at_end(files.logfile)
     lines = last_lines_across(files.logfile, args.lines, end=follower.offset)
     if not lines and follower.offset == 0 and not args.follow:
-        error(f"no log yet at {files.logfile} (`loopdash start` writes it)")
+        error(f"no log yet at {files.logfile} (`{command_for(files, 'start')}` writes it)")
         return 1
     for line in lines:
         print(line)

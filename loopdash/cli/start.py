@@ -4,7 +4,9 @@ twistd writes the pidfile and the daemon its log and state file (its URL, for
 ``status``, ``stop`` and other clients); this command adds what neither can
 know: refusals found before launching, whether the dashboard really answers,
 and messages a person can act on. Every option of ``twistd loopdash`` is
-accepted and passed through (:mod:`loopdash.server.options`).
+accepted and passed through (:mod:`loopdash.server.options`). ``--scan DIR``
+starts the dashboard of every loop project below ``DIR``, whose files are in
+``DIR/.loopdash/`` (docs/projects.md).
 """
 
 from __future__ import annotations
@@ -15,11 +17,18 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from loopdash.cli.common import add_root_argument, error, positive_seconds
+from loopdash.cli.common import (
+    add_root_argument,
+    add_scan_argument,
+    command_for,
+    daemon_files,
+    error,
+    positive_seconds,
+)
 from loopdash.cli.logtail import last_lines
 from loopdash.local import procinfo
 from loopdash.local.daemon import (
@@ -60,8 +69,9 @@ def _argparse_type(option: DaemonOption) -> Callable[[str], Any]:
     return convert
 
 
-#: Daemon options ``start`` declares itself: --root is every subcommand's.
-OWN_OPTIONS = frozenset({"root"})
+#: Daemon options ``start`` declares itself: --root and --scan are every subcommand's
+#: (they say where the daemon's files are).
+OWN_OPTIONS = frozenset({"root", "scan"})
 
 
 def add_daemon_arguments(parser: argparse.ArgumentParser) -> None:
@@ -117,7 +127,8 @@ def chosen(args: argparse.Namespace, name: str) -> Any:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_root_argument(parser)
+    add_root_argument(parser, repeatable=True)
+    add_scan_argument(parser)
     parser.add_argument(
         "--timeout",
         type=positive_seconds,
@@ -139,8 +150,11 @@ def twistd_program() -> list[str]:
     ]
 
 
-def twistd_command(files: DaemonFiles, given: dict[str, Any]) -> list[str]:
-    """twistd daemonising ``loopdash`` for ``files.root`` with the daemon options in ``given``."""
+def twistd_command(files: DaemonFiles, given: dict[str, Any], more_roots: Sequence[str] = ()) -> list[str]:
+    """twistd daemonising ``loopdash`` for ``files.root`` with the daemon options in ``given``:
+    serving it as a project, or scanning it (``files.scan``), and serving ``more_roots`` too."""
+    served = ["--scan" if files.scan else "--root", files.root]
+    served += [part for root in more_roots for part in ("--root", root)]
     return [
         *twistd_program(),
         "--pidfile",
@@ -148,8 +162,7 @@ def twistd_command(files: DaemonFiles, given: dict[str, Any]) -> list[str]:
         "--logfile",
         files.logfile,
         "loopdash",
-        "--root",
-        files.root,
+        *served,
         *daemon_command_line(given),
     ]
 
@@ -263,10 +276,14 @@ def _launch_failed(
 
 
 def run(args: argparse.Namespace) -> int:
-    files = DaemonFiles.for_root(args.root)
-    if not os.path.isdir(files.root):
-        error(f"--root {args.root}: not a directory")
-        return 2
+    for folder, option in [*((root, "--root") for root in args.root or []), (args.scan, "--scan")]:
+        if folder is not None and not os.path.isdir(folder):
+            error(f"{option} {folder}: not a directory")
+            return 2
+    files = daemon_files(args)
+    roots = [os.path.abspath(root) for root in args.root or []]
+    # The first --root is the files' own unless a --scan folder holds them.
+    more_roots = roots if files.scan else roots[1:]
     where = address(args)
     if isinstance(where, str):
         error(where)
@@ -274,7 +291,9 @@ def run(args: argparse.Namespace) -> int:
     found = inspect(files)
     if found.state == RUNNING:
         at = found.url or "an unknown URL"
-        error(f"the dashboard is already running (pid {found.pid}) at {at}; `loopdash stop` stops it")
+        error(
+            f"the dashboard is already running (pid {found.pid}) at {at}; `{command_for(files, 'stop')}` stops it"
+        )
         return 1
     if found.state == DEAD:
         print(f"Replacing a stale pidfile: {found.reason}.")
@@ -288,7 +307,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     log_offset = os.path.getsize(files.logfile) if os.path.isfile(files.logfile) else 0
 
-    command = twistd_command(files, daemon_choices(args))
+    command = twistd_command(files, daemon_choices(args), more_roots)
     try:
         launched = subprocess.run(
             command,
@@ -360,14 +379,15 @@ def note_in_log(files: DaemonFiles, reason: str) -> None:
 
 def _refusal(files: DaemonFiles, token_file: str) -> str | None:
     """Why the daemon would refuse to start, found before launching it (one line), or None."""
+    what = "scanned folder" if files.scan else "project directory"
     if not os.access(files.root, os.R_OK | os.X_OK):
-        return f"cannot read the project directory {files.root}: permission denied"
+        return f"cannot read the {what} {files.root}: permission denied"
     try:
         os.makedirs(files.directory, mode=0o700, exist_ok=True)
     except OSError as e:
         return (
             f"cannot create {files.directory} ({e.strerror or e}): the dashboard keeps its "
-            "pidfile, log and token there; make the project directory writable"
+            f"pidfile, log and token there; make the {what} writable"
         )
     if not os.access(files.directory, os.W_OK | os.X_OK):
         return f"cannot write in {files.directory}: the dashboard keeps its pidfile, log and token there"

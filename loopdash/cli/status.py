@@ -11,7 +11,7 @@ import json
 import time
 from typing import Any
 
-from loopdash.cli.common import add_root_argument
+from loopdash.cli.common import add_root_argument, add_scan_argument, daemon_files
 from loopdash.local.daemon import DEAD, RUNNING, DaemonFiles, fetch_health, inspect
 
 EXIT_RUNNING = 0
@@ -25,6 +25,7 @@ HEALTH_TIMEOUT = 3.0
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_root_argument(parser)
+    add_scan_argument(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object (for scripts)")
 
 
@@ -50,6 +51,8 @@ def gather(files: DaemonFiles) -> tuple[int, dict[str, Any]]:
         "url": found.url,
         "pidfile": files.pidfile,
         "log": files.logfile,
+        # The folder a scanning dashboard serves the projects of (--scan); None: one project's.
+        "scan": files.root if files.scan else None,
     }
     if found.state == DEAD:
         report["reason"] = found.reason
@@ -81,6 +84,8 @@ def describe(report: dict[str, Any]) -> list[str]:
     if state == DEAD:
         return [f"loopdash dashboard: not running, stale pidfile {report['pidfile']}: {report['reason']}"]
     lines = [f"loopdash dashboard: {state} (pid {report['pid']})"]
+    if report.get("scan"):
+        lines.append(f"  scanning: {report['scan']}")
     if report.get("url"):
         lines.append(f"  URL:     {report['url']}")
     if report.get("uptime_s") is not None:
@@ -94,7 +99,7 @@ def describe(report: dict[str, Any]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    code, report = gather(DaemonFiles.for_root(args.root))
+    code, report = gather(daemon_files(args))
     if args.json:
         print(json.dumps(report, sort_keys=True))
     else:

@@ -1,15 +1,19 @@
-"""``loopdash stop``: SIGTERM, wait for twistd to shut down cleanly, SIGKILL after a timeout."""
+"""``loopdash stop``: SIGTERM, wait for twistd to shut down cleanly, SIGKILL after a timeout.
+
+``--scan DIR`` stops the dashboard ``loopdash start --scan DIR`` started.
+"""
 
 from __future__ import annotations
 
 import argparse
 
-from loopdash.cli.common import add_root_argument, error, positive_seconds
-from loopdash.local.daemon import DEAD, RUNNING, DaemonFiles, inspect, remove_quietly, stop_daemon
+from loopdash.cli.common import add_root_argument, add_scan_argument, daemon_files, error, positive_seconds
+from loopdash.local.daemon import DEAD, RUNNING, inspect, remove_quietly, stop_daemon
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_root_argument(parser)
+    add_scan_argument(parser)
     parser.add_argument(
         "--timeout",
         type=positive_seconds,
@@ -19,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    files = DaemonFiles.for_root(args.root)
+    files = daemon_files(args)
     found = inspect(files)
     if found.state != RUNNING or found.pid is None:
         if found.state == DEAD:

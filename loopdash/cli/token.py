@@ -10,19 +10,20 @@ import argparse
 import os
 import sys
 
-from loopdash.cli.common import add_root_argument, error
-from loopdash.local.daemon import DaemonFiles
+from loopdash.cli.common import add_root_argument, add_scan_argument, daemon_files, error
 from loopdash.local.token import write_token
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_root_argument(parser)
+    add_scan_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    files = DaemonFiles.for_root(args.root)
+    files = daemon_files(args)
     if not os.path.isdir(files.root):
-        error(f"--root {args.root}: not a directory")
+        given = f"--scan {args.scan}" if files.scan else f"--root {args.root}"
+        error(f"{given}: not a directory")
         return 2
     try:
         token = write_token(files.token_file)

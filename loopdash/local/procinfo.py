@@ -79,9 +79,13 @@ def plugin_arguments(argv: list[str], long: str, short: str | None = None) -> li
 
 
 def root_argument(argv: list[str]) -> str:
-    """The ``--root`` a ``twistd ... loopdash`` argv gives the plugin, as typed ("." when absent; the last one)."""
+    """The first ``--root`` a ``twistd ... loopdash`` argv gives the plugin, as typed ("." when absent).
+
+    The first, since ``--root`` is repeatable: the first root is the default
+    project, and its folder holds the daemon's files (docs/projects.md).
+    """
     roots = plugin_arguments(argv, "--root", "r")
-    return roots[-1] if roots else "."
+    return roots[0] if roots else "."
 
 
 def scan_argument(argv: list[str]) -> str | None:

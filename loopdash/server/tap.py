@@ -231,7 +231,8 @@ def makeService(options: Options, follow_remote: FollowRemote | None = None) -> 
 
     config = options.config()
     twistd_options = getattr(options, "parent", None)
-    files = DaemonFiles.for_root(config.root)
+    # Where `loopdash start/stop/status` look: the first --scan's .loopdash/, else the first root's.
+    files = DaemonFiles.for_daemon(config.roots, config.scan)
     if twistd_options is not None:
         claim_the_project(files, twistd_options)
         sys.excepthook = one_line_for_listen_failures(sys.excepthook)
