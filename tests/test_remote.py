@@ -18,7 +18,7 @@ from zope.interface import provider
 
 from loopdash.cli.sample import create_sample_project
 from loopdash.client.models import ProjectRow
-from loopdash.client.remote import RemoteLink, local_row, unreachable
+from loopdash.client.remote import RemoteLink, local_row, unreachable, without_userinfo
 from loopdash.server.service import DashboardConfig, build_dashboard
 from loopdash.server.tap import Options
 from tests.client_support import within
@@ -37,6 +37,11 @@ def test_a_remote_row_is_named_for_its_machine_and_drops_fields_this_daemon_does
     assert shown["total_stories"] == 10 and shown["current_story"]["id"] == "US-005"
     down = unreachable(shown)
     assert (down["reachable"], down["state"], down["total_stories"]) == (False, "unknown", 10)
+
+
+def test_a_remotes_url_is_logged_without_its_credentials() -> None:
+    assert without_userinfo("https://me:s3cret@box:8080/x") == "https://box:8080/x"
+    assert without_userinfo("http://box:8080") == "http://box:8080"
 
 
 def test_options_pair_every_remote_with_its_token_file(tmp_path: Any) -> None:
@@ -144,7 +149,7 @@ async def test_a_remote_daemon_is_listed_marked_down_when_killed_and_back_when_r
 
         stream = await open_stream(local)
         remote.stop()
-        down = await stream.next_of_type("project_updated", timeout=30)
+        down = await next_update_of(stream, "box~far", 30)
         assert down.data["project"] == "box~far"
         # The last known row is kept, marked unreachable.
         assert calm(down.data["data"]) == calm({**row, "reachable": False, "state": "unknown"})
@@ -156,7 +161,7 @@ async def test_a_remote_daemon_is_listed_marked_down_when_killed_and_back_when_r
         )
 
         remote.start()
-        back = await stream.next_of_type("project_updated", timeout=60)
+        back = await next_update_of(stream, "box~far", 60)
         assert back.data["project"] == "box~far" and back.data["data"]["reachable"] is True
         assert back.data["data"]["state"] == row["state"]
         assert await wait_for(reachable_row)
@@ -169,6 +174,17 @@ async def test_a_remote_daemon_is_listed_marked_down_when_killed_and_back_when_r
     text = "\n".join(logged)
     assert "Remote box" in text and "unreachable" in text  # the link did log, and said why
     assert remote.token not in text
+
+
+async def next_update_of(stream: Any, ident: str, seconds: float) -> Any:
+    """The stream's next ``project_updated`` about ``ident`` (another project's are passed over)."""
+    from twisted.internet import reactor
+
+    deadline = reactor.seconds() + seconds
+    while True:
+        message = await stream.next_of_type("project_updated", max(deadline - reactor.seconds(), 0.001))
+        if message.data.get("project") == ident:
+            return message
 
 
 def calm(row: dict[str, Any]) -> dict[str, Any]:
@@ -228,3 +244,51 @@ def test_twistd_loopdash_follows_a_remote_given_on_its_command_line(tmp_path: An
     finally:
         local.stop()
         remote.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_multi_project_remotes_changes_arrive_as_project_events(
+    daemon_factory: Any, tmp_path: Any
+) -> None:
+    from twisted.internet import reactor
+
+    from tests.client_support import LiveLoop
+
+    one = os.path.join(str(tmp_path), "one")
+    create_sample_project(one)
+    loop = LiveLoop.create(os.path.join(str(tmp_path), "two"))
+    far = await daemon_factory(one, more_roots=(loop.root,), poll_interval=0.05)
+    token_file = os.path.join(str(tmp_path), "far.token")
+    with open(token_file, "w") as f:
+        f.write(far.token + "\n")
+    near = os.path.join(str(tmp_path), "near")
+    create_sample_project(near)
+    config = DashboardConfig(
+        root=near,
+        listen="tcp:0:interface=127.0.0.1",
+        remotes=(("far", far.url),),
+        remote_token_files={"far": token_file},
+    )
+    dashboard = build_dashboard(config, reactor, RemoteLink)
+    dashboard.service.startService()
+    port = await dashboard.web.when_listening()
+    local = RunningDaemon(dashboard, f"http://127.0.0.1:{port.getHost().port}", near)
+    try:
+
+        async def ids() -> list[str] | None:
+            rows = (await local.get("/api/projects")).json()["projects"]
+            found = [r["id"] for r in rows]
+            return found if "far~two" in found else None
+
+        assert await wait_for(ids) == ["near", "far~one", "far~two"]
+        stream = await open_stream(local)
+        loop.pass_story(0)
+        updated = await next_update_of(stream, "far~two", 15)
+        assert updated.data["data"]["completed_stories"] == 1 and updated.data["data"]["machine"] == "far"
+        far.dashboard.projects.remove("one")
+        removed = await stream.next_of_type("project_removed", timeout=15)
+        assert removed.data["project"] == "far~one" and removed.data["data"] == {"id": "far~one"}
+        assert [r["id"] for r in (await local.get("/api/projects")).json()["projects"]] == ["near", "far~two"]
+        stream.close()
+    finally:
+        await local.stop()

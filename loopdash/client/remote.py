@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from twisted.application.service import Service
 from twisted.internet.defer import CancelledError, Deferred
@@ -56,6 +57,14 @@ def local_row(machine: str, row: ProjectRow) -> dict[str, Any]:
     return shown
 
 
+def without_userinfo(url: str) -> str:
+    """``url`` without the ``user:password@`` part, for the log."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
 def unreachable(row: dict[str, Any]) -> dict[str, Any]:
     """The last known row of a remote project whose daemon cannot be read."""
     return {**row, "reachable": False, "state": "unknown"}
@@ -84,6 +93,8 @@ class RemoteLink(Service):
         #: The --remote NAME: the rows' ``machine`` and their ids' prefix.
         self.machine = machine
         self.url = url
+        #: The URL as logged: any ``user:password@`` in it left out.
+        self.shown_url = without_userinfo(url)
         self.token_path = token_path
         self.publish = publish
         self.clock = clock
@@ -163,7 +174,7 @@ class RemoteLink(Service):
             self.log.info(
                 "Remote {machine} ({url}) is reachable: {count} projects",
                 machine=self.machine,
-                url=self.url,
+                url=self.shown_url,
                 count=len(fresh),
             )
         self.reachable = True
@@ -199,11 +210,12 @@ class RemoteLink(Service):
             self.publish("project_removed", {"id": ident}, ident)
 
     def _down(self, reason: str) -> None:
+        reason = reason.replace(self.url, self.shown_url)  # the client's words name the URL
         if self.reachable or any(row["reachable"] for row in self._rows.values()):
             self.log.warn(
                 "Remote {machine} ({url}) is unreachable: {reason}",
                 machine=self.machine,
-                url=self.url,
+                url=self.shown_url,
                 reason=reason,
             )
         self.reachable = False
