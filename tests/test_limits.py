@@ -503,3 +503,33 @@ def test_answers_kept_per_run_are_bounded_whatever_the_runs_asked_for(tmp_path: 
     assert live._cached_bytes == sum(len(body) for _, body in live._bodies.values())
     # The newest runs are the ones kept.
     assert {slot[1] for slot in live._bodies if slot[0] == "metrics"} == set(run_ids[-MAX_RUN_SLOTS:])
+
+
+def test_overlapping_parses_put_the_full_collection_threshold_back_as_it_was() -> None:
+    from loopdash.loop.filecache import Parsed
+    from loopdash.server.watcher import FULL_COLLECTION_HELD, without_full_collections
+
+    before = gc.get_threshold()
+    started, release = threading.Event(), threading.Event()
+    seen: list[int] = []
+
+    def second() -> Parsed[None]:
+        started.set()
+        release.wait(10)
+        seen.append(gc.get_threshold()[2])
+        return Parsed(None, None)
+
+    # A second project's parse, in its own thread, begins during the first and ends after it.
+    worker = threading.Thread(target=without_full_collections, args=(second,))
+
+    def first() -> Parsed[None]:
+        worker.start()
+        started.wait(10)
+        seen.append(gc.get_threshold()[2])
+        return Parsed(None, None)
+
+    without_full_collections(first)
+    release.set()
+    worker.join(10)
+    assert seen == [FULL_COLLECTION_HELD, before[2]]  # the second ran on after the first put it back
+    assert gc.get_threshold() == before

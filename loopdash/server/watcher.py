@@ -146,6 +146,10 @@ class ParseThread:
         ).addErrback(failed)
 
 
+#: The third collection threshold while a large file is parsed: no full collection.
+FULL_COLLECTION_HELD = 1 << 30
+
+
 def without_full_collections(job: Callable[[], Parsed[Any]]) -> Parsed[Any]:
     """``job()`` with no full garbage collection set off while it runs (young ones go on).
 
@@ -154,14 +158,21 @@ def without_full_collections(job: Callable[[], Parsed[Any]]) -> Parsed[Any]:
     GIL in whichever thread it ran, so the reactor stood still though the
     parse was elsewhere. Young collections (what the reactor makes meanwhile)
     still run; the one full collection due after walks the plan once. The
-    threshold is the process's (there is no other), put back as it was.
+    threshold is the process's (there is no other), put back as it was by
+    the parse that raised it: with several projects, parses in their threads
+    overlap, and one that found it raised already must not put back the raised
+    value when it ends (full collections would be off for good).
     """
     young, middle, old = gc.get_threshold()
-    gc.set_threshold(young, middle, 1 << 30)
+    owner = old != FULL_COLLECTION_HELD
+    if owner:
+        gc.set_threshold(young, middle, FULL_COLLECTION_HELD)
     try:
         return job()
     finally:
-        gc.set_threshold(young, middle, old)
+        if owner:
+            young, middle, _ = gc.get_threshold()
+            gc.set_threshold(young, middle, old)
 
 
 class Watcher(Service):
