@@ -19,6 +19,7 @@ from zope.interface import provider
 from loopdash.cli.sample import create_sample_project
 from loopdash.client.models import ProjectRow
 from loopdash.client.remote import RemoteLink, local_row, unreachable, without_userinfo
+from loopdash.contract.shapes import ProjectListAnswer
 from loopdash.server.service import DashboardConfig, build_dashboard
 from loopdash.server.tap import Options
 from tests.client_support import within
@@ -143,6 +144,7 @@ async def test_a_remote_daemon_is_listed_marked_down_when_killed_and_back_when_r
         assert row["total_stories"] == 8 and row["completed_stories"] == 6 and row["state"] != "unknown"
         listed = (await local.get("/api/projects")).json()
         assert [r["id"] for r in listed["projects"]] == ["near", "box~far"] and listed["default"] == "near"
+        ProjectListAnswer.from_json(listed)  # the contract's answer, no field beyond it
         # Its own daemon serves a remote project's routes, not this one.
         answer = await local.get("/api/projects/box~far/status")
         assert answer.code == 404 and answer.json() == {"error": "Project not found: box~far"}
@@ -159,6 +161,7 @@ async def test_a_remote_daemon_is_listed_marked_down_when_killed_and_back_when_r
             "unknown",
             8,
         )
+        ProjectListAnswer.from_json((await local.get("/api/projects")).json())
 
         remote.start()
         back = await next_update_of(stream, "box~far", 60)
