@@ -313,3 +313,40 @@ def test_the_plugin_takes_several_roots_and_scan_folders(tmp_path: Any) -> None:
     options = Options()
     options.parseOptions(["--root", a])
     assert options.config().roots == (a,) and not options.config().multi
+
+
+@pytest_twisted.ensureDeferred
+async def test_without_inotify_the_interval_scan_finds_a_new_project(
+    daemon_factory: DaemonFactory, scan_root: str
+) -> None:
+    daemon = await scanning_daemon(daemon_factory, scan_root, use_inotify=False, scan_interval=0.2)
+    stream = await open_stream(daemon)
+    await stream.next_of_type("status_update")
+    scanner = daemon.dashboard.scanner
+    assert scanner is not None
+    ticks, scans = scanner.ticks, scanner.scans
+    delta = os.path.join(scan_root, "delta")
+    os.makedirs(delta)
+    write_prd(delta, stories("Delta's first"))
+    added = await stream.next_of_type("project_added", timeout=5.0)
+    assert added.data["data"]["id"] == "delta"
+    assert scanner.ticks > ticks and scanner.scans > scans
+    stream.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_multi_project_daemon_polls_projects_at_rest_less_often(
+    daemon_factory: DaemonFactory, two_roots: tuple[str, str]
+) -> None:
+    alpha, beta = two_roots
+    daemon = await daemon_factory(alpha, more_roots=(beta,), use_git=False)
+    at_rest = daemon.dashboard.projects.get("beta_project")
+    live = daemon.dashboard.projects.get("alpha")
+    assert at_rest is not None and live is not None
+    assert at_rest.watcher.last is not None and not at_rest.watcher.last.status["is_running"]
+    assert live.watcher.last is not None and live.watcher.last.status["is_running"]
+    assert at_rest.watcher.watching_all and live.watcher.watching_all
+    assert at_rest.watcher.period() == 60.0
+    assert live.watcher.period() <= 10.0
+    single = await daemon_factory(beta, use_git=False)
+    assert single.dashboard.watcher.ended_interval is None

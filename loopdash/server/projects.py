@@ -27,8 +27,7 @@ from typing import Any, Protocol, runtime_checkable
 from twisted.application.service import MultiService, Service
 from twisted.logger import Logger
 
-from loopdash.contract.codec import plain_object
-from loopdash.contract.shapes import ProjectRowAnswer, ProjectStoryAnswer
+from loopdash.derive.changes import Observation
 from loopdash.loop.project import Project
 from loopdash.server.encoding import encode_json
 from loopdash.server.gitlive import GitLive
@@ -119,36 +118,36 @@ class ProjectBundle:
 
 
 def row_value(bundle: ProjectBundle, status: Mapping[str, Any], failed_iterations: int) -> dict[str, Any]:
-    """The project's ``/api/projects`` row from its status (JSON builtins; see docs/projects.md)."""
+    """The project's ``/api/projects`` row from its status: a
+    :class:`~loopdash.contract.shapes.ProjectRowAnswer` as JSON builtins
+    (made directly: a hundred projects' rows are made at every poll)."""
     story = status.get("current_story")
     current = None
     if isinstance(story, Mapping):
         title = story.get("title")
-        current = ProjectStoryAnswer(
-            id=str(story.get("id")),
-            status=str(story.get("status")),
-            title=title if isinstance(title, str) else None,
-        )
-    return plain_object(
-        ProjectRowAnswer(
-            id=bundle.id,
-            name=bundle.name,
-            path=bundle.path,
-            family=bundle.family,
-            machine=None,
-            reachable=True,
-            state=status.get("state"),
-            quiet_for=status.get("quiet_for"),
-            is_running=bool(status.get("is_running")),
-            progress_pct=float(status.get("progress_pct") or 0.0),
-            completed_stories=int(status.get("completed_stories") or 0),
-            total_stories=int(status.get("total_stories") or 0),
-            current_story=current,
-            cost_so_far=float(status.get("cost_so_far") or 0.0),
-            failed_iterations=failed_iterations,
-            last_update=str(status.get("last_update")),
-        )
-    )
+        current = {
+            "id": str(story.get("id")),
+            "status": str(story.get("status")),
+            "title": title if isinstance(title, str) else None,
+        }
+    return {
+        "id": bundle.id,
+        "name": bundle.name,
+        "path": bundle.path,
+        "family": bundle.family,
+        "machine": None,
+        "reachable": True,
+        "state": status.get("state"),
+        "quiet_for": status.get("quiet_for"),
+        "is_running": bool(status.get("is_running")),
+        "progress_pct": float(status.get("progress_pct") or 0.0),
+        "completed_stories": int(status.get("completed_stories") or 0),
+        "total_stories": int(status.get("total_stories") or 0),
+        "current_story": current,
+        "cost_so_far": float(status.get("cost_so_far") or 0.0),
+        "failed_iterations": failed_iterations,
+        "last_update": str(status.get("last_update")),
+    }
 
 
 def failed_iterations(live: LiveProject) -> int:
@@ -225,7 +224,7 @@ class ProjectRegistry(MultiService):
         if bundle.id in self._bundles:
             raise ValueError(f"a project with id {bundle.id!r} is already served")
         self._bundles[bundle.id] = bundle
-        bundle.watcher.observers.append(lambda observation: self._observed(bundle))
+        bundle.watcher.observers.append(lambda observation: self._observed(bundle, observation))
         MultiService.addService(self, bundle.service)  # starts it when the registry is running
         if self.multi and self.running:
             self.hub.publish("project_added", self.row(bundle), project=bundle.id, combined_only=True)
@@ -271,12 +270,14 @@ class ProjectRegistry(MultiService):
             row = {**row, "quiet_for": quiet + int(now - bundle.row_made_at)}
         return row
 
-    def _observed(self, bundle: ProjectBundle) -> None:
-        """After each poll of ``bundle``: its row again; ``project_updated`` when it changed."""
+    def _observed(self, bundle: ProjectBundle, observation: Observation) -> None:
+        """After each poll of ``bundle``: its row again, from what the poll saw;
+        ``project_updated`` when it changed."""
         if self._bundles.get(bundle.id) is not bundle:
             return  # removed meanwhile
         previous = bundle.row
-        row = self.make_row(bundle)
+        failed = sum(1 for iteration in observation.iterations if iteration.failed)
+        row = row_value(bundle, observation.status, failed)
         bundle.row, bundle.row_made_at = row, self.clock.seconds()
         if previous is None or not self.multi:
             return

@@ -36,6 +36,10 @@ from loopdash.server.projects import ProjectBundle, ProjectRegistry
 #: the plan, write the log) costs one scan.
 SCAN_DELAY = 0.05
 
+#: Every this many ``--scan-interval`` ticks, a full scan even when no watched folder changed
+#: (a loop family's files deleted inside a project's subfolder change no folder we stat).
+FULL_SCAN_EVERY = 30
+
 #: What a scan makes of a found project (the project, its id, its scan root): its bundle, not started.
 MakeBundle = Callable[[FoundProject, str, str], ProjectBundle]
 
@@ -113,6 +117,10 @@ class Scanner(Service):
         self._watched: set[str] = set()
         self._pending: Any = None
         self.scans = 0
+        self.ticks = 0
+        #: The folders watched (or stat-ed, without inotify) since the last scan.
+        self.folders: list[str] = []
+        self._fingerprint: tuple[tuple[str, int, int], ...] = ()
         #: Seconds the last scan took (wall time), for the log and tests.
         self.last_duration = 0.0
 
@@ -159,8 +167,46 @@ class Scanner(Service):
                 self.served[path] = Scanned(ident, path, root)
                 self.registry.add(bundle)
                 self.log.info("Serving project {id} ({path})", id=ident, path=path)
+        self.folders = self._wanted_folders()
+        self._fingerprint = self.fingerprint()
         if self.running:
             self._keep_watching()
+
+    def _wanted_folders(self) -> list[str]:
+        wanted: list[str] = []
+        for root in self.scan_roots:
+            projects = [path for path, s in self.served.items() if s.scan_root == root]
+            wanted.extend(watched_folders(root, self.depth, projects))
+        return wanted
+
+    def fingerprint(self) -> tuple[tuple[str, int, int], ...]:
+        """Each watched folder's inode and modification time, and each project folder's
+        inode: what a project created, moved or deleted changes (about a hundred stats)."""
+        marks = []
+        for path in self.folders:
+            try:
+                st = os.stat(path)
+                marks.append((path, st.st_ino, st.st_mtime_ns))
+            except OSError:
+                marks.append((path, -1, -1))
+        for path in self.served:
+            try:
+                marks.append((path, os.stat(path).st_ino, 0))
+            except OSError:
+                marks.append((path, -1, -1))
+        return tuple(marks)
+
+    def tick(self) -> None:
+        """The ``--scan-interval`` fallback: a scan when a watched folder changed (a stat of
+        each, not discovery's walk: tens of ms for a hundred projects), and every
+        FULL_SCAN_EVERY ticks whatever the stats say."""
+        self.ticks += 1
+        try:
+            changed = self.fingerprint() != self._fingerprint
+        except Exception:
+            changed = True
+        if changed or self.ticks % FULL_SCAN_EVERY == 0:
+            self.scan()
 
     # -- the service -----------------------------------------------------------------
 
@@ -169,7 +215,7 @@ class Scanner(Service):
         if self.use_inotify:
             self._start_inotify()
         self._keep_watching()
-        loop = LoopingCall(self.scan)
+        loop = LoopingCall(self.tick)
         loop.clock = self.clock
         loop.start(self.interval, now=False).addErrback(lambda f: self.log.failure("The scanner stopped", f))
         self._loop = loop
@@ -219,10 +265,7 @@ class Scanner(Service):
                 return
         from twisted.internet import inotify
 
-        wanted: set[str] = set()
-        for root in self.scan_roots:
-            projects = [path for path, s in self.served.items() if s.scan_root == root]
-            wanted.update(watched_folders(root, self.depth, projects))
+        wanted = set(self.folders)
         for path in self._watched - wanted:
             self._watched.discard(path)
             try:

@@ -65,6 +65,9 @@ from loopdash.server.webui import web_pages
 
 log = Logger(namespace="loopdash")
 
+#: Seconds between a multi-project daemon's safety polls of a project with no live run,
+#: while inotify watches its files (a single-project daemon keeps --poll-interval's rule).
+ENDED_POLL_INTERVAL = 60.0
 #: ``--scan-depth``: levels below a scan folder searched (the folder itself is level 0).
 DEFAULT_SCAN_DEPTH = 3
 #: ``--scan-interval``: seconds between rescans (inotify on the scanned folders notices most at once).
@@ -394,6 +397,8 @@ class BundleMaker:
             live=live,
             meter=self.meter,
             watched_interval=config.watched_poll_interval,
+            # Many projects, most at rest: their safety polls are rarer (inotify reports writes).
+            ended_interval=ENDED_POLL_INTERVAL if self.multi else None,
             stall_after=config.stall_after,
             git=git,
             threads=reactor,

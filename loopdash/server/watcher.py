@@ -191,6 +191,7 @@ class Watcher(Service):
         live: LiveProject | None = None,
         meter: Meter = NULL_METER,
         watched_interval: float = WATCHED_POLL_INTERVAL,
+        ended_interval: float | None = None,
         git: GitLive | None = None,
         stall_after: float = DEFAULT_STALL_AFTER,
         threads: Any = None,
@@ -214,6 +215,10 @@ class Watcher(Service):
         #: while inotify sees every directory that matters.
         self.interval = interval
         self.watched_interval = watched_interval
+        #: Seconds between safety polls while inotify watches everything and no run is
+        #: live (nothing the clock alone can change): a daemon of a hundred projects,
+        #: most of them at rest, should not wake ten times a second. None: as while live.
+        self.ended_interval = ended_interval
         self.use_inotify = use_inotify
         self.last: Observation | None = None
         #: The shared snapshot's version at the last poll: unchanged means no file changed.
@@ -282,6 +287,13 @@ class Watcher(Service):
         if self.interval is not None:
             return self.interval
         if self.watching_all:
+            if (
+                self.ended_interval is not None
+                and self.last is not None
+                and not self.last.status.get("is_running")
+            ):
+                # No live run: only a file written (which inotify reports) can change the status.
+                return max(POLL_INTERVAL, self.ended_interval)
             # Never so slow that a run going quiet (stalled, stopped) is noticed late.
             quiet = min(self.stale_after, self.stall_after)
             return max(POLL_INTERVAL, min(self.watched_interval, quiet / 4))
