@@ -350,3 +350,27 @@ async def test_a_multi_project_daemon_polls_projects_at_rest_less_often(
     assert live.watcher.period() <= 10.0
     single = await daemon_factory(beta, use_git=False)
     assert single.dashboard.watcher.ended_interval is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_projects_share_one_inotify_that_outlives_a_folder_deleted_in_one_of_them(
+    daemon_factory: DaemonFactory, two_roots: tuple[str, str]
+) -> None:
+    import shutil
+
+    alpha, beta = two_roots
+    daemon = await daemon_factory(alpha, more_roots=(beta,), use_git=False)
+    projects = daemon.dashboard.projects
+    views = [bundle.watcher._notifier for bundle in projects.bundles()]
+    assert all(view is not None for view in views)
+    assert len({id(view.notifier) for view in views}) == 1  # one inotify instance for both
+    stream = await open_stream(daemon)
+    await stream.next_of_type("status_update")
+    # Folders alpha's watcher watches go away (Twisted's own notifier would stop for good).
+    shutil.rmtree(os.path.join(alpha, ".claude-loop"))
+    await stream.next_of_type("status_update", timeout=5.0)
+    # beta is at rest (a 60 s safety poll): an event within seconds came through inotify.
+    write_prd(beta, stories("Second loop's first", "Second loop's second", passed=2), project="Beta loop")
+    story = await stream.next_of_type("story_updated", timeout=3.0)
+    assert story.data["project"] == "beta_project"
+    stream.close()

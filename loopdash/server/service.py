@@ -60,7 +60,7 @@ from loopdash.server.projects import (
 from loopdash.server.scanner import Scanner
 from loopdash.server.stream import StreamHub, TicketBook
 from loopdash.server.throttle import FailureThrottle
-from loopdash.server.watcher import WATCHED_POLL_INTERVAL, Watcher
+from loopdash.server.watcher import WATCHED_POLL_INTERVAL, SharedNotifier, Watcher
 from loopdash.server.webui import web_pages
 
 log = Logger(namespace="loopdash")
@@ -337,6 +337,8 @@ class BundleMaker:
         self.git_thread = git_thread
         self.multi = multi
         self.report = once_per_cause(counting_reporter(meter))
+        #: A multi-project daemon's one inotify instance for every project (None: one each).
+        self.notifiers: SharedNotifier | None = SharedNotifier(reactor) if multi else None
 
     def make(
         self,
@@ -399,6 +401,7 @@ class BundleMaker:
             watched_interval=config.watched_poll_interval,
             # Many projects, most at rest: their safety polls are rarer (inotify reports writes).
             ended_interval=ENDED_POLL_INTERVAL if self.multi else None,
+            notifiers=self.notifiers,
             stall_after=config.stall_after,
             git=git,
             threads=reactor,

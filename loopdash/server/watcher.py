@@ -175,6 +175,79 @@ def without_full_collections(job: Callable[[], Parsed[Any]]) -> Parsed[Any]:
             gc.set_threshold(young, middle, old)
 
 
+class SharedNotifier(Service):
+    """One inotify instance for every project of a daemon, handed out as views.
+
+    A user has 128 inotify instances on a stock Linux: a daemon of a hundred
+    projects with one each would take nearly all of them (and its watchers fall
+    back to polling every second when they run out). Twisted's notifier stops
+    for good when any watched folder is deleted; this one only drops that watch,
+    so one project's deleted run folder leaves the others' watches alone. Each
+    watcher gets a :class:`NotifierView` that behaves as its own notifier.
+    """
+
+    def __init__(self, reactor: Any) -> None:
+        self.reactor = reactor
+        self._notifier: Any = None
+
+    def view(self) -> NotifierView:
+        """A notifier for one watcher; raises as INotify does when inotify cannot start."""
+        if self._notifier is None:
+            from twisted.internet import inotify
+
+            class Lasting(inotify.INotify):
+                def loseConnection(self) -> None:
+                    pass  # Twisted calls it when any watched folder is deleted: keep the others' watches
+
+                def close(self) -> None:
+                    inotify.INotify.loseConnection(self)
+
+            make: Any = Lasting
+            notifier = make(self.reactor)
+            notifier.startReading()
+            self._notifier = notifier
+        return NotifierView(self._notifier)
+
+    def stopService(self) -> None:
+        Service.stopService(self)
+        if self._notifier is not None:
+            self._notifier.close()
+            self._notifier = None
+
+
+class NotifierView:
+    """One watcher's share of a :class:`SharedNotifier`: its watches, dropped together."""
+
+    def __init__(self, notifier: Any) -> None:
+        self.notifier = notifier
+        self.paths: set[str] = set()
+        self.disconnected = False
+        self.disconnecting = False
+
+    def startReading(self) -> None:
+        """The shared notifier reads already."""
+
+    def watch(self, path: FilePath[Any], mask: int, callbacks: list[Callable[..., None]]) -> None:
+        if self.disconnected:
+            raise RuntimeError("this notifier view was closed")
+        self.notifier.watch(path, mask=mask, callbacks=callbacks)
+        self.paths.add(os.fsdecode(path.path))
+
+    def ignore(self, path: FilePath[Any]) -> None:
+        self.paths.discard(os.fsdecode(path.path))
+        self.notifier.ignore(path)
+
+    def loseConnection(self) -> None:
+        """Drop every watch of this view (a watch removed with its folder is gone already)."""
+        for path in list(self.paths):
+            try:
+                self.notifier.ignore(FilePath(path))
+            except Exception:
+                pass
+        self.paths.clear()
+        self.disconnected = True
+
+
 class Watcher(Service):
     """Polls (and, where it can, listens to inotify for) changes; publishes events."""
 
@@ -192,6 +265,7 @@ class Watcher(Service):
         meter: Meter = NULL_METER,
         watched_interval: float = WATCHED_POLL_INTERVAL,
         ended_interval: float | None = None,
+        notifiers: SharedNotifier | None = None,
         git: GitLive | None = None,
         stall_after: float = DEFAULT_STALL_AFTER,
         threads: Any = None,
@@ -219,6 +293,9 @@ class Watcher(Service):
         #: live (nothing the clock alone can change): a daemon of a hundred projects,
         #: most of them at rest, should not wake ten times a second. None: as while live.
         self.ended_interval = ended_interval
+        #: The daemon's one inotify instance, shared with the other projects' watchers
+        #: (None: an inotify instance of this watcher's own).
+        self.notifiers = notifiers
         self.use_inotify = use_inotify
         self.last: Observation | None = None
         #: The shared snapshot's version at the last poll: unchanged means no file changed.
@@ -447,7 +524,7 @@ class Watcher(Service):
         try:
             from twisted.internet import inotify
 
-            notifier = inotify.INotify(self.clock)
+            notifier = inotify.INotify(self.clock) if self.notifiers is None else self.notifiers.view()
             notifier.startReading()
         except Exception as e:  # not Linux, or no inotify instances left
             self.log.info("inotify unavailable ({reason}); polling only", reason=str(e))
