@@ -48,6 +48,7 @@ ROW = {
     "cost_so_far": 1.23,
     "failed_iterations": 1,
     "last_update": "2026-12-03T09:12:00Z",
+    "url": None,
 }
 
 
@@ -64,6 +65,8 @@ def test_project_added_and_updated_carry_a_typed_row() -> None:
     assert isinstance(added, ProjectAdded) and added.id == "b-7" and added.project == "work--api"
     assert added.row == ProjectRow.from_json(ROW) and added.row.to_json() == ROW
     assert added.row.current_story is not None and added.row.current_story.title == "Login form"
+    # A daemon from before the url field: its rows decode, with no url.
+    assert ProjectRow.from_json({k: v for k, v in ROW.items() if k != "url"}).url is None
     assert isinstance(updated, ProjectUpdated) and updated.row.state == "stalled"
     # The project field is read, not left in extra.
     assert added.extra == {} and updated.extra == {}

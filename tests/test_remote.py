@@ -32,8 +32,9 @@ from tests.test_client_projects import ROW
 
 def test_a_remote_row_is_named_for_its_machine_and_drops_fields_this_daemon_does_not_answer() -> None:
     row = ProjectRow.from_json(dict(ROW, id="api", newer_field=1))
-    shown = local_row("box", row)
+    shown = local_row("box", row, "http://box.example:8080")
     assert shown["id"] == "box~api" and shown["machine"] == "box" and shown["reachable"] is True
+    assert shown["url"] == "http://box.example:8080"
     assert "newer_field" not in shown and "extra" not in shown
     assert shown["total_stories"] == 10 and shown["current_story"]["id"] == "US-005"
     down = unreachable(shown)
@@ -140,7 +141,8 @@ async def test_a_remote_daemon_is_listed_marked_down_when_killed_and_back_when_r
 
         row = await wait_for(reachable_row)
         theirs = await remote_row_of(remote)
-        assert calm(row) == calm({**theirs, "id": "box~far", "machine": "box"})
+        # url: where the overview's card links to (the remote's own page).
+        assert calm(row) == calm({**theirs, "id": "box~far", "machine": "box", "url": remote.url})
         assert row["total_stories"] == 8 and row["completed_stories"] == 6 and row["state"] != "unknown"
         listed = (await local.get("/api/projects")).json()
         assert [r["id"] for r in listed["projects"]] == ["near", "box~far"] and listed["default"] == "near"

@@ -49,11 +49,12 @@ ROW_FIELDS = tuple(name for name in ProjectRow.__struct_fields__ if name != "ext
 Publish = Callable[[str, Any, str], None]
 
 
-def local_row(machine: str, row: ProjectRow) -> dict[str, Any]:
-    """A remote row as this daemon lists it: ``machine~id``, ``machine`` set, reachable."""
+def local_row(machine: str, row: ProjectRow, url: str | None = None) -> dict[str, Any]:
+    """A remote row as this daemon lists it: ``machine~id``, ``machine`` set, reachable,
+    ``url`` the remote daemon's address (where its page shows the project)."""
     value = row.to_json()
     shown = {name: value.get(name) for name in ROW_FIELDS}
-    shown.update(id=f"{machine}{SEPARATOR}{row.id}", machine=machine, reachable=True)
+    shown.update(id=f"{machine}{SEPARATOR}{row.id}", machine=machine, reachable=True, url=url)
     return shown
 
 
@@ -142,7 +143,7 @@ class RemoteLink(Service):
                         failures = 0
                     elif isinstance(item, (ProjectAdded, ProjectUpdated)):
                         if item.row.machine is None:  # another daemon's remote: not followed on
-                            self._put(local_row(self.machine, item.row))
+                            self._put(local_row(self.machine, item.row, self.shown_url))
                     elif isinstance(item, ProjectRemoved):
                         self._drop(f"{self.machine}{SEPARATOR}{item.project_id}")
                     elif getattr(item, "project", None) is None:
@@ -164,7 +165,9 @@ class RemoteLink(Service):
         listed = await client.projects()
         fresh = {
             row["id"]: row
-            for row in (local_row(self.machine, p) for p in listed.projects if p.machine is None)
+            for row in (
+                local_row(self.machine, p, self.shown_url) for p in listed.projects if p.machine is None
+            )
         }
         for ident in [ident for ident in self._rows if ident not in fresh]:
             self._drop(ident)

@@ -613,6 +613,9 @@ class ProjectRow(Shape, frozen=True):
     cost_so_far: float
     failed_iterations: Count
     last_update: str
+    #: A remote project's daemon (its --remote URL, without credentials): its page
+    #: shows the project; None for this machine's projects.
+    url: str | None = None
 
 
 class ProjectList(Shape, frozen=True):

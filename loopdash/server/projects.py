@@ -147,6 +147,7 @@ def row_value(bundle: ProjectBundle, status: Mapping[str, Any], failed_iteration
         "cost_so_far": float(status.get("cost_so_far") or 0.0),
         "failed_iterations": failed_iterations,
         "last_update": str(status.get("last_update")),
+        "url": None,
     }
 
 
