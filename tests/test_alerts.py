@@ -135,3 +135,92 @@ async def test_a_real_prometheus_sees_a_stalled_loop_and_its_alert_goes_pending(
             server.kill()
             server.wait()
         await daemon.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_grafana_boards_loop_queries_tell_a_multi_project_daemons_projects_apart(
+    tmp_path: Any,
+) -> None:
+    # Issue 19: one Prometheus, one multi-project daemon, two projects whose plans
+    # share a name (two worktrees of one repository). Every loop query of the board,
+    # run by a real Prometheus, keeps one series per project_id.
+    from twisted.internet import reactor
+
+    from tests.test_prometheus import DASHBOARD_JSON, dashboard_queries
+
+    binary = shutil.which("prometheus")
+    assert binary is not None, "prometheus is missing: apt-get install prometheus (.ci/run does)"
+    roots = [str(tmp_path / name) for name in ("left", "right")]
+    for root in roots:
+        os.makedirs(root)
+        stalled_project(root)  # the same plan name in both
+    daemon = await start_daemon(
+        reactor, roots[0], more_roots=(roots[1],), poll_interval=0.2, use_inotify=False
+    )
+    with open(os.path.join(DEPLOY, "prometheus.yml")) as f:
+        config = yaml.safe_load(f)
+    job = next(j for j in config["scrape_configs"] if j["job_name"] == "loopdash")
+    job["scrape_interval"] = "1s"
+    job["authorization"]["credentials_file"] = daemon.dashboard.config.token_path
+    job["static_configs"] = [{"targets": [daemon.url.removeprefix("http://")]}]
+    config["scrape_configs"] = [job]
+    config["global"] = {"scrape_interval": "1s"}
+    config.pop("rule_files", None)
+    config_path = tmp_path / "prometheus.yml"
+    config_path.write_text(yaml.safe_dump(config))
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={config_path}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp_path / "prometheus.log", "wb"),
+    )
+
+    async def query(expr: str) -> list[dict[str, Any]]:
+        response = await treq.get(f"http://127.0.0.1:{port}/api/v1/query", params={"query": expr}, timeout=5)
+        answer = json.loads(await treq.content(response))
+        assert answer["status"] == "success", (expr, answer)
+        result: list[dict[str, Any]] = answer["data"]["result"]
+        return result
+
+    try:
+        with open(DASHBOARD_JSON, encoding="utf-8") as f:
+            board = json.load(f)
+        loop_queries = [
+            q.replace("$instance", ".*").replace("$project", ".*").replace("$__rate_interval", "1m")
+            for q in dashboard_queries(board)
+            if "loopdash_loop_" in q and not q.startswith("label_values")
+        ]
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            await settle(reactor, 0.5)
+            try:
+                if len(await query("loopdash_loop_stories")) == 2:
+                    break
+            except Exception:
+                continue  # not up yet
+        names = {s["metric"]["project"] for s in await query("loopdash_loop_stories")}
+        assert names == {"claude-loop-p2-features"}  # one name for both...
+        apart = 0
+        for expr in loop_queries:
+            result = await query(expr)
+            if "by (le)" in expr:
+                continue  # summed over every project on purpose
+            assert {s["metric"].get("project_id") for s in result} <= {"left", "right"}, expr
+            if "estimated_remaining" in expr or not result:
+                continue  # a stalled run has no estimate
+            assert {s["metric"]["project_id"] for s in result} == {"left", "right"}, expr  # ...two series
+            apart += 1
+        assert apart >= 12
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        await daemon.stop()
