@@ -187,6 +187,10 @@ class ProjectRegistry(MultiService):
         self._bundles: dict[str, ProjectBundle] = {}
         #: Told of each bundle added and removed (the metrics, the scanner's watches, tests).
         self.on_change: list[Callable[[], object]] = []
+        #: Bumped when a project is added or removed or a row changes (beyond quiet_for).
+        self.version = 0
+        #: The encoded /api/projects answer, and the (version, second) it was made for.
+        self._list_body: tuple[tuple[int, int], bytes] | None = None
         #: Other machines' projects (``--remote``): listed after this machine's, never served here.
         self.remote_sources: list[RemoteRows] = []
 
@@ -244,6 +248,7 @@ class ProjectRegistry(MultiService):
         return bundle
 
     def _changed(self) -> None:
+        self.version += 1
         for listener in self.on_change:
             try:
                 listener()
@@ -280,9 +285,10 @@ class ProjectRegistry(MultiService):
         failed = sum(1 for iteration in observation.iterations if iteration.failed)
         row = row_value(bundle, observation.status, failed)
         bundle.row, bundle.row_made_at = row, self.clock.seconds()
-        if previous is None or not self.multi:
+        if previous is not None and _without_clock(previous) == _without_clock(row):
             return
-        if _without_clock(previous) != _without_clock(row):
+        self.version += 1
+        if previous is not None and self.multi:
             self.hub.publish("project_updated", row, project=bundle.id, combined_only=True)
 
     def rows(self) -> list[dict[str, Any]]:
@@ -296,7 +302,16 @@ class ProjectRegistry(MultiService):
         self.hub.publish(kind, data, project=ident, combined_only=True)
 
     def list_body(self) -> bytes:
-        """``GET /api/projects``."""
+        """``GET /api/projects``: encoded once per second while no row changes (quiet_for
+        moves with the clock, whole seconds)."""
+        key = (self.version, int(self.clock.seconds()))
+        if self._list_body is not None and self._list_body[0] == key:
+            return self._list_body[1]
+        body = self._encode_list()
+        self._list_body = (key, body)
+        return body
+
+    def _encode_list(self) -> bytes:
         default = self.default()
         rows = self.rows()
         # The rows are ProjectRowAnswer values already, as JSON builtins (see row_value).
