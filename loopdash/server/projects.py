@@ -299,6 +299,7 @@ class ProjectRegistry(MultiService):
 
     def publish_remote(self, kind: str, data: object, ident: str) -> None:
         """A remote project's ``project_added`` / ``_updated`` / ``_removed``, on the combined stream only."""
+        self.version += 1  # the kept /api/projects answer is stale
         self.hub.publish(kind, data, project=ident, combined_only=True)
 
     def list_body(self) -> bytes:
