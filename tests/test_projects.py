@@ -374,3 +374,30 @@ async def test_projects_share_one_inotify_that_outlives_a_folder_deleted_in_one_
     story = await stream.next_of_type("story_updated", timeout=3.0)
     assert story.data["project"] == "beta_project"
     stream.close()
+
+
+def test_a_scanning_twistd_keeps_its_pidfile_in_the_scan_folder(tmp_path: Any, scan_root: str) -> None:
+    import subprocess
+
+    from tests.processes import TWISTD, free_port, stop_process, wait_until_healthy
+
+    port = free_port()
+    elsewhere = os.path.join(str(tmp_path), "elsewhere")
+    os.makedirs(elsewhere)
+    log_path = os.path.join(str(tmp_path), "twistd.log")
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            [*TWISTD, "-n", "loopdash", "--port", str(port), "--scan", scan_root],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=elsewhere,
+        )
+    try:
+        wait_until_healthy(f"http://127.0.0.1:{port}", process, lambda: open(log_path).read())
+        pidfile = os.path.join(scan_root, ".loopdash", "dashboard.pid")
+        with open(pidfile) as f:
+            assert int(f.read().strip()) == process.pid
+        assert not os.path.exists(os.path.join(elsewhere, "twistd.pid"))
+        assert not os.path.exists(os.path.join(elsewhere, ".claude-loop"))
+    finally:
+        stop_process(process)
