@@ -139,6 +139,11 @@ def test_start_status_and_stop_of_a_scanning_dashboard_use_its_dot_loopdash(work
     assert wait_until(lambda: projects(url, token) == expected, 10), projects(url, token)
     argv = procinfo.command_line(pid)
     assert argv[argv.index("--scan-depth") + 1] == "3"
+    # `loopdash watch --all` in the scanned folder finds this dashboard (its URL and token
+    # in .loopdash/), though it listens on a port of its own, not the default 8080.
+    watched = loopdash("watch", "--all", "--once", "--json", "--root", str(work))
+    assert watched.returncode == 0, watched.stderr
+    assert sorted(p["id"] for p in json.loads(watched.stdout)["projects"]) == ["api", "tools--cli"]
 
     status = loopdash("status", "--scan", str(work), "--json")
     assert status.returncode == 0, status.stdout

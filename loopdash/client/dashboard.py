@@ -60,7 +60,7 @@ from loopdash.client.models import (
     runs_from_json,
 )
 from loopdash.client.sse import SSEParser
-from loopdash.local.daemon import find_running
+from loopdash.local.daemon import find_running, find_scanning
 from loopdash.local.token import default_token_path
 from loopdash.local.token import read_token as local_read_token
 
@@ -642,8 +642,10 @@ def read_token(path: str) -> str:
 
 
 def find_url(root: str) -> str:
-    """The URL of the daemon ``loopdash start`` runs for ``root``, else :data:`DEFAULT_URL`."""
-    running = find_running(os.path.abspath(root))
+    """The URL of the daemon ``loopdash start`` runs for ``root``: the project's own,
+    else one scanning ``root`` (``start --scan``), else :data:`DEFAULT_URL`."""
+    folder = os.path.abspath(root)
+    running = find_running(folder) or find_scanning(folder)
     return running.url if running is not None else DEFAULT_URL
 
 

@@ -228,6 +228,15 @@ def find_running(root: str) -> RunningDashboard | None:
     return RunningDashboard(found.pid, found.url)
 
 
+def find_scanning(scan_root: str) -> RunningDashboard | None:
+    """The dashboard ``loopdash start --scan`` runs for ``scan_root`` (files in
+    ``<scan root>/.loopdash/``), as :func:`find_running` says it, or None."""
+    found = inspect(DaemonFiles.for_scan(scan_root))
+    if found.state != RUNNING or found.pid is None or found.url is None:
+        return None
+    return RunningDashboard(found.pid, found.url)
+
+
 def connect_url(host: str, port: int, scheme: str = "http") -> str:
     """The base URL a local client uses for a daemon listening on ``host:port``."""
     if host in ("", "0.0.0.0"):
