@@ -197,16 +197,36 @@ def run(args: argparse.Namespace, workdir: str) -> list[Row]:
         finally:
             swarm.close()
         if wrk.available():
-            some = os.path.basename(paths[len(paths) // 2])
             status, body = procs.get(server, "/api/projects", token)
-            ids = [p["id"] for p in json.loads(body)["projects"] if p["path"].endswith(some)]
-            for endpoint in (
-                Endpoint("/api/projects", "/api/projects", 0.5),
-                Endpoint("/api/status (the default project)", "/api/status", 0.7),
-                Endpoint(f"/api/projects/{ids[0]}/status", f"/api/projects/{ids[0]}/status", 0.7),
-            ):
-                row, _ = measure_endpoint(server, ceiling, token, endpoint, args)
-                rows.append(row)
+            row, _ = measure_endpoint(
+                server, ceiling, token, Endpoint("/api/projects", "/api/projects", 0.5), args
+            )
+            rows.append(row)
+            # Each route of the default project, plain and under /api/projects/<id>/: the
+            # per-project one should keep the plain one's ratio (target: at least 0.9 of it).
+            default = json.loads(body)["default"]
+            for route in ("/status", "/stories", "/logs?limit=10", "/history?limit=20", "/runs"):
+                plain, _ = measure_endpoint(
+                    server, ceiling, token, Endpoint(f"/api{route}", f"/api{route}", 0.0), args
+                )
+                scoped, _ = measure_endpoint(
+                    server,
+                    ceiling,
+                    token,
+                    Endpoint(f"/api/projects/<id>{route}", f"/api/projects/{default}{route}", 0.0),
+                    args,
+                )
+                share = (scoped.ratio or 0.0) / max(plain.ratio or 0.0, 1e-9)
+                rows.append(
+                    Row(
+                        figure=f"/api/projects/<id>{route} against /api{route}",
+                        measured=f"ratio {scoped.ratio} against {plain.ratio} ({share:.2f} of it)",
+                        target="≥ 0.9 of the plain route's ratio",
+                        ratio=round(share, 3),
+                        passed=share >= 0.9,
+                        numbers={"plain": asdict(plain), "scoped": asdict(scoped)},
+                    )
+                )
         else:
             print("wrk is missing (apt-get install -y wrk): no throughput ratios", file=sys.stderr)
         peak = procs.memory_kib(server.pid, "VmHWM") / 1024
