@@ -70,6 +70,48 @@ def stalled_project(root: str) -> None:
         os.utime(path, (stamp, stamp))
 
 
+def start_prometheus(
+    binary: str, tmp_path: Any, daemon: Any, rules: bool
+) -> tuple[subprocess.Popen[bytes], int]:
+    """A real Prometheus on 127.0.0.1 with the repository's scrape job pointed at
+    ``daemon`` and its token, scraping (and, with ``rules``, evaluating alerts.yml) every second."""
+    with open(os.path.join(DEPLOY, "prometheus.yml")) as f:
+        config = yaml.safe_load(f)
+    job = next(j for j in config["scrape_configs"] if j["job_name"] == "loopdash")
+    job["scrape_interval"] = "1s"
+    job["authorization"]["credentials_file"] = daemon.dashboard.config.token_path
+    job["static_configs"] = [{"targets": [daemon.url.removeprefix("http://")], "labels": {"machine": "test"}}]
+    config["scrape_configs"] = [job]
+    config["global"] = {"evaluation_interval": "1s", "scrape_interval": "1s"}
+    if rules:
+        config["rule_files"] = [os.path.join(DEPLOY, "alerts.yml")]
+    else:
+        config.pop("rule_files", None)
+    config_path = tmp_path / "prometheus.yml"
+    config_path.write_text(yaml.safe_dump(config))
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={config_path}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp_path / "prometheus.log", "wb"),
+    )
+    return server, port
+
+
+def stop(server: subprocess.Popen[bytes]) -> None:
+    server.terminate()
+    try:
+        server.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
+
+
 @pytest_twisted.ensureDeferred
 async def test_a_real_prometheus_sees_a_stalled_loop_and_its_alert_goes_pending(tmp_path: Any) -> None:
     from twisted.internet import reactor
@@ -80,30 +122,7 @@ async def test_a_real_prometheus_sees_a_stalled_loop_and_its_alert_goes_pending(
     os.makedirs(root)
     stalled_project(root)
     daemon = await start_daemon(reactor, root, poll_interval=0.2, use_inotify=False)
-    # The repository's scrape job, pointed at this daemon and its token, scraping every second.
-    with open(os.path.join(DEPLOY, "prometheus.yml")) as f:
-        config = yaml.safe_load(f)
-    job = next(j for j in config["scrape_configs"] if j["job_name"] == "loopdash")
-    job["scrape_interval"] = "1s"
-    job["authorization"]["credentials_file"] = daemon.dashboard.config.token_path
-    job["static_configs"] = [{"targets": [daemon.url.removeprefix("http://")], "labels": {"machine": "test"}}]
-    config["scrape_configs"] = [job]
-    config["global"] = {"evaluation_interval": "1s", "scrape_interval": "1s"}
-    config["rule_files"] = [os.path.join(DEPLOY, "alerts.yml")]
-    config_path = tmp_path / "prometheus.yml"
-    config_path.write_text(yaml.safe_dump(config))
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={config_path}",
-            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--web.enable-lifecycle",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=open(tmp_path / "prometheus.log", "wb"),
-    )
+    server, port = start_prometheus(binary, tmp_path, daemon, rules=True)
     try:
         deadline = time.monotonic() + 60
         alert: dict[str, Any] | None = None
@@ -128,12 +147,7 @@ async def test_a_real_prometheus_sees_a_stalled_loop_and_its_alert_goes_pending(
         others = {a["labels"]["alertname"] for a in alerts} - {"LoopdashLoopStalled"}
         assert others == set()
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop(server)
         await daemon.stop()
 
 
@@ -157,28 +171,7 @@ async def test_the_grafana_boards_loop_queries_tell_a_multi_project_daemons_proj
     daemon = await start_daemon(
         reactor, roots[0], more_roots=(roots[1],), poll_interval=0.2, use_inotify=False
     )
-    with open(os.path.join(DEPLOY, "prometheus.yml")) as f:
-        config = yaml.safe_load(f)
-    job = next(j for j in config["scrape_configs"] if j["job_name"] == "loopdash")
-    job["scrape_interval"] = "1s"
-    job["authorization"]["credentials_file"] = daemon.dashboard.config.token_path
-    job["static_configs"] = [{"targets": [daemon.url.removeprefix("http://")]}]
-    config["scrape_configs"] = [job]
-    config["global"] = {"scrape_interval": "1s"}
-    config.pop("rule_files", None)
-    config_path = tmp_path / "prometheus.yml"
-    config_path.write_text(yaml.safe_dump(config))
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={config_path}",
-            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=open(tmp_path / "prometheus.log", "wb"),
-    )
+    server, port = start_prometheus(binary, tmp_path, daemon, rules=False)
 
     async def query(expr: str) -> list[dict[str, Any]]:
         response = await treq.get(f"http://127.0.0.1:{port}/api/v1/query", params={"query": expr}, timeout=5)
@@ -217,10 +210,5 @@ async def test_the_grafana_boards_loop_queries_tell_a_multi_project_daemons_proj
             apart += 1
         assert apart >= 12
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop(server)
         await daemon.stop()

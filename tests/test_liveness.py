@@ -239,31 +239,32 @@ def test_an_older_run_without_a_summary_is_stopped_in_history(loop: Loop) -> Non
     ]
 
 
+def answered_states(loop: Loop) -> dict[str, str]:
+    """The run's state as each kept answer says it: status, history, run list, run detail."""
+    import json
+
+    return {
+        "status": json.loads(loop.live.status_body())["state"],
+        "history": json.loads(loop.live.history_body(0, 10))["runs"][0]["state"],
+        "runs": json.loads(loop.live.runs_body())[0]["state"],
+        "run": json.loads(loop.live.run_body(loop.run.run_id))["state"],
+    }
+
+
 def test_answers_read_in_the_second_the_run_stops_say_stopped(loop: Loop) -> None:
     # CI at 9344074: the page read history as "Running" at second S, the watcher
     # published run_stopped later in S, and the page's re-read in S got the answer
     # kept for S: the runs table said Running under a card that said Stopped.
-    import json
 
     loop.clock.advance(1.1 - loop.now % 1)
     loop.iterate("US-002")  # at a whole second and a tenth
     loop.wait(0)
     loop.clock.advance(STALE - 0.1)  # at a whole second, a tenth before the run goes stale
     assert loop.live.status()["state"] == "stalled"
-    before = {
-        "status": json.loads(loop.live.status_body())["state"],
-        "history": json.loads(loop.live.history_body(0, 10))["runs"][0]["state"],
-        "runs": json.loads(loop.live.runs_body())[0]["state"],
-        "run": json.loads(loop.live.run_body(loop.run.run_id))["state"],
-    }
+    before = answered_states(loop)
     assert before == dict.fromkeys(before, "stalled")
     loop.hub.events.clear()
     loop.wait(0.25)  # same whole second, past the stale window: the watcher says stopped
     assert loop.hub.kinds() == ["run_stopped", "status_update"]
-    after = {
-        "status": json.loads(loop.live.status_body())["state"],
-        "history": json.loads(loop.live.history_body(0, 10))["runs"][0]["state"],
-        "runs": json.loads(loop.live.runs_body())[0]["state"],
-        "run": json.loads(loop.live.run_body(loop.run.run_id))["state"],
-    }
+    after = answered_states(loop)
     assert after == dict.fromkeys(after, "stopped")
