@@ -222,16 +222,17 @@ def find_running(root: str) -> RunningDashboard | None:
     was started without ``loopdash start`` (no state file, so no known URL).
     ``url`` is the base URL to connect to, e.g. ``http://127.0.0.1:8080``.
     """
-    found = inspect(DaemonFiles.for_root(root))
-    if found.state != RUNNING or found.pid is None or found.url is None:
-        return None
-    return RunningDashboard(found.pid, found.url)
+    return _running(DaemonFiles.for_root(root))
 
 
 def find_scanning(scan_root: str) -> RunningDashboard | None:
     """The dashboard ``loopdash start --scan`` runs for ``scan_root`` (files in
     ``<scan root>/.loopdash/``), as :func:`find_running` says it, or None."""
-    found = inspect(DaemonFiles.for_scan(scan_root))
+    return _running(DaemonFiles.for_scan(scan_root))
+
+
+def _running(files: DaemonFiles) -> RunningDashboard | None:
+    found = inspect(files)
     if found.state != RUNNING or found.pid is None or found.url is None:
         return None
     return RunningDashboard(found.pid, found.url)

@@ -60,6 +60,25 @@ function deniedMessage(error) {
  * stream and hands this view its project's events; `connection` is then the
  * Fleet's, which this view may stop or retry but never starts.
  */
+/** Run a promise; a refused token signs out (ending `live`), other failures show a notice. */
+async function guarded(promise, live) {
+  try {
+    await promise;
+    notice('');
+  } catch (error) {
+    if (error.isAuth) signOut(live, error);
+    else notice(`Could not refresh: ${error.message}. The page will try again.`);
+  }
+}
+
+/** The token was refused: stop the live stream, forget the token, ask for another. */
+function signOut(live, error) {
+  live.stop();
+  auth.forgetToken();
+  showBanner('denied');
+  showSignIn(deniedMessage(error));
+}
+
 class Dashboard {
   constructor(api, {routes = new Routes(), connection = null, name = null, only = null} = {}) {
     this.api = api;
@@ -166,22 +185,12 @@ class Dashboard {
     this.live.stop();
   }
 
-  /** Run a promise; a refused token signs out, other failures show a notice. */
-  async guard(promise) {
-    try {
-      await promise;
-      notice('');
-    } catch (error) {
-      if (error.isAuth) this.denied(error);
-      else notice(`Could not refresh: ${error.message}. The page will try again.`);
-    }
+  guard(promise) {
+    return guarded(promise, this.live);
   }
 
   denied(error) {
-    this.stop();
-    auth.forgetToken();
-    showBanner('denied');
-    showSignIn(deniedMessage(error));
+    signOut(this.live, error);
   }
 
   async loadAll() {
@@ -455,21 +464,12 @@ class Fleet {
     this.live.start(eventId);
   }
 
-  async guard(promise) {
-    try {
-      await promise;
-      notice('');
-    } catch (error) {
-      if (error.isAuth) this.denied(error);
-      else notice(`Could not refresh: ${error.message}. The page will try again.`);
-    }
+  guard(promise) {
+    return guarded(promise, this.live);
   }
 
   denied(error) {
-    this.live.stop();
-    auth.forgetToken();
-    showBanner('denied');
-    showSignIn(deniedMessage(error));
+    signOut(this.live, error);
   }
 
   async loadList() {
