@@ -112,6 +112,15 @@ def test_running_then_stalled_then_running_again(loop: Loop) -> None:
     assert loop.hub.kinds().index("run_resumed") < loop.hub.kinds().index("status_update")
 
 
+def test_a_run_that_stays_stalled_is_not_announced_as_resumed(loop: Loop) -> None:
+    loop.wait(STALL + 1)
+    assert loop.hub.kinds() == ["run_stalled", "status_update"]
+    loop.hub.events.clear()
+    for _ in range(3):  # polls while it stays quiet, still stalled
+        assert loop.wait(10)["state"] == "stalled"
+    assert "run_resumed" not in loop.hub.kinds() and "run_stalled" not in loop.hub.kinds()
+
+
 def test_quiet_past_the_stale_window_is_stopped_with_frozen_elapsed_and_no_estimate(loop: Loop) -> None:
     loop.iterate("US-002")
     loop.wait(STALL + 1)

@@ -276,7 +276,9 @@ def status_changes(old: Observation, new: Observation) -> list[Change]:
         before, after = old.status.get("state"), new.status.get("state")
         if before == "running" and after == "stalled":
             changes.append(RunStalled(new.current_run))
-        elif before in ("stalled", "stopped") and after in ("running", "stalled"):
+        # before != after: a run that stays stalled has not resumed (each poll
+        # while it is quiet announced run_resumed until 2026-12-03).
+        elif before != after and before in ("stalled", "stopped") and after in ("running", "stalled"):
             changes.append(RunResumed(new.current_run))
         elif before in ("running", "stalled") and after == "stopped":
             changes.append(RunStopped(new.current_run))
