@@ -254,7 +254,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-mb", type=float, default=1.0)
     parser.add_argument("--changes", type=int, default=40)
     parser.add_argument("--new-projects", type=int, default=5)
-    parser.add_argument("--idle-seconds", type=float, default=30.0)
+    # Two minutes: a multi-project daemon polls a quiet project once a minute
+    # (docs/stream.md), so a shorter window would catch a varying share of the polls.
+    parser.add_argument("--idle-seconds", type=float, default=120.0)
     parser.add_argument("--duration", type=float, default=5.0, help="seconds of each wrk run")
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--rounds", type=int, default=2)
