@@ -151,19 +151,23 @@ def run(args: argparse.Namespace, workdir: str) -> list[Row]:
     os.chmod(token_file, 0o600)
     rows: list[Row] = []
     server = start(scan_root, token_file, workdir, args.server_cpu)
-    ceiling = procs.start_klein_ceiling(args.server_cpu, os.path.join(workdir, "klein.log"))
+    ceiling: procs.Server | None = None
     try:
         first, size = wait_for_projects(server, token, len(paths))
+        cpu = procs.cpu_seconds(server.pid)
         rows.append(
             Row(
                 figure=f"start to the first full /api/projects ({len(paths)} projects)",
-                measured=f"{first:.2f} s ({size:,} bytes)",
+                measured=f"{first:.2f} s, {cpu:.2f} s CPU ({size:,} bytes)",
                 target="≤ 2 s",
                 ratio=None,
                 passed=first <= 2.0,
-                numbers={"seconds": round(first, 3), "bytes": size},
+                numbers={"seconds": round(first, 3), "cpu_seconds": round(cpu, 3), "bytes": size},
             )
         )
+        # The ceiling starts only now: started beside the daemon, its own start-up (twistd's
+        # and Klein's imports) took the daemon's CPU during the start-up being measured.
+        ceiling = procs.start_klein_ceiling(args.server_cpu, os.path.join(workdir, "klein.log"))
         procs.wait_until_answers(ceiling, "/", None)
         procs.pin_self(args.client_cpu)
         rows.append(idle_cpu(server, token, 10, args.idle_seconds))
@@ -242,7 +246,8 @@ def run(args: argparse.Namespace, workdir: str) -> list[Row]:
         )
     finally:
         server.stop()
-        ceiling.stop()
+        if ceiling is not None:
+            ceiling.stop()
     return rows
 
 
