@@ -210,6 +210,21 @@ async def remote_row_of(remote: DaemonProcess) -> dict[str, Any]:
     return dict(rows[0])
 
 
+def test_the_plugins_module_imports_the_client_only_for_a_remote() -> None:
+    """treq and Twisted's web client are a tenth of a second of every start-up: not
+    paid by a daemon without --remote (the test below follows a remote through them)."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, loopdash.cli.daemon; "
+        "print(sorted(m for m in ('treq', 'twisted.web.client', 'loopdash.client') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
 def test_twistd_loopdash_follows_a_remote_given_on_its_command_line(tmp_path: Any) -> None:
     """The plugin's module (loopdash.cli.daemon) hands the server the client's follower."""
     import json
