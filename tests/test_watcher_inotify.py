@@ -75,6 +75,27 @@ async def test_while_inotify_watches_everything_the_poll_slows_to_a_safety_net(
 
 
 @pytest_twisted.ensureDeferred
+async def test_the_watches_are_set_before_the_first_look_so_it_is_not_taken_twice(
+    daemon_factory: DaemonFactory, root: str
+) -> None:
+    from twisted.internet import reactor
+
+    daemon = await daemon_factory(root, **INOTIFY_ONLY)
+    watcher = watcher_of(daemon)
+    await settle(reactor, 0.3)  # a second look would have come within 10 ms
+    (run_id,) = os.listdir(os.path.join(root, ".claude-loop", "runs"))
+
+    assert set(watcher._watched) == expected_watches(root, run_id)  # the current run's too
+    assert watcher.polls == 1
+    stream = await open_stream(daemon)
+    await stream.next_of_type("status_update")
+    append_entry(root, "Written after the first look")
+    message = await stream.next_of_type("log_appended", timeout=10.0)
+    assert message.data["data"]["lines"][0] == "**Story**: US-001 - Written after the first look"
+    stream.close()
+
+
+@pytest_twisted.ensureDeferred
 async def test_polling_alone_or_a_chosen_interval_keeps_its_period(
     daemon_factory: DaemonFactory, root: str
 ) -> None:

@@ -333,7 +333,12 @@ class Watcher(Service):
             self.project.hand_off_large_parses(self.parses)
         if self.use_inotify:
             self._start_inotify()
-        self.poll()  # the first observation, which also sets the watches and so the period
+            # Watches first, then the first look: whatever is written after the look
+            # began is heard, so the look need not be taken again once the watches
+            # are set (a daemon of a hundred projects looked twice at each before
+            # it answered).
+            self._keep_watching(look_again=False)
+        self.poll()  # the first observation, which also sets the period
         loop = LoopingCall(self.poll)
         loop.clock = self.clock
         loop.start(self.period(), now=False).addErrback(lambda f: self.log.failure("The watcher stopped", f))
@@ -559,10 +564,15 @@ class Watcher(Service):
         self._watched.clear()
 
     def _wanted_directories(self) -> list[str]:
-        """The directories whose changes matter: root, .claude-loop, runs/, the current run."""
+        """The directories whose changes matter: root, .claude-loop, runs/, the current run
+        (the last poll's; before the first poll, the newest run directory on disk)."""
         wanted = [self.project.root, os.path.join(self.project.root, ".claude-loop"), self.project.runs_path]
-        if self.last is not None and self.last.current_run is not None:
-            wanted.append(os.path.join(self.project.runs_path, self.last.current_run))
+        if self.last is not None:
+            current = self.last.current_run
+        else:
+            current = next(reversed(self.project.run_ids()), None)
+        if current is not None:
+            wanted.append(os.path.join(self.project.runs_path, current))
         # A loop family that keeps its files below the root (scripts/ralph/, .ralph/PRD-N/).
         for path in self.project.source.paths():
             directory = os.path.dirname(path)
@@ -572,8 +582,12 @@ class Watcher(Service):
             wanted.extend(self.git.state.watch)
         return wanted
 
-    def _keep_watching(self) -> bool:
+    def _keep_watching(self, look_again: bool = True) -> bool:
         """Keep inotify on the directories that matter; whether it sees all of them.
+
+        ``look_again``: poll once more when a watch was added (files written into
+        its directory before it began sent no event); not before the first poll,
+        which reads after the watches are set.
 
         Twisted's notifier stops for good when any watched directory is deleted
         (it always asks for IN_DELETE_SELF, then disconnects), and a watch stays
@@ -597,7 +611,7 @@ class Watcher(Service):
         for path in wanted:
             if path not in self._watched and os.path.isdir(path):
                 added = self._watch(path) or added
-        if added:
+        if added and look_again:
             # Files written into a directory before its watch began (a new run's
             # first metrics.json) have sent no event: look once more.
             self._wake()
