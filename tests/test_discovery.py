@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from loopdash.loop import formats
 from loopdash.loop.discovery import FoundProject, discover, new_plan_cache, project_id, unique_ids
 from loopdash.loop.formats import generic
+from loopdash.loop.project import Project
 
 LOG = "## 2026-01-10 - US-001\n- did it\n"
 
@@ -95,6 +96,20 @@ def test_the_plan_cache_rereads_a_renamed_project(tmp_path: Path) -> None:
     put(tmp_path / "a", "prd.json", plan("Second name"))
 
     assert [p.name for p in discover(str(tmp_path), plans=cache)] == ["Second name"]
+
+
+def test_a_served_project_starts_from_discoverys_plan_and_reads_a_new_version(tmp_path: Path) -> None:
+    put(tmp_path / "a", "prd.json", plan("First"))
+    (found,) = discover(str(tmp_path))
+    assert found.plan is not None and found.plan[0] == str(tmp_path / "a" / "prd.json")
+
+    project = Project(found.path, plan=found.plan)
+
+    assert project.prd().value is found.plan[1].value  # the same parse, not a second one
+    put(tmp_path / "a", "prd.json", plan("Second name"))
+    os.utime(tmp_path / "a" / "prd.json", ns=(0, 10**18))  # a new version, even within a clock tick
+    second = project.prd().value
+    assert second is not None and second.project == "Second name"
 
 
 def test_a_project_inside_a_project_is_listed_once_as_the_outer_one(tmp_path: Path) -> None:

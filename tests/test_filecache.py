@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from loopdash.cli.sample import RealRun, write_in_place
-from loopdash.loop.filecache import FileCache, Parsed
+from loopdash.loop.filecache import FileCache, Parsed, Reading
 from loopdash.loop.models import RunMetrics
 from loopdash.loop.parsing import parse_metrics
 
@@ -347,3 +347,35 @@ def test_a_large_file_whose_job_failed_keeps_its_reading_and_is_not_parsed_again
     bump_mtime(path, 2)
     cache.read(path)  # a new version: one more job
     assert len(handoff.jobs) == 1
+
+
+def test_a_kept_reading_is_answered_without_parsing_until_the_file_changes(run: RealRun) -> None:
+    path = metrics_path(run)
+    run.write_metrics(run.started_at + timedelta(minutes=5))
+    first = FileCache(parse_metrics).read(path)
+    assert first.value is not None and first.value.total_iterations == 1
+    parser = CountingParser()
+    cache = FileCache(parser)
+
+    cache.keep(path, first)
+
+    assert cache.read(path).value is first.value and parser.calls == 0
+    run.add_iteration("US-002", "Second", run.started_at + timedelta(minutes=9), 1000)
+    run.write_metrics(run.started_at + timedelta(minutes=9))
+    bump_mtime(path, 5)
+    changed = cache.read(path).value
+    assert parser.calls == 1 and changed is not None and changed.total_iterations == 2
+
+
+def test_a_reading_of_a_version_that_did_not_parse_is_not_kept(run: RealRun) -> None:
+    path = metrics_path(run)
+    run.write_metrics(run.started_at + timedelta(minutes=5))
+    good = FileCache(parse_metrics).read(path)
+    assert good.value is not None and good.identity is not None
+    parser = CountingParser()
+    cache = FileCache(parser)
+
+    cache.keep(path, Reading(good.value, good.mtime, "Expecting value", good.identity))
+    cache.keep(path, Reading(None, good.mtime, None, good.identity))
+
+    assert cache.read(path).value is not None and parser.calls == 1

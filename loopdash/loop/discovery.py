@@ -23,10 +23,10 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from loopdash.loop import formats
-from loopdash.loop.filecache import FileCache
+from loopdash.loop.filecache import FileCache, Reading
 from loopdash.loop.formats import generic
 from loopdash.loop.models import Prd
 from loopdash.loop.parsing import parse_prd
@@ -58,6 +58,9 @@ class FoundProject:
     family: str
     #: The plan's ``project`` (or ``name``) when the plan parses, else the folder's name.
     name: str
+    #: The plan's path and the reading the name came from, so that whoever serves the
+    #: project starts from it instead of parsing the file again (not compared).
+    plan: tuple[str, Reading[Prd]] | None = field(default=None, compare=False, repr=False)
 
 
 def project_id(relative: str, root_name: str = "") -> str:
@@ -179,11 +182,13 @@ def _walk(scan_root: str, depth: int) -> list[tuple[str, formats.Source]]:
     return found
 
 
-def _name(source: formats.Source, folder: str, plans: FileCache[Prd]) -> str:
-    prd = plans.read(source.prd_path).value
-    if prd is not None and prd.project:
-        return prd.project
-    return os.path.basename(folder) or folder
+def _found(
+    ident: str, folder: str, relative: str, source: formats.Source, plans: FileCache[Prd]
+) -> FoundProject:
+    reading = plans.read(source.prd_path)
+    prd = reading.value
+    name = prd.project if prd is not None and prd.project else (os.path.basename(folder) or folder)
+    return FoundProject(ident, folder, relative, source.family, name, (source.prd_path, reading))
 
 
 def new_plan_cache(max_entries: int = 1024) -> FileCache[Prd]:
@@ -212,7 +217,7 @@ def discover(
     root_name = os.path.basename(scan_root)
     ids = unique_ids([project_id(relative, root_name) for relative, _, _ in found])
     projects = (
-        FoundProject(ident, folder, relative, source.family, _name(source, folder, plans))
+        _found(ident, folder, relative, source, plans)
         for ident, (relative, folder, source) in zip(ids, found, strict=True)
     )
     return tuple(sorted(projects, key=lambda p: p.id))

@@ -136,6 +136,19 @@ class FileCache(Generic[T]):
     def __len__(self) -> int:
         return len(self._entries)
 
+    def keep(self, path: str, reading: Reading[T]) -> None:
+        """Start ``path``'s entry from ``reading``, a good reading another cache of the
+        same parse made: reads answer its value, without parsing, while the file keeps
+        ``reading.identity``; a new version is parsed as usual. A reading without a
+        value or identity, or of a version that did not parse (``error``), is ignored,
+        and so is a path this cache has read itself."""
+        if reading.value is None or reading.identity is None or reading.error is not None:
+            return
+        if path in self._entries:
+            return
+        self._entries[path] = _Entry(identity=reading.identity, value=reading.value)
+        self._evict()
+
     def read(self, path: str) -> Reading[T]:
         try:
             st = os.stat(path)

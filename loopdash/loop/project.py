@@ -14,7 +14,7 @@ import re
 import stat
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from loopdash.loop.activity import FamilyRun, parse_metrics_jsonl, parse_status_file
 from loopdash.loop.filecache import FileCache, Handoff, Reading, Reporter, _ignore, identity_of
@@ -170,10 +170,14 @@ class Project:
         prd: str | None = None,
         progress: str | None = None,
         clock: Callable[[], float] = time.monotonic,
+        plan: tuple[str, Reading[Prd]] | None = None,
     ) -> None:
         """``layout`` forces a loop family; ``prd`` and ``progress`` (relative to the
         root) point at files in unusual places; otherwise the family is detected
-        from what is on disk, and looked for again while its files are missing."""
+        from what is on disk, and looked for again while its files are missing.
+        ``plan``: a plan's path and a reading of it already made (discovery's,
+        :attr:`loopdash.loop.discovery.FoundProject.plan`), kept while the file is
+        that version, so a discovered project's plan is not parsed twice."""
         self.root = os.path.abspath(root)
         self._forced = (layout, prd, progress)
         self._clock = clock
@@ -184,6 +188,11 @@ class Project:
         self.progress_path = self.source.progress_path
         self.runs_path = os.path.join(self.root, ".claude-loop", "runs")
         self._prd = FileCache(_parse_plan, report)
+        if plan is not None:
+            path, reading = plan
+            if path == self.prd_path and reading.value is not None:
+                # Warmed here as a parse of this cache's would have been (_parse_plan).
+                self._prd.keep(path, replace(reading, value=reading.value.warm()))
         # Full metrics are large (every iteration); keep a few runs' worth.
         self._metrics = FileCache(parse_metrics, report, max_entries=16)
         self._summaries = FileCache(parse_summary, report, max_entries=16)

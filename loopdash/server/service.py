@@ -33,8 +33,9 @@ from loopdash.local.token import (
     token_file_problem,
 )
 from loopdash.loop.discovery import project_id, unique_ids
-from loopdash.loop.filecache import Reporter
+from loopdash.loop.filecache import Reading, Reporter
 from loopdash.loop.gitrepo import DEFAULT_FILE_DIFF_CAP, GitReader, limit_libgit2_memory
+from loopdash.loop.models import Prd
 from loopdash.loop.progress import MAX_ENTRY_BYTES
 from loopdash.loop.project import Project
 from loopdash.metrics.loop import LoopCollector, LoopSource
@@ -348,11 +349,13 @@ class BundleMaker:
         notifications_file: str,
         family: str | None = None,
         detect: bool = False,
+        plan: tuple[str, Reading[Prd]] | None = None,
     ) -> ProjectBundle:
         """The bundle of the project in ``root`` (absolute), served as ``ident``, not started.
 
         ``detect``: a discovered project's loop family is found on disk; a
         ``--root`` project takes ``--layout``, ``--prd`` and ``--progress``.
+        ``plan``: discovery's reading of the plan (:class:`Project` starts from it).
         """
         config, reactor = self.config, self.reactor
         project = Project(
@@ -361,6 +364,7 @@ class BundleMaker:
             layout=None if detect else config.layout,
             prd=None if detect else config.prd,
             progress=None if detect else config.progress,
+            plan=plan,
         )
         channel = ProjectChannel(self.hub, ident if self.multi else None)
         git: GitLive | None = None
@@ -483,6 +487,7 @@ def build_dashboard(
                 scan_notifications_path(scan_root, ident),
                 family=found.family,
                 detect=True,
+                plan=found.plan,
             ),
             reactor,
             config.use_inotify,
