@@ -36,26 +36,48 @@ from loopdash.loop.parsing import LOG_HEADER_BYTES, parse_log_entries
 _BOM = b"\xef\xbb\xbf"
 _CLAUDE_NEEDLE = b"\n" + LOG_HEADER_BYTES
 
-#: What may begin a dated header, after the ``## `` or ``### ``.
-_HEADER_START = rb"(?:\[?\d{4}-\d{2}-\d{2}|\[?\d{8}T\d|\[?\d{1,2}:\d{2}|(?i:iteration[ \t]*(?:#?[ \t]*\d|:)|ticket[ \t]*#?[ \t]*\d))"
+#: What may begin a dated header, after the ``## `` or ``### ``:
+#: ``\[?\d{4}-\d{2}-\d{2}|\[?\d{8}T\d|\[?\d{1,2}:\d{2}|(?i:iteration[ \t]*(?:#?[ \t]*\d|:)|ticket[ \t]*#?[ \t]*\d)``,
+#: written out so that the regex engine tries less at each ``##`` line that is
+#: not one (a ``### Learnings`` subsection): the three digit shapes share their
+#: first digit, every branch begins with the one byte it needs (so a header
+#: that begins with none of them fails at its first byte, not in each branch),
+#: and the runs of blanks are possessive (no blank may follow them, so giving
+#: one back could never match). About half the work per ``##`` line; only
+#: whether a header matches counts, so the two spellings agree.
+_HEADER_DIGITS = rb"\d(?:\d\d\d(?:-\d\d-\d\d|\d\d\d\dT\d)|\d?+:\d\d)"
+_HEADER_START = (
+    rb"(?:\["
+    + _HEADER_DIGITS
+    + rb"|"
+    + _HEADER_DIGITS
+    + rb"|[iI](?i:teration[ \t]*+(?:#?[ \t]*+\d|:))|[tT](?i:icket[ \t]*+#?+[ \t]*+\d))"
+)
 #: A dated header anywhere but at the very start of the bytes (after its newline).
 # ``\n##`` is a literal prefix: the regex engine skips from one to the next in
-# C and tries the rest (in a lookahead) only there, not after every newline as
-# ``\n(?=#{2,3}[ \t]+...)`` did (twice as fast on a 50 MB log).
+# C and tries the rest only there, not after every newline as
+# ``\n(?=#{2,3}[ \t]+...)`` did (twice as fast on a 50 MB log). The header's
+# start is consumed, not looked ahead at (a lookahead costs the engine a nested
+# context per try), and the empty group makes ``findall`` give an empty bytes
+# per match, not a new object: counting is what these patterns are for. The
+# header's start holds no newline, so consuming it never hides the next one.
 _DATED_PREFIX = b"\n##"
-_DATED_AFTER_NEWLINE = re.compile(re.escape(_DATED_PREFIX) + rb"(?=#?[ \t]+" + _HEADER_START + rb")")
+_DATED_AFTER_NEWLINE = re.compile(re.escape(_DATED_PREFIX) + rb"()#?+[ \t]++" + _HEADER_START)
 _DATED_AT_START = re.compile(rb"#{2,3}[ \t]+" + _HEADER_START)
 #: A line that begins with a timestamp, for logs without Markdown headers:
 #: ``(?:[-*][ \t]+)?\[?(?:\d{4}-\d{2}-\d{2}(?:[T ]\d{1,2}:\d{2}|\]|:|[ \t])|\d{8}T\d{4})``,
-#: written out so that the regex engine does less per line (about 1.6 times
-#: faster on a log of one-line entries): single ``\d`` steps instead of counted
-#: repeats, the two ``[T ]`` branches folded (a space alone already matches),
-#: and the bullet as a second branch, so that a line that begins with neither a
-#: bullet nor a date fails at its first byte. Only whether a line matches
-#: counts (the pattern sits in a lookahead), so the two spellings agree.
-_DATE = rb"\d\d\d\d(?:-\d\d-\d\d(?:[\]: \t]|T\d\d?:\d\d)|\d\d\d\dT\d\d\d\d)"
-_LINE_START = rb"(?:\[?" + _DATE + rb"|[-*][ \t]+\[?" + _DATE + rb")"
-_LINES_AFTER_NEWLINE = re.compile(rb"\n(?=" + _LINE_START + rb")")
+#: written out so that the regex engine does less per line: single ``\d`` steps
+#: instead of counted repeats, the two ``[T ]`` branches folded (a space alone
+#: already matches), one branch per first byte (``[``, a digit, a bullet), so
+#: that a line that begins with none fails at its first byte and a dated one
+#: takes no optional step, and possessive repeats where nothing they could give
+#: back would match (``\d?+`` before ``:``, the blanks after a bullet). Only
+#: whether a line matches counts, so the two spellings agree
+#: (tests/test_log_shapes.py holds the plain one). Consumed after an empty
+#: group, as for dated headers (no newline in it).
+_DATE = rb"\d\d\d\d(?:-\d\d-\d\d(?:[\]: \t]|T\d\d?+:\d\d)|\d\d\d\dT\d\d\d\d)"
+_LINE_START = rb"(?:\[" + _DATE + rb"|" + _DATE + rb"|[-*][ \t]++\[?" + _DATE + rb")"
+_LINES_AFTER_NEWLINE = re.compile(rb"\n()" + _LINE_START)
 _LINES_AT_START = re.compile(_LINE_START)
 
 
