@@ -66,16 +66,16 @@ _DATED_AFTER_NEWLINE = re.compile(re.escape(_DATED_PREFIX) + rb"()#?+[ \t]++" + 
 _DATED_AT_START = re.compile(rb"#{2,3}[ \t]+" + _HEADER_START)
 #: A line that begins with a timestamp, for logs without Markdown headers:
 #: ``(?:[-*][ \t]+)?\[?(?:\d{4}-\d{2}-\d{2}(?:[T ]\d{1,2}:\d{2}|\]|:|[ \t])|\d{8}T\d{4})``,
-#: written out so that the regex engine does less per line: single ``\d`` steps
-#: instead of counted repeats, the two ``[T ]`` branches folded (a space alone
-#: already matches), one branch per first byte (``[``, a digit, a bullet), so
-#: that a line that begins with none fails at its first byte and a dated one
-#: takes no optional step, and possessive repeats where nothing they could give
-#: back would match (``\d?+`` before ``:``, the blanks after a bullet). Only
-#: whether a line matches counts, so the two spellings agree
-#: (tests/test_log_shapes.py holds the plain one). Consumed after an empty
-#: group, as for dated headers (no newline in it).
-_DATE = rb"\d\d\d\d(?:-\d\d-\d\d(?:[\]: \t]|T\d\d?+:\d\d)|\d\d\d\dT\d\d\d\d)"
+#: written out so that the regex engine does less per line: each run of digits
+#: one possessive repeat (one step of the engine where ``\d\d\d\d`` is four;
+#: the counts are fixed but for ``{1,2}``, which only a ``:`` may follow, so
+#: there is never a digit to give back), the two ``[T ]`` branches folded (a
+#: space alone already matches), and one branch per first byte (``[``, a digit,
+#: a bullet), so that a line that begins with none fails at its first byte and a
+#: dated one takes no optional step. Only whether a line matches counts, so the
+#: two spellings agree (tests/test_log_shapes.py holds the plain one). Consumed
+#: after an empty group, as for dated headers (no newline in it).
+_DATE = rb"[0-9]{4}+(?:-[0-9]{2}+-[0-9]{2}+(?:[\]: \t]|T[0-9]{1,2}+:[0-9]{2}+)|[0-9]{4}+T[0-9]{4}+)"
 _LINE_START = rb"(?:\[" + _DATE + rb"|" + _DATE + rb"|[-*][ \t]++\[?" + _DATE + rb")"
 _LINES_AFTER_NEWLINE = re.compile(rb"\n()" + _LINE_START)
 _LINES_AT_START = re.compile(_LINE_START)
