@@ -12,7 +12,10 @@ seconds (30) appends one JSON line to ``LOOPDASH_HEAP_LOG``:
   system by brk, ``in_use``: allocated, ``free``: free but kept, ``mmapped``:
   large blocks mapped on their own);
 - ``pymalloc``: arenas in use and the highest count, and bytes in them
-  (parsed from ``sys._debugmallocstats()``).
+  (parsed from ``sys._debugmallocstats()``);
+- with ``LOOPDASH_HEAP_TYPES=1``, ``objects``: the most numerous kinds of
+  objects the garbage collector tracks (to find what grows; each count walks
+  every object, holding the interpreter for tens of milliseconds).
 
 Where the resident set grows while ``in_use`` stays flat, freed memory is kept
 (fragmentation); where ``in_use`` grows while tracemalloc's total does not
@@ -122,26 +125,41 @@ def pymalloc() -> dict[str, int]:
     return found
 
 
-def sample() -> dict[str, Any]:
+def object_counts(top: int = 40) -> dict[str, int]:
+    """The ``top`` most numerous kinds of objects the garbage collector tracks
+    (containers and instances: not str, bytes, int), by module and class name."""
+    import gc
+    from collections import Counter
+
+    counts = Counter(f"{type(o).__module__}.{type(o).__qualname__}" for o in gc.get_objects())
+    return dict(counts.most_common(top))
+
+
+def sample(types: bool = False) -> dict[str, Any]:
     with open("/proc/self/statm") as f:
         rss_pages = int(f.read().split()[1])
-    return {
+    found: dict[str, Any] = {
         "time": time.time(),
         "rss_kib": rss_pages * os.sysconf("SC_PAGE_SIZE") >> 10,
         "maps": maps_kib(),
         "malloc": malloc_kib(),
         "pymalloc": pymalloc(),
     }
+    if types:
+        found["objects"] = object_counts()
+    return found
 
 
 def main() -> None:
     path = os.environ["LOOPDASH_HEAP_LOG"]
     every = float(os.environ.get("LOOPDASH_HEAP_EVERY", "30"))
+    # Counting objects walks every one of them, holding the interpreter (tens of ms).
+    types = os.environ.get("LOOPDASH_HEAP_TYPES") == "1"
 
     def keep_writing() -> None:
         while True:
             time.sleep(every)
-            line = json.dumps(sample())
+            line = json.dumps(sample(types))
             with open(path, "a") as f:
                 f.write(line + "\n")
 
