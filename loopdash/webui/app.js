@@ -52,14 +52,6 @@ function deniedMessage(error) {
   return `The daemon asks for a token (${error.status}): ${error.message}.`;
 }
 
-/**
- * The signed-in page of one project: every view, kept current by the live connection.
- *
- * On a single-project daemon it owns the connection. Below the overview of a
- * multi-project daemon (`routes` bound to a project) the Fleet owns the one
- * stream and hands this view its project's events; `connection` is then the
- * Fleet's, which this view may stop or retry but never starts.
- */
 /** Run a promise; a refused token signs out (ending `live`), other failures show a notice. */
 async function guarded(promise, live) {
   try {
@@ -79,6 +71,14 @@ function signOut(live, error) {
   showSignIn(deniedMessage(error));
 }
 
+/**
+ * The signed-in page of one project: every view, kept current by the live connection.
+ *
+ * On a single-project daemon it owns the connection. Below the overview of a
+ * multi-project daemon (`routes` bound to a project) the Fleet owns the one
+ * stream and hands this view its project's events; `connection` is then the
+ * Fleet's, which this view may stop or retry but never starts.
+ */
 class Dashboard {
   constructor(api, {routes = new Routes(), connection = null, name = null, only = null} = {}) {
     this.api = api;
