@@ -22,6 +22,7 @@ import treq
 import yaml
 
 from loopdash.cli.sample import SAMPLE_STORIES, RealRun, write_prd
+from tests.processes import stop_process
 from tests.support import settle, start_daemon
 
 DEPLOY = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "deploy", "prometheus")
@@ -103,15 +104,6 @@ def start_prometheus(
     return server, port
 
 
-def stop(server: subprocess.Popen[bytes]) -> None:
-    server.terminate()
-    try:
-        server.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        server.kill()
-        server.wait()
-
-
 @pytest_twisted.ensureDeferred
 async def test_a_real_prometheus_sees_a_stalled_loop_and_its_alert_goes_pending(tmp_path: Any) -> None:
     from twisted.internet import reactor
@@ -147,7 +139,7 @@ async def test_a_real_prometheus_sees_a_stalled_loop_and_its_alert_goes_pending(
         others = {a["labels"]["alertname"] for a in alerts} - {"LoopdashLoopStalled"}
         assert others == set()
     finally:
-        stop(server)
+        stop_process(server)
         await daemon.stop()
 
 
@@ -210,5 +202,5 @@ async def test_the_grafana_boards_loop_queries_tell_a_multi_project_daemons_proj
             apart += 1
         assert apart >= 12
     finally:
-        stop(server)
+        stop_process(server)
         await daemon.stop()
