@@ -13,7 +13,7 @@ import argparse
 import importlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import NoReturn
 
 from loopdash import __version__
@@ -43,17 +43,25 @@ class OneLineErrors(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: {message} (`{self.prog} --help` lists the options)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(load: Collection[str] | None = None) -> argparse.ArgumentParser:
+    """The whole command line; ``load`` names the subcommands whose modules are
+    imported for their arguments (None: all of them).
+
+    The others are listed from :data:`SUBCOMMANDS` alone: ``loopdash stop`` or
+    ``--version`` need not import the server (Twisted, Klein, pygit2), which
+    ``demo`` does, and answer in a tenth of the time.
+    """
     parser = OneLineErrors(
         prog="loopdash", description="Watch an autonomous coding loop live: REST API, event stream, web page."
     )
     parser.add_argument("--version", action="version", version=f"loopdash {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     for name, (module_name, help_text) in SUBCOMMANDS.items():
-        module = importlib.import_module(module_name)
         sub = commands.add_parser(name, help=help_text, description=help_text)
-        module.add_arguments(sub)
-        sub.set_defaults(run=module.run)
+        if load is None or name in load:
+            module = importlib.import_module(module_name)
+            module.add_arguments(sub)
+            sub.set_defaults(run=module.run)
     return parser
 
 
@@ -62,8 +70,12 @@ EXIT_BROKEN_PIPE = 141
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    # The top-level options take no value, so the first word that is not an
+    # option names the subcommand: only its module is imported.
+    named = next((word for word in arguments if not word.startswith("-")), None)
+    parser = build_parser(() if named is None else (named,))
+    args = parser.parse_args(arguments)
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
