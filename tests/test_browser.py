@@ -836,7 +836,11 @@ def test_a_log_truncated_replaced_and_edited_under_an_open_page_matches_the_api(
     # An old entry edited in place, same length.
     write_in_place(path, regrown.replace("replaced entry 1", "REPLACED ENTRY 1"))
     expect(page.locator("#log-list > li").nth(1)).to_contain_text("REPLACED ENTRY 1")
+    # The page's page of the API says the edit too: an answer kept from before the
+    # edit (same inode, size and total) once made the page go back to the old text.
+    assert daemon.api("/api/logs?limit=50&offset=0")["logs"][1]["lines"][-1] == "- REPLACED ENTRY 1"
     expect_log_matches_api(page, daemon)
+    expect(page.locator("#log-list > li").nth(1)).to_contain_text("REPLACED ENTRY 1")
     assert list(console) == []
 
 

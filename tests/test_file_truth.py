@@ -125,6 +125,24 @@ def test_a_log_rewritten_with_its_old_size_and_mtime_is_indexed_again(tmp_path: 
     assert "US-001 - cccc" in log.entries(0, 1)[0].lines[0]
 
 
+def test_a_log_rewritten_with_its_old_size_and_mtime_changes_the_snapshot_key(tmp_path: Any) -> None:
+    # Equal keys tell the daemon nothing changed (no diff, no log_reset, cached answers kept).
+    path = os.path.join(str(tmp_path), "progress.txt")
+    with open(path, "w") as f:
+        f.write(entry("aaaa") + entry("bbbb"))
+    project = Project(str(tmp_path), layout="claude-loop")
+    first = project.snapshot()
+    before = os.stat(path)
+    time.sleep(0.01)  # ctime has nanoseconds here; a new write moves it
+    with open(path, "r+") as f:
+        f.write(entry("cccc"))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    again = project.snapshot()
+    same = ("inode", "size", "total", "mtime")
+    assert [getattr(again.log, name) for name in same] == [getattr(first.log, name) for name in same]
+    assert again.key() != first.key()
+
+
 # -- log_reset ---------------------------------------------------------------------------
 
 
@@ -215,6 +233,34 @@ async def test_a_truncated_log_sends_one_log_reset_on_the_stream(
     assert appended.data["data"] == {"timestamp": "X", "lines": ["A"], "index": 0}
     assert [m.type for m in stream.pending_events()].count("log_reset") == 0
     assert (await daemon.get("/api/logs")).json()["total"] == 1
+    stream.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_log_edited_in_place_at_the_same_length_is_served_as_edited(
+    daemon_factory: DaemonFactory, root: str
+) -> None:
+    # The same inode, size and entry count as the page read before the edit: only
+    # the text differs, and an answer kept from before must not be served again.
+    for i in range(3):
+        append_progress(root, entry(f"old {i}"))
+    daemon = await daemon_factory(root, **INOTIFY_ONLY)
+    stream = await open_stream(daemon)
+    await stream.next_of_type("status_update")
+    before = (await daemon.get("/api/logs")).json()
+    assert "US-001 - old 1" in before["logs"][1]["lines"][0]
+    path = os.path.join(root, "progress.txt")
+    with open(path) as f:
+        text = f.read()
+    with open(path, "w") as f:
+        f.write(text.replace("old 1", "OLD 1"))
+    assert (await stream.next_of_type("log_reset")).data["data"] == {"total": 3}
+    appended = [(await stream.next_of_type("log_appended")).data["data"] for _ in range(3)]
+    assert "US-001 - OLD 1" in appended[1]["lines"][0]
+    after = (await daemon.get("/api/logs")).json()
+    assert after["total"] == before["total"] == 3
+    assert "US-001 - OLD 1" in after["logs"][1]["lines"][0]
+    assert after["logs"] == [{k: v for k, v in e.items() if k != "index"} for e in appended]
     stream.close()
 
 

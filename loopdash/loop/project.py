@@ -142,7 +142,9 @@ class ProjectSnapshot:
             self.metrics.mtime,
             self.summary.identity,
             self.summary.mtime,
-            (log.inode, log.size, log.total, log.mtime, log.complete),
+            # The generation too: a rewrite at the same size, entry count and
+            # mtime (seen by its ctime, or within one mtime tick) changes nothing else.
+            (log.inode, log.size, log.total, log.mtime, log.complete, log.generation),
             self.root_mtime,
             self.source,
             self.family_run,

@@ -348,7 +348,10 @@ class LiveProject:
             entries = log.entries(offset, offset + limit, self.max_entry_bytes)
             return log_page_value(entries, state.total, limit, offset)
 
-        return self._body(("logs", offset, limit), (state.inode, state.size, state.total), page)
+        # The generation moves when the file was rewritten: an old entry edited in
+        # place at the same length keeps inode, size and total, not the text.
+        valid_for = (state.inode, state.size, state.total, state.generation)
+        return self._body(("logs", offset, limit), valid_for, page)
 
     def history_body(self, offset: int, limit: int) -> bytes:
         snapshot = self.snapshot()
