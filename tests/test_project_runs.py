@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import shutil
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from loopdash.cli.sample import RealRun
 from loopdash.loop.project import Project
 
 
@@ -75,3 +77,26 @@ def test_notices_of_things_that_are_not_runs_change_nothing(tmp_path: Any) -> No
     project.note_run_directory("20260109_000000")  # a symlink is never followed
     project.note_run_directory("../../etc")
     assert project.run_ids() == tuple(names)
+
+
+def test_a_finished_runs_row_is_kept_once_from_its_summary(tmp_path: Any) -> None:
+    """A row read from metrics.json while the run ran is dropped once summary.json gives it:
+    one kept row per run on disk, not two (memory that grew with every finished run)."""
+    root = str(tmp_path)
+    started = datetime(2026, 11, 1, tzinfo=UTC)
+    runs = [RealRun(root, started + timedelta(hours=n)) for n in range(3)]
+    project = Project(root)
+    for run in runs:
+        run.start()
+        run.add_iteration("US-001", "A story", run.started_at + timedelta(minutes=5), 300000)
+        run.write_metrics(run.started_at + timedelta(minutes=5))
+        assert project.run_row(run.run_id).total_iterations == 1
+    assert len(project._metrics_rows) == 3 and len(project._summary_rows) == 0
+    for run in runs:
+        run.write_summary(run.started_at + timedelta(minutes=6))
+        finished = project.run_row(run.run_id)
+        assert finished.total_iterations == 1
+    assert len(project._metrics_rows) == 0 and len(project._summary_rows) == 3
+    # Without its summary, the row comes from metrics.json again.
+    os.remove(os.path.join(runs[0].directory, "summary.json"))
+    assert project.run_row(runs[0].run_id).total_iterations == 1

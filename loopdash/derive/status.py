@@ -260,7 +260,7 @@ def history_page_value(
 # -- liveness ----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Liveness:
     """What a run is doing, decided from its own evidence (docs/liveness.md)."""
 

@@ -65,7 +65,7 @@ class Reading(Generic[T]):
     identity: FileIdentity | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class _Entry(Generic[T]):
     identity: FileIdentity | None
     value: T | None
@@ -135,6 +135,11 @@ class FileCache(Generic[T]):
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def forget(self, path: str) -> None:
+        """Drop ``path``'s entry (if any): the caller will not ask for it again soon;
+        a later read parses the file afresh."""
+        self._entries.pop(path, None)
 
     def keep(self, path: str, reading: Reading[T]) -> None:
         """Start ``path``'s entry from ``reading``, a good reading another cache of the

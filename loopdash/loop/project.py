@@ -51,7 +51,7 @@ def _mtime(path: str | None) -> float | None:
         return None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RunRow:
     """A run as one row of /api/history and /api/runs."""
 
@@ -85,7 +85,7 @@ def row_from_metrics(run_id: str, metrics: RunMetrics) -> RunRow:
     )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _RowTotals:
     """A row's numbers without its id, so the cache parses each file once."""
 
@@ -305,7 +305,12 @@ class Project:
     def run_row(self, run_id: str) -> RunRow:
         """The run's history row: from summary.json, else from metrics.json, else zeros."""
         totals = self._summary_rows.read(self._run_file(run_id, "summary.json")).value
-        if totals is None:
+        if totals is not None:
+            # A finished run's row comes from its summary from now on: the row
+            # read from its metrics while it ran is not kept as well (a second
+            # entry per run, kept for every run on disk, was a steady growth).
+            self._metrics_rows.forget(self._run_file(run_id, "metrics.json"))
+        else:
             totals = self._metrics_rows.read(self._run_file(run_id, "metrics.json")).value
         if totals is None:
             # The row cache never saw a good version (its first look caught a

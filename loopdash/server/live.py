@@ -62,7 +62,7 @@ ROW_WARM_STEP = 100
 ROW_RECHECK = 10.0
 
 
-@dataclass
+@dataclass(slots=True)
 class KeptRow:
     """A run's history row, its JSON, and when to look at its files again."""
 
