@@ -615,3 +615,18 @@ def test_under_twistd_what_starting_made_is_left_out_of_full_collections(
         assert frozen > 10_000 and not apprise_walked
     else:
         assert frozen == 0 and apprise_walked
+
+
+def test_the_history_keeps_each_notification_as_its_json_line_and_stays_bounded(tmp_path: Any) -> None:
+    """Kept compactly (the bytes served and written), never more than ``keep`` of them."""
+    path = str(tmp_path / "n.jsonl")
+    history = NotificationLog(path, keep=3)
+    added = history.add_all([note("iteration_failed", i) for i in range(5)])
+    lines, total = history.page_json(0, 10)
+    assert total == 3 and len(history._items) == 3
+    assert all(isinstance(line, bytes) for line in history._items)
+    assert [json.loads(line) for line in lines] == added[:1:-1]
+    assert history.page(1, 1) == ([added[3]], 3)
+    with open(path, "rb") as f:
+        assert f.read().splitlines()[-3:] == lines[::-1]  # the file's lines, as served
+    assert history.page_json(2**62, 10) == ([], 3)
