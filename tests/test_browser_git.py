@@ -40,6 +40,13 @@ def git_project(tmp_path: Any) -> str:
     return root
 
 
+def uncommitted(files: int) -> str:
+    """The commits summary's words for ``files`` changed files (commits.js renderSummary)."""
+    if files == 0:
+        return "no uncommitted changes"
+    return f"{files} file{'' if files == 1 else 's'} changed, not committed"
+
+
 @pytest.fixture
 def git_daemon(git_project: str, tmp_path: Any) -> Iterator[DaemonProcess]:
     process = DaemonProcess(git_project, os.path.join(str(tmp_path), "twistd.log"))
@@ -96,6 +103,8 @@ def test_the_page_shows_commits_beside_their_story_and_a_commit_dialog_with_its_
         [f"{icon_commit['short_sha']} {icon_commit['subject']}"]
     )
     story.locator(".story-commits a").click()
+    # The dialog shows this commit (a closed one keeps the last commit's diff, hidden).
+    expect(page.locator("#commit-dialog h2")).to_contain_text(icon_commit["subject"])
     expect(page.locator("#commit-dialog .diff-file")).to_contain_text("Binary file: not shown.")
     page.keyboard.press("Escape")
 
@@ -105,4 +114,34 @@ def test_the_page_shows_commits_beside_their_story_and_a_commit_dialog_with_its_
     expect(rows.first.locator(".sha")).to_have_text(sha[:7])
     expect(entry.locator(".entry-commits a")).to_have_count(2)
     assert page.evaluate("window.stillTheSamePage") is True
+    assert list(console) == []
+
+
+def test_a_click_in_the_story_dialog_lands_though_a_status_update_arrives_during_it(
+    git_project: str, git_daemon: DaemonProcess, open_page: OpenPage
+) -> None:
+    # A status update that changes nothing the story dialog shows used to rebuild it
+    # anyway: a rebuild between press and release swallowed the click on its commit
+    # link, and the closed commit dialog still held the previous commit's diff.
+    icon_commit = git_daemon.api("/api/commits")["commits"][0]
+    page, console = open_page()
+    sign_in(page, git_daemon, "#/stories/US-002")
+    link = page.locator("#story-dialog .story-commits a")
+    expect(link).to_have_text(f"{icon_commit['short_sha']} {icon_commit['subject']}")
+    summary = page.locator("#commits-summary")
+    changed = git_daemon.api("/api/status")["working_tree"]["changed_files"]
+    expect(summary).to_contain_text(uncommitted(changed))
+
+    link.hover()
+    page.mouse.down()
+    # Only the working tree changes: the status_update carries it, no story changes.
+    with open(os.path.join(git_project, "scratch.txt"), "w", encoding="utf-8") as f:
+        f.write("not committed\n")
+    expect(summary).to_contain_text(uncommitted(changed + 1))
+    page.mouse.up()
+
+    dialog = page.locator("#commit-dialog")
+    expect(dialog).to_be_visible()
+    expect(dialog.locator("h2")).to_contain_text(icon_commit["subject"])
+    expect(dialog.locator(".diff-file")).to_contain_text("Binary file: not shown.")
     assert list(console) == []

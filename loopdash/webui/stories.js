@@ -174,7 +174,7 @@ export class StoriesView {
         h('a', {href: this.routes.commit(known ? known.sha : shortSha)}, h('code', {class: 'sha'}, shortSha),
           known ? ` ${known.subject}` : ''));
     };
-    this.dialog.replaceChildren(h('article', {class: 'story-detail'},
+    const article = h('article', {class: 'story-detail'},
       h('header', {},
         h('h2', {id: 'story-dialog-title'}, h('span', {class: 'story-id'}, story.id), ' ', story.title || '(untitled)'),
         h('form', {method: 'dialog'}, h('button', {class: 'close', 'aria-label': 'Close'}, '✕'))),
@@ -195,7 +195,14 @@ export class StoriesView {
       h('h3', {}, 'Depends on'),
       deps.length ? h('ul', {class: 'deps'}, deps.map(linkTo)) : h('p', {}, 'No dependencies.'),
       h('h3', {}, 'Needed by'),
-      neededBy.length ? h('ul', {class: 'deps'}, neededBy.map((other) => linkTo(other.id))) : h('p', {}, 'No story depends on this one.')));
+      neededBy.length ? h('ul', {class: 'deps'}, neededBy.map((other) => linkTo(other.id))) : h('p', {}, 'No story depends on this one.'));
+    // Every status update, plan change or commit renders the stories again: only
+    // a dialog whose content changed is rebuilt. Rebuilt, it loses the reader's
+    // focus, selection and a click in progress (pressed on the old link, released
+    // on the new one: no click, so the commit's dialog never opened).
+    if (!this.dialog.firstElementChild || !this.dialog.firstElementChild.isEqualNode(article)) {
+      this.dialog.replaceChildren(article);
+    }
     this.dialog.setAttribute('aria-labelledby', 'story-dialog-title');
   }
 }
