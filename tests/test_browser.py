@@ -581,6 +581,48 @@ def test_changes_to_the_loop_files_appear_without_a_reload(
     assert list(console) == []
 
 
+def test_a_click_lands_on_what_was_pressed_though_its_section_renders_again_meanwhile(
+    project: str, daemon: DaemonProcess, open_page: OpenPage
+) -> None:
+    # Each status update renders the execution card and the runs table again. Rebuilt
+    # whole, a link pressed before an update and released after it got no click (the
+    # press was on the old node). The shown nodes are now kept and updated.
+    status = daemon.api("/api/status")
+    story_id = status["current_story"]["id"]
+    older_run = daemon.api("/api/history")["runs"][1]["run_id"]
+    page, console = open_page()
+    sign_in(page, daemon)
+
+    story_link = page.locator("#current-story a")
+    expect(story_link).to_have_text(story_id)
+    story_link.hover()
+    page.mouse.down()
+    run = current_run(project)  # another failed try of the current story: a status update
+    ended = datetime.now(UTC)
+    run.add_iteration(story_id, status["current_story"]["title"], ended, 60000, "failed")
+    run.write_metrics(ended)
+    expect(page.locator("#cost")).to_have_text(money(daemon.api("/api/status")["cost_so_far"]))
+    page.mouse.up()
+    dialog = page.locator("#story-dialog")
+    expect(dialog).to_be_visible()
+    expect(dialog.locator("h2 .story-id")).to_have_text(story_id)
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+
+    run_link = page.locator(f"#runs-body tr[data-run-id='{older_run}'] th a")
+    run_link.hover()
+    page.mouse.down()
+    ended = datetime.now(UTC)  # the current run's row changes, the older run's does not
+    run.add_iteration(story_id, status["current_story"]["title"], ended, 60000, "failed")
+    run.write_metrics(ended)
+    iterations = len(run.iterations)
+    expect(page.locator(f"#runs-body tr[data-run-id='{run.run_id}'] td").nth(1)).to_have_text(str(iterations))
+    page.mouse.up()
+    expect(page.locator("#run-title")).to_have_text(f"Run {older_run}")
+    assert page.url.endswith(f"#/runs/{older_run}")
+    assert list(console) == []
+
+
 def test_a_dependency_that_names_no_story_does_not_block_on_the_page_or_in_the_api(
     project: str, daemon: DaemonProcess, open_page: OpenPage
 ) -> None:

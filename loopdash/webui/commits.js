@@ -3,7 +3,7 @@
 // like everything else on the page), and the commits of a story, shown beside
 // that story's log entries and in its dialog.
 
-import {h, integer, localTime, plural} from './dom.js';
+import {h, integer, localTime, plural, sync} from './dom.js';
 import {Routes} from './routes.js';
 
 /** Commits kept on the page (newest first); older ones are a click away in the API. */
@@ -137,7 +137,7 @@ export class CommitsView {
 
   render() {
     this.renderSummary();
-    this.list.replaceChildren(...this.commits.slice(0, 20).map((commit) => commitRow(commit, this.routes)));
+    sync(this.list, ...this.commits.slice(0, 20).map((commit) => commitRow(commit, this.routes)));
   }
 
   /** Open the dialog of a commit (from the #/commits/<sha> route). */
@@ -187,7 +187,7 @@ export class CommitsView {
 
 /** A commit as one line of a list: sha, subject, its stories, +/−, time; a link to its dialog. */
 export function commitRow(commit, routes = new Routes()) {
-  return h('li', {class: 'commit-row', dataset: {sha: commit.sha}},
+  return h('li', {class: 'commit-row', dataset: {sha: commit.sha, key: commit.sha}},
     h('a', {href: routes.commit(commit.sha)},
       h('code', {class: 'sha'}, commit.short_sha), ' ',
       h('span', {class: 'commit-subject'}, commit.subject)),

@@ -31,6 +31,87 @@ export function s(tag, props = {}, ...children) {
   return fill(document.createElementNS(SVG_NS, tag), props, children);
 }
 
+/**
+ * Make `parent`'s children the given ones (nodes or strings; null, false and
+ * undefined skipped), changing only what differs from what is shown.
+ *
+ * Sections render again on every status update: replaced whole, they lost the
+ * reader's focus, selection and a click in progress (pressed on the old link,
+ * released on its copy: no click at all). Here a shown node is kept and brought
+ * up to date when it stands for the same thing: an element with the same
+ * `data-key` (or id) wherever it is, so a row stays its run's row when a newer
+ * run is put above it; else the unkeyed node in the same place, if it has the
+ * same tag and, for a link, the same href (a pressed link never turns into
+ * another). Its attributes and children are then brought up to date the same
+ * way, and a text node takes the new text. The nodes given must carry no
+ * listeners (the views' renders add none), since an old node is kept in place
+ * of a new one. Written here, not morphdom: the renders need only this, and
+ * morphdom's HTML-string paths have no place under the page's Trusted Types.
+ */
+export function sync(parent, ...children) {
+  const wanted = [];
+  for (const child of children.flat(Infinity)) {
+    if (child === undefined || child === null || child === false) continue;
+    wanted.push(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  const keyed = new Map();
+  for (const old of parent.childNodes) {
+    const key = keyOf(old);
+    if (key !== null) keyed.set(key, old);
+  }
+  let cursor = parent.firstChild;  // where the next wanted node goes
+  for (const node of wanted) {
+    const key = keyOf(node);
+    let match = null;
+    if (key !== null) {
+      match = keyed.get(key) || null;
+      keyed.delete(key);
+    } else if (cursor && keyOf(cursor) === null && sameThing(cursor, node)) {
+      match = cursor;
+    }
+    if (!match || (key !== null && !sameThing(match, node))) {
+      parent.insertBefore(node, cursor);
+      continue;
+    }
+    update(match, node);
+    if (match === cursor) cursor = cursor.nextSibling;
+    else parent.insertBefore(match, cursor);
+  }
+  while (cursor) {
+    const next = cursor.nextSibling;
+    cursor.remove();
+    cursor = next;
+  }
+}
+
+function keyOf(node) {
+  if (node.nodeType !== Node.ELEMENT_NODE) return null;
+  return node.getAttribute('data-key') ?? (node.id || null);
+}
+
+function sameThing(old, node) {
+  if (old.nodeType !== node.nodeType) return false;
+  if (old.nodeType === Node.TEXT_NODE) return true;
+  if (old.nodeType !== Node.ELEMENT_NODE) return false;
+  return old.nodeName === node.nodeName && old.namespaceURI === node.namespaceURI
+    && old.getAttribute('href') === node.getAttribute('href');
+}
+
+function update(old, node) {
+  if (old.isEqualNode(node)) return;
+  if (old.nodeType === Node.TEXT_NODE) {
+    old.data = node.data;
+    return;
+  }
+  for (const {name} of Array.from(old.attributes)) {
+    if (!node.hasAttribute(name)) old.removeAttribute(name);
+  }
+  for (const {name, value} of Array.from(node.attributes)) {
+    if (old.getAttribute(name) !== value) old.setAttribute(name, value);
+  }
+  sync(old, ...Array.from(node.childNodes));
+}
+
 export function byId(id) {
   const found = document.getElementById(id);
   if (!found) throw new Error(`missing element #${id}`);

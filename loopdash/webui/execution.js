@@ -4,7 +4,7 @@
 // readers hear changes, not seconds. The state is the daemon's (docs/liveness.md):
 // running, stalled, stopped, finished or idle, said in words with how long.
 
-import {h, money, duration, localTime, definitions} from './dom.js';
+import {h, money, duration, localTime, definitions, sync} from './dom.js';
 import {Routes} from './routes.js';
 
 /** running | stalled | stopped | finished | idle, from an ExecutionStatus. */
@@ -102,11 +102,11 @@ export class ExecutionView {
     if (current) {
       const title = current.title || this.titles.get(current.id) || '';
       const label = TICKING.has(state) ? 'Working on' : 'Last story';
-      this.story.replaceChildren(`${label} `,
+      sync(this.story, `${label} `,
         h('a', {href: this.routes.story(current.id), class: 'story-id'}, current.id), title ? ` ${title}` : '',
         TICKING.has(state) ? '' : h('span', {class: 'muted'}, ` (${current.status})`));
     } else {
-      this.story.replaceChildren(h('span', {class: 'muted'}, 'No current story.'));
+      sync(this.story, h('span', {class: 'muted'}, 'No current story.'));
     }
     // The counts come from the stories the page shows, so the card and the
     // Stories panel can never disagree (the status says the same once current).

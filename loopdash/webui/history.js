@@ -1,7 +1,7 @@
 // History: the runs table (newest first, paged) and one run's detail view at
 // #/runs/<id>, with its iteration table, cache and parallel stats and charts.
 
-import {h, money, integer, duration, runStart, definitions, localTime} from './dom.js';
+import {h, money, integer, duration, runStart, definitions, localTime, sync} from './dom.js';
 import {ChartPanel} from './charts.js';
 import {Routes} from './routes.js';
 
@@ -57,7 +57,7 @@ export class HistoryView {
     if (signature === this.signature) return;
     this.signature = signature;
     this.total = answer.total;
-    this.body.replaceChildren(...answer.runs.map((run) => h('tr', {dataset: {runId: run.run_id}},
+    sync(this.body, ...answer.runs.map((run) => h('tr', {dataset: {runId: run.run_id, key: run.run_id}},
       h('th', {scope: 'row'}, runLink(run.run_id, this.routes)),
       h('td', {class: 'col-started'}, runStart(run.timestamp || run.run_id)),
       h('td', {class: 'num'}, integer(run.total_iterations)),
@@ -66,7 +66,7 @@ export class HistoryView {
       h('td', {class: 'num'}, duration(run.elapsed_time_s)),
       stateCell(run.state))));
     if (answer.runs.length === 0) {
-      this.body.replaceChildren(h('tr', {}, h('td', {colspan: 7, class: 'empty'}, 'No runs yet: .claude-loop/runs/ is empty.')));
+      sync(this.body, h('tr', {}, h('td', {colspan: 7, class: 'empty'}, 'No runs yet: .claude-loop/runs/ is empty.')));
     }
     const first = answer.runs.length ? this.offset + 1 : 0;
     this.counter.textContent = `Runs ${first}–${this.offset + answer.runs.length} of ${this.total}, newest first.`;

@@ -2,7 +2,7 @@
 // live appends (an entry may be sent again when it grows), a text filter, and
 // auto-scroll that pauses as soon as the reader scrolls up.
 
-import {h} from './dom.js';
+import {h, sync} from './dom.js';
 import {isNewer, isOlder} from './api.js';
 import {renderLines} from './markdown.js';
 import {Routes} from './routes.js';
@@ -140,7 +140,7 @@ export class LogsView {
   fillCommits(slot, entry) {
     const commits = this.commitsFor(entry);
     slot.hidden = commits.length === 0;
-    slot.replaceChildren(...commits.map((commit) => h('li', {},
+    sync(slot, ...commits.map((commit) => h('li', {dataset: {key: commit.sha}},
       h('a', {class: 'commit-chip', href: this.routes.commit(commit.sha), title: commit.subject},
         h('code', {}, commit.short_sha), ' ', commit.subject))));
   }

@@ -5,7 +5,7 @@
 // Each card is a link: to #/p/<id> for this machine's loops, to the loop's own
 // daemon for another machine's (its routes are not served here).
 
-import {h, money} from './dom.js';
+import {h, money, sync} from './dom.js';
 import {roughly} from './execution.js';
 import {RUN_STATE_LABELS} from './history.js';
 
@@ -185,7 +185,7 @@ export class OverviewView {
     }
     if (href) card.setAttribute('href', href);
     if (row.machine && href) card.setAttribute('rel', 'noopener noreferrer');
-    card.replaceChildren(...children.filter(Boolean));
+    sync(card, children);
     this.tickOne(row.id);
   }
 

@@ -4,7 +4,7 @@
 // pending (everything else). Cards are updated in place, keyed by story id,
 // so a live update never steals keyboard focus.
 
-import {h, money, plural} from './dom.js';
+import {h, money, plural, sync} from './dom.js';
 import {Routes} from './routes.js';
 
 export const STATE_LABELS = {
@@ -197,12 +197,10 @@ export class StoriesView {
       h('h3', {}, 'Needed by'),
       neededBy.length ? h('ul', {class: 'deps'}, neededBy.map((other) => linkTo(other.id))) : h('p', {}, 'No story depends on this one.'));
     // Every status update, plan change or commit renders the stories again: only
-    // a dialog whose content changed is rebuilt. Rebuilt, it loses the reader's
-    // focus, selection and a click in progress (pressed on the old link, released
-    // on the new one: no click, so the commit's dialog never opened).
-    if (!this.dialog.firstElementChild || !this.dialog.firstElementChild.isEqualNode(article)) {
-      this.dialog.replaceChildren(article);
-    }
+    // what changed in the dialog is changed. Rebuilt, it lost the reader's focus,
+    // selection and a click in progress (pressed on the old link, released on the
+    // new one: no click, so the commit's dialog never opened).
+    sync(this.dialog, article);
     this.dialog.setAttribute('aria-labelledby', 'story-dialog-title');
   }
 }
