@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 from datetime import UTC, datetime, timedelta
@@ -270,6 +271,23 @@ def test_a_history_page_waits_only_for_its_own_rows(tmp_path: Any) -> None:
     assert ready.called
     assert page == tuple(run_ids[::-1][5:13])
     assert project.rows_read == list(page)
+
+
+def test_waiting_for_rows_already_read_leaves_no_garbage_cycle(tmp_path: Any) -> None:
+    """Every history page and run list of a warm project asks; that must not leave
+    reference cycles for the cyclic collector (request after request, all day)."""
+    many_runs(str(tmp_path), 5)
+    live = LiveProject(Project(str(tmp_path)), Clock(), stale_after=600.0)
+    assert live.rows_ready().called  # the first look reads the rows
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(20):
+            assert live.rows_ready(live.history_runs(0, 3)).called
+            assert live.rows_ready().called
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
 
 
 @given(st.integers(0, 12), st.integers(0, 15), st.integers(0, 15))

@@ -202,8 +202,13 @@ class LiveProject:
         if wanted is self._rows_complete_for:
             return succeed(None)
         unread = [run_id for run_id in wanted if run_id not in self._rows_read]
-        if not unread and run_ids is None:
-            self._rows_complete_for = all_runs
+        if not unread:
+            if run_ids is None:
+                self._rows_complete_for = all_runs
+            # Without building `step` below: it refers to itself, a reference
+            # cycle per request (its list and Deferred too) left to the cyclic
+            # garbage collector, on every history page of a warm project.
+            return succeed(None)
         done: Deferred[None] = Deferred()
 
         def step(start: int) -> None:
