@@ -50,6 +50,7 @@ from loopdash.server.gitlive import GitLive, GitThread
 from loopdash.server.hosts import HostPolicy
 from loopdash.server.limits import DEFAULT_MAX_CONNECTIONS, DEFAULT_REQUEST_DEADLINE, BoundedRequest
 from loopdash.server.live import LiveProject
+from loopdash.server.memtrim import MemoryTrim, glibc_malloc_trim
 from loopdash.server.notify import AppriseSender, NotificationCenter, NotificationLog, Sender
 from loopdash.server.projects import (
     HubService,
@@ -539,6 +540,8 @@ def build_dashboard(
     # First to start: keepalives, polls and the stall clock keep their intervals
     # when the wall clock steps (docs/liveness.md).
     service.addService(ClockStepGuard(reactor))
+    # Freed heap pages back to the system now and then: RSS that follows memory in use.
+    service.addService(MemoryTrim(reactor, glibc_malloc_trim()))
     if git_thread is not None:
         # The git thread starts before any watcher's first poll and stops after the last watcher.
         service.addService(git_thread)
