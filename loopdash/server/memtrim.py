@@ -1,4 +1,4 @@
-"""Giving freed heap memory back to the system, every few minutes.
+"""Giving freed heap memory back to the system, every minute.
 
 A daemon that runs for days frees as much as it allocates: each request's
 answer, each event, each socket read. glibc keeps what is freed in its heap
