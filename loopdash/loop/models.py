@@ -17,7 +17,7 @@ JSONValue = Any
 JSONObject = dict[str, Any]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Story:
     """One user story of ``prd.json``."""
 
