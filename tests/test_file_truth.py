@@ -23,7 +23,7 @@ from loopdash.loop.project import Project
 from loopdash.server.api import EVENT_ID_HEADER
 from loopdash.server.watcher import observe
 from tests.conftest import DaemonFactory
-from tests.support import open_stream
+from tests.support import EventStream, RunningDaemon, open_stream
 
 BOM = b"\xef\xbb\xbf"
 INOTIFY_ONLY = {"watched_poll_interval": 3600.0, "stale_after": 86400.0, "keepalive": 600.0}
@@ -31,6 +31,19 @@ INOTIFY_ONLY = {"watched_poll_interval": 3600.0, "stale_after": 86400.0, "keepal
 
 def entry(title: str) -> str:
     return progress_entry("2026-11-28 10:20 AM", "US-001", title, "Complete", ["did it"])
+
+
+async def streaming_over_entries(
+    daemon_factory: DaemonFactory, root: str, count: int
+) -> tuple[RunningDaemon, EventStream]:
+    """A daemon (inotify only) on a log of ``count`` entries titled ``old 0``...,
+    and a stream of it past its first status."""
+    for i in range(count):
+        append_progress(root, entry(f"old {i}"))
+    daemon = await daemon_factory(root, **INOTIFY_ONLY)
+    stream = await open_stream(daemon)
+    await stream.next_of_type("status_update")
+    return daemon, stream
 
 
 @pytest.fixture
@@ -220,11 +233,7 @@ async def test_a_write_through_a_file_kept_open_is_seen_at_once(
 async def test_a_truncated_log_sends_one_log_reset_on_the_stream(
     daemon_factory: DaemonFactory, root: str
 ) -> None:
-    for i in range(15):
-        append_progress(root, entry(f"old {i}"))
-    daemon = await daemon_factory(root, **INOTIFY_ONLY)
-    stream = await open_stream(daemon)
-    await stream.next_of_type("status_update")
+    daemon, stream = await streaming_over_entries(daemon_factory, root, 15)
     with open(os.path.join(root, "progress.txt"), "w") as f:
         f.write("### Iteration: X\nA\n")
     reset = await stream.next_of_type("log_reset")
@@ -242,11 +251,7 @@ async def test_a_log_edited_in_place_at_the_same_length_is_served_as_edited(
 ) -> None:
     # The same inode, size and entry count as the page read before the edit: only
     # the text differs, and an answer kept from before must not be served again.
-    for i in range(3):
-        append_progress(root, entry(f"old {i}"))
-    daemon = await daemon_factory(root, **INOTIFY_ONLY)
-    stream = await open_stream(daemon)
-    await stream.next_of_type("status_update")
+    daemon, stream = await streaming_over_entries(daemon_factory, root, 3)
     before = (await daemon.get("/api/logs")).json()
     assert "US-001 - old 1" in before["logs"][1]["lines"][0]
     path = os.path.join(root, "progress.txt")
