@@ -147,7 +147,7 @@ class TokenFile:
         self.path = path
         self.on_problem = on_problem
         self.on_recovered = on_recovered
-        self._identity: tuple[int, ...] | None = None
+        self._identity: tuple[bytes, int] | None = None
         self._token: str | None = None
         self._problem: str | None = None
 
@@ -165,7 +165,7 @@ class TokenFile:
                 self._note(f"The token file {self.path} cannot be read: {e.strerror or e}.")
             return None
         # The mode too: a chmod changes neither inode, mtime nor size.
-        identity = (*identity_of(st), st.st_mode)
+        identity = (identity_of(st), st.st_mode)
         if identity != self._identity:
             self._identity = identity
             self._token = None

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import stat as stat_module
+import struct
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -35,7 +36,9 @@ from loopdash.loop.parsing import ParseError
 
 T = TypeVar("T")
 
-FileIdentity = tuple[int, int, int, int]
+#: A file version's (inode, mtime_ns, size, ctime_ns), packed (see :func:`identity_of`).
+FileIdentity = bytes
+_IDENTITY = struct.Struct("<Qqqq")
 
 #: Metrics and summaries are kilobytes; anything past this is not one of them.
 MAX_JSON_BYTES = 32 * 1024 * 1024
@@ -45,8 +48,13 @@ INLINE_PARSE_BYTES = 256 * 1024
 
 
 def identity_of(st: os.stat_result) -> FileIdentity:
-    """(inode, mtime_ns, size, ctime_ns): a rewrite that restores the mtime still moves ctime."""
-    return (st.st_ino, st.st_mtime_ns, st.st_size, st.st_ctime_ns)
+    """(inode, mtime_ns, size, ctime_ns) as 32 bytes: a rewrite that restores the mtime still moves ctime.
+
+    Packed because a cache keeps one per file for as long as the file is there
+    (a run's summary.json, for every run on disk): 65 bytes where the tuple of
+    four ints held 212, measured with tracemalloc. Compared only for equality.
+    """
+    return _IDENTITY.pack(st.st_ino, st.st_mtime_ns, st.st_size, st.st_ctime_ns)
 
 
 @dataclass(frozen=True)
