@@ -50,7 +50,7 @@ from loopdash.server.gitlive import GitLive, GitThread
 from loopdash.server.hosts import HostPolicy
 from loopdash.server.limits import DEFAULT_MAX_CONNECTIONS, DEFAULT_REQUEST_DEADLINE, BoundedRequest
 from loopdash.server.live import LiveProject
-from loopdash.server.memtrim import MemoryTrim, glibc_malloc_trim, glibc_malloc_tuning
+from loopdash.server.memtrim import MemoryTrim, glibc_malloc_trim
 from loopdash.server.notify import AppriseSender, NotificationCenter, NotificationLog, Sender
 from loopdash.server.projects import (
     HubService,
@@ -541,8 +541,7 @@ def build_dashboard(
     # when the wall clock steps (docs/liveness.md).
     service.addService(ClockStepGuard(reactor))
     # Freed heap pages back to the system now and then: RSS that follows memory in use.
-    # Started before any service that starts a thread (the tuning limits arenas).
-    service.addService(MemoryTrim(reactor, glibc_malloc_trim(), tune=glibc_malloc_tuning(os.environ)))
+    service.addService(MemoryTrim(reactor, glibc_malloc_trim()))
     if git_thread is not None:
         # The git thread starts before any watcher's first poll and stops after the last watcher.
         service.addService(git_thread)
