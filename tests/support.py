@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -180,6 +181,27 @@ class EventStream(Protocol):
             message = await self.next(max(deadline - reactor.seconds(), 0.001))
             if message.type == kind:
                 return message
+
+    async def next_status_where(
+        self,
+        wanted: Callable[[Message], bool],
+        meanwhile: Callable[[Message], bool] = lambda message: True,
+        skip: int = 3,
+        timeout: float = 5.0,
+    ) -> Message:
+        """The next ``status_update`` that is ``wanted``, after at most ``skip`` others.
+
+        A file written in place (a plan, metrics.json) or removed file by file
+        can be seen by two or three polls, each a status of its own, before the
+        one the test waits for; each of those must hold ``meanwhile``.
+        """
+        status = await self.next_of_type("status_update", timeout)
+        for _ in range(skip):
+            if wanted(status):
+                break
+            assert meanwhile(status), status
+            status = await self.next_of_type("status_update", timeout)
+        return status
 
     def pending_events(self) -> list[Message]:
         """Events received but not yet read with next()."""

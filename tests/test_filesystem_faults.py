@@ -126,12 +126,8 @@ async def test_the_runs_directory_deleted_and_recreated_under_an_open_stream(
     runs = os.path.join(sample_root, ".claude-loop", "runs")
     shutil.rmtree(runs)
     # rmtree removes file by file: a poll may see the run's files go before the
-    # directory does (a status with the run still there), so up to three of those.
-    gone = await stream.next_of_type("status_update")
-    for _ in range(3):
-        if gone.data["data"]["run_id"] is None:
-            break
-        gone = await stream.next_of_type("status_update")
+    # directory does (a status with the run still there).
+    gone = await stream.next_status_where(lambda s: s.data["data"]["run_id"] is None)
     assert gone.data["data"]["run_id"] is None
     answers = await no_server_errors(daemon)
     assert answers["/api/runs"].json() == []

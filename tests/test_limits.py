@@ -106,10 +106,10 @@ async def test_k_stories_changing_are_k_story_updated_events(
     write_prd(path, [_story(n, True) for n in range(MAX_ITEM_EVENTS)])
     # The plan is rewritten in place: a poll may catch it half-written, which is
     # activity (a status_update, the last good plan kept) but no story change.
-    status = await stream.next_of_type("status_update")
-    while status.data["data"]["completed_stories"] != MAX_ITEM_EVENTS:
-        assert "gap" not in status.data
-        status = await stream.next_of_type("status_update")
+    status = await stream.next_status_where(
+        lambda s: s.data["data"]["completed_stories"] == MAX_ITEM_EVENTS,
+        meanwhile=lambda s: "gap" not in s.data,
+    )
     assert "gap" not in status.data
     kinds = [m.type for m in stream.messages if m.type is not None]
     assert kinds.count("story_updated") == MAX_ITEM_EVENTS and "stories_reset" not in kinds

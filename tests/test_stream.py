@@ -498,11 +498,7 @@ async def test_a_loop_going_quiet_is_announced_without_any_file_changing(
     # next one whole, so more than one running status may come (seen once in CI).
     # Nothing is written after: the staleness window alone turns the run into a
     # stopped one, within the timeout, and nothing else comes after.
-    quiet = await stream.next_of_type("status_update", timeout=15)
-    for _ in range(3):  # a write caught in two or three polls, no more
-        if quiet.data["data"]["is_running"] is False:
-            break
-        quiet = await stream.next_of_type("status_update", timeout=15)
+    quiet = await stream.next_status_where(lambda s: s.data["data"]["is_running"] is False, timeout=15)
     assert quiet.data["data"]["is_running"] is False
     assert stream.pending_events() == []
     stream.close()

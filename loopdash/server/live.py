@@ -66,9 +66,9 @@ ROW_RECHECK = 10.0
 class KeptRow:
     """A run's history row as JSON, and when to look at its files again.
 
-    Only the JSON is kept, kept for every run on disk: a new reading is
-    compared by its encoding (a microsecond), where keeping the row and its
-    liveness to compare held 160 bytes more per run.
+    Only the JSON is kept, for every run on disk: each check encodes the row
+    anew (a microsecond) and keeps that, where keeping the row and its
+    liveness to tell a change held 160 bytes more per run.
     """
 
     encoded: bytes
