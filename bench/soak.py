@@ -8,7 +8,8 @@ counting the events they receive. At the end it reports requests served,
 errors (must be 0), events delivered against expected per stream (equal for
 every stream that kept up), the daemon's RSS at start, after the clients
 connected and at the end, and its growth rate after a warm-up (``--warmup``,
-300 s: the replay buffer and the caches fill first): the least-squares slope
+300 s: the replay buffer and the caches fill first; the notification history
+starts full, see :func:`fill_notification_history`): the least-squares slope
 of RSS sampled every 10 s, in MB per hour, and of its anonymous part (RssAnon:
 without the pages of mapped libraries, which the kernel drops and reads again
 under pressure from elsewhere; seen in a soak on 2026-12-03, 20 MB at once). ``--trace DIR`` runs the daemon
@@ -35,6 +36,7 @@ from typing import Any
 from bench import procs
 from loopdash.cli.sample import SAMPLE_STORIES
 from loopdash.cli.simulator import BASE_ITERATION_SECONDS, LoopSimulator
+from loopdash.server.notify import KEEP
 
 REST_PATHS = (
     "/api/status",
@@ -151,6 +153,9 @@ async def soak(args: argparse.Namespace, root: str, workdir: str) -> dict[str, A
         with open(os.path.join(root, ".claude-loop", "dashboard", "auth_token.txt")) as f:
             token = f.read().strip()
         base = f"http://127.0.0.1:{server.port}"
+        status, body = procs.get(server, "/api/notifications?limit=1", token)
+        history = json.loads(body)["total"] if status == 200 else None
+        print(f"notification history at start: {history} kept", flush=True)
         if args.trace:
             os.kill(server.pid, signal.SIGUSR2)  # start tracing, now that the imports are done
         rss_start = procs.memory_kib(server.pid, "VmRSS")
@@ -222,6 +227,7 @@ async def soak(args: argparse.Namespace, root: str, workdir: str) -> dict[str, A
             "seconds": round(elapsed, 1),
             "iterations_written": simulator.iterations_done,
             "runs_finished": simulator.runs_finished,
+            "notifications_kept_at_start": history,
             "rest_clients": args.rest_clients,
             "requests_served": tally.requests,
             "requests_per_second": round(tally.requests / elapsed, 1),
@@ -243,6 +249,37 @@ async def soak(args: argparse.Namespace, root: str, workdir: str) -> dict[str, A
         }
     finally:
         server.stop()
+
+
+def fill_notification_history(root: str) -> None:
+    """Give the project a full notification history (KEEP lines), as a daemon has after a day.
+
+    The history is bounded (500 notifications, about 183 KiB) but fills for
+    about half an hour at the soak's pace (a notification every 4 s or so):
+    left empty, a 30-minute soak measures it filling (about 0.3 MB an hour on
+    2026-12-03), not what keeps growing. The daemon loads it at start, as it
+    does after a restart. ``--empty-history`` measures the filling too.
+    """
+    directory = os.path.join(root, ".claude-loop", "dashboard")
+    os.makedirs(directory, mode=0o700)
+    with open(os.path.join(directory, "notifications.jsonl"), "w", encoding="utf-8") as f:
+        for n in range(1, KEEP + 1):
+            run = f"20261202_{n // 8:06d}"
+            item = {
+                "id": n,
+                "kind": "iteration_failed",
+                "severity": "warning",
+                "title": "project: an iteration failed",
+                "message": f"An iteration of run {run} on US-00{n % 8 + 1} failed.",
+                "project": "project",
+                "run_id": run,
+                "story_id": f"US-00{n % 8 + 1}",
+                "story_title": None,
+                "cost": round(0.01 * n, 6),
+                "time": f"2026-12-02T{n // 60 % 24:02d}:{n % 60:02d}:00Z",
+                "link": "http://127.0.0.1:8080/",
+            }
+            f.write(json.dumps(item, separators=(",", ":")) + "\n")
 
 
 def plan(count: int) -> list[dict[str, Any]]:
@@ -370,6 +407,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--warmup", type=float, default=300.0, help="seconds before the growth rate is measured (300)"
     )
+    parser.add_argument(
+        "--empty-history",
+        action="store_true",
+        help="start with no notification history (by default it starts full, as after a day)",
+    )
     parser.add_argument("--trace", help="run the daemon under tracemalloc, snapshots in this directory")
     parser.add_argument(
         "--heap",
@@ -382,6 +424,8 @@ def main(argv: list[str] | None = None) -> int:
     workdir = tempfile.mkdtemp(prefix="loopdash-soak-")
     root = os.path.join(workdir, "project")
     os.makedirs(root)
+    if not args.empty_history:
+        fill_notification_history(root)
     from twisted.internet import defer, task
 
     result: dict[str, Any] = {}
