@@ -379,3 +379,73 @@ def test_a_reading_of_a_version_that_did_not_parse_is_not_kept(run: RealRun) -> 
     cache.keep(path, Reading(None, good.mtime, None, good.identity))
 
     assert cache.read(path).value is not None and parser.calls == 1
+
+
+def write_metrics(run: RealRun) -> str:
+    run.write_metrics(run.started_at + timedelta(minutes=4))
+    return metrics_path(run)
+
+
+class _Shrunk:
+    """An fstat result that reports ``missing`` bytes fewer: the file grew after it was taken."""
+
+    def __init__(self, st: os.stat_result, missing: int) -> None:
+        self._st = st
+        self.st_size = st.st_size - missing
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._st, name)
+
+
+def test_a_file_is_read_with_one_read_of_its_size_and_a_byte_more(
+    run: RealRun, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each read asked os.read for 1 MiB and then 1 MiB more to see the end: a 1 MiB
+    buffer made and shrunk twice per poll, holes in glibc's heap (soak, 2026-12-03)."""
+    path = write_metrics(run)
+    size = os.path.getsize(path)
+    asked: list[int] = []
+    real_read = os.read
+
+    def read(fd: int, n: int) -> bytes:
+        asked.append(n)
+        return real_read(fd, n)
+
+    monkeypatch.setattr(os, "read", read)
+    reading = FileCache(parse_metrics).read(path)
+    assert reading.value is not None and reading.value.total_iterations == 1
+    assert asked == [size + 1]
+
+
+def test_a_file_that_grew_after_its_fstat_is_read_to_its_end(
+    run: RealRun, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_metrics(run)
+    size = os.path.getsize(path)
+    real_fstat = os.fstat
+    monkeypatch.setattr(os, "fstat", lambda fd: _Shrunk(real_fstat(fd), size // 2))
+    asked: list[int] = []
+    real_read = os.read
+
+    def read(fd: int, n: int) -> bytes:
+        asked.append(n)
+        return real_read(fd, n)
+
+    monkeypatch.setattr(os, "read", read)
+    reading = FileCache(parse_metrics).read(path)
+    assert reading.error is None
+    assert reading.value is not None and reading.value.total_iterations == 1
+    # The first read got all it asked for, so the rest was read on, to the end.
+    assert asked[0] == size - size // 2 + 1 and len(asked) == 3
+
+
+def test_a_file_that_grew_past_the_limit_while_read_is_too_large(
+    run: RealRun, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_metrics(run)
+    size = os.path.getsize(path)
+    real_fstat = os.fstat
+    monkeypatch.setattr(os, "fstat", lambda fd: _Shrunk(real_fstat(fd), size - 10))
+    reading = FileCache(parse_metrics, max_bytes=100).read(path)
+    assert reading.value is None
+    assert reading.error == "file too large"

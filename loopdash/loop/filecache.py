@@ -45,6 +45,8 @@ MAX_JSON_BYTES = 32 * 1024 * 1024
 #: Files larger than this are parsed through the handoff, when there is one:
 #: 256 KiB of plan (about 1,100 stories) parses in about 20 ms here.
 INLINE_PARSE_BYTES = 256 * 1024
+#: Bytes asked of each further read of a file that grew while it was read.
+GROWN_READ_BYTES = 64 * 1024
 
 
 def identity_of(st: os.stat_result) -> FileIdentity:
@@ -246,15 +248,25 @@ class FileCache(Generic[T]):
                 raise ParseError("not a regular file")
             if st.st_size > self._max_bytes:
                 raise ParseError(f"file too large ({st.st_size} bytes)")
-            chunks = []
-            remaining = self._max_bytes + 1
-            while remaining > 0:
-                chunk = os.read(fd, min(remaining, 1 << 20))
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                remaining -= len(chunk)
-            data = b"".join(chunks)
+            # One read of the size fstat gave, and a byte more. A read of a regular
+            # file returns less than asked only at its end, so a shorter answer is
+            # the whole file with no second read to see the end. os.read makes a
+            # buffer of the size asked and shrinks it: asking 1 MiB for each 2 KB
+            # metrics.json (twice, with the read that saw the end) cut a 1 MiB hole
+            # in glibc's heap on every poll, where long-lived blocks then landed
+            # and the heap grew (bench/soak.py --heap, 2026-12-03).
+            data = os.read(fd, min(st.st_size, self._max_bytes) + 1)
+            if len(data) > st.st_size:
+                # It grew since the fstat (a writer appending): read on to its end.
+                chunks = [data]
+                total = len(data)
+                while total <= self._max_bytes:
+                    chunk = os.read(fd, min(self._max_bytes + 1 - total, GROWN_READ_BYTES))
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+                    total += len(chunk)
+                data = b"".join(chunks)
             if len(data) > self._max_bytes:
                 raise ParseError("file too large")
             return identity_of(st), data
