@@ -146,10 +146,10 @@ class FileCache(Generic[T]):
     def __len__(self) -> int:
         return len(self._entries)
 
-    def forget(self, path: str) -> None:
-        """Drop ``path``'s entry (if any): the caller will not ask for it again soon;
-        a later read parses the file afresh."""
-        self._entries.pop(path, None)
+    def forget(self, key: str) -> None:
+        """Drop the entry read under ``key`` (its path, or the key given to :meth:`read`),
+        if any: the caller will not ask for it again soon; a later read parses the file afresh."""
+        self._entries.pop(key, None)
 
     def keep(self, path: str, reading: Reading[T]) -> None:
         """Start ``path``'s entry from ``reading``, a good reading another cache of the
@@ -164,20 +164,25 @@ class FileCache(Generic[T]):
         self._entries[path] = _Entry(identity=reading.identity, value=reading.value)
         self._evict()
 
-    def read(self, path: str) -> Reading[T]:
+    def read(self, path: str, key: str | None = None) -> Reading[T]:
+        """``path``'s reading. Its entry is kept under ``key`` when given (default: the
+        path): a cache of one file per run keyed on the run's id, a string the run list
+        holds already, keeps no path of a hundred bytes per run on disk."""
+        if key is None:
+            key = path
         try:
             st = os.stat(path)
         except OSError:
             # Gone (or never there): nothing to say about it.
-            self._entries.pop(path, None)
+            self._entries.pop(key, None)
             return Reading(None, None)
-        entry = self._entries.get(path)
+        entry = self._entries.get(key)
         if entry is None:
             entry = _Entry(identity=None, value=None)
-            self._entries[path] = entry
+            self._entries[key] = entry
             self._evict()
         else:
-            self._entries.move_to_end(path)
+            self._entries.move_to_end(key)
         if entry.identity == identity_of(st):
             return Reading(entry.value, st.st_mtime, identity=entry.identity)
         if self._handoff is not None and entry.value is not None and st.st_size > self._inline_bytes:
@@ -190,7 +195,7 @@ class FileCache(Generic[T]):
                 return Reading(entry.value, st.st_mtime, reason, entry.identity)
             if not entry.pending:
                 entry.pending = True
-                self._handoff(lambda: self._job(path), lambda outcome: self._land(path, outcome))
+                self._handoff(lambda: self._job(path), lambda outcome: self._land(path, key, outcome))
             # The last good reading until the job lands; a version written
             # meanwhile is seen by the first read after it (another job).
             return Reading(entry.value, st.st_mtime, identity=entry.identity)
@@ -217,9 +222,9 @@ class FileCache(Generic[T]):
         except (OSError, ParseError) as e:
             return Parsed(identity, None, e)
 
-    def _land(self, path: str, outcome: Parsed[T]) -> None:
+    def _land(self, path: str, key: str, outcome: Parsed[T]) -> None:
         """A handed-off job's outcome, back on the reading thread."""
-        entry = self._entries.get(path)
+        entry = self._entries.get(key)
         if entry is None:
             return  # gone or evicted meanwhile: the next read starts afresh
         entry.pending = False

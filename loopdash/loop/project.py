@@ -269,13 +269,16 @@ class Project:
         self._runs_identity = None
 
     def _scan_runs(self) -> tuple[str, ...]:
+        # The caches keep a run's id as given when they first saw it: a run listed
+        # again is given the same string, not a copy of it kept besides.
+        known = {name: name for name in self._run_ids}
         names = []
         try:
             with os.scandir(self.runs_path) as it:
                 for entry in it:
                     # A symlinked run directory may point outside the root: not followed.
                     if is_run_id(entry.name) and entry.is_dir(follow_symlinks=False):
-                        names.append(entry.name)
+                        names.append(known.get(entry.name, entry.name))
         except OSError:
             return ()
         names.sort()
@@ -304,14 +307,15 @@ class Project:
 
     def run_row(self, run_id: str) -> RunRow:
         """The run's history row: from summary.json, else from metrics.json, else zeros."""
-        totals = self._summary_rows.read(self._run_file(run_id, "summary.json")).value
+        # Keyed on the run's id (the run list's string), not a path: kept per run on disk.
+        totals = self._summary_rows.read(self._run_file(run_id, "summary.json"), run_id).value
         if totals is not None:
             # A finished run's row comes from its summary from now on: the row
             # read from its metrics while it ran is not kept as well (a second
             # entry per run, kept for every run on disk, was a steady growth).
-            self._metrics_rows.forget(self._run_file(run_id, "metrics.json"))
+            self._metrics_rows.forget(run_id)
         else:
-            totals = self._metrics_rows.read(self._run_file(run_id, "metrics.json")).value
+            totals = self._metrics_rows.read(self._run_file(run_id, "metrics.json"), run_id).value
         if totals is None:
             # The row cache never saw a good version (its first look caught a
             # rewrite half-way), but /api/metrics may have: its last good
