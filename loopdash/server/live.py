@@ -12,10 +12,8 @@ reactor in between, so the daemon keeps answering while it reads.
 
 from __future__ import annotations
 
-import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -44,6 +42,7 @@ from loopdash.loop.progress import MAX_ENTRY_BYTES
 from loopdash.loop.project import Project, ProjectSnapshot, is_run_id
 from loopdash.server.encoding import encode_json
 from loopdash.server.gitlive import GitLive
+from loopdash.server.runlist import RunListRows
 
 #: How old a shared snapshot may be before a request takes a new one.
 MAX_SNAPSHOT_AGE = 0.05
@@ -58,21 +57,6 @@ MAX_RUN_SLOTS = 16
 MAX_RUN_CHECKS = 4096
 #: Runs whose history rows are read per step the first time (about 10 ms of work).
 ROW_WARM_STEP = 100
-#: Seconds an older run's row in the full run list goes unchecked (the current run's: none).
-ROW_RECHECK = 10.0
-
-
-@dataclass(slots=True)
-class KeptRow:
-    """A run's history row as JSON, and when to look at its files again.
-
-    Only the JSON is kept, for every run on disk: each check encodes the row
-    anew (a microsecond) and keeps that, where keeping the row and its
-    liveness to tell a change held 160 bytes more per run.
-    """
-
-    encoded: bytes
-    check_after: float
 
 
 def history_page(run_ids: tuple[str, ...], offset: int, limit: int) -> tuple[str, ...]:
@@ -117,8 +101,8 @@ class LiveProject:
         self._rows_read: set[str] = set()
         #: The run list every row of which has been read (compared by identity).
         self._rows_complete_for: tuple[str, ...] | None = None
-        #: Each run's history row and its JSON, for /api/runs.
-        self._row_json: dict[str, KeptRow] = {}
+        #: The full run list's rows (/api/runs), each row's JSON kept only in it.
+        self._run_list = RunListRows()
         #: Bumped whenever a new snapshot differs from the last one.
         self.version = 0
         self._snapshot: ProjectSnapshot | None = None
@@ -385,36 +369,22 @@ class LiveProject:
         now = self.clock.seconds()
 
         def every_row() -> bytes:
-            # Each row's JSON is kept until the row changes: for 5,000 runs, joining
-            # them takes a few ms where encoding the 800 KB list anew took 40.
-            rows = (self._encoded_row(r, now, r == snapshot.current_run) for r in reversed(snapshot.run_ids))
-            return b"[" + b",".join(rows) + b"]"
+            # An older run's row is copied from the last answer until it is due
+            # for a check (every ROW_RECHECK s): for 5,000 runs that takes a few
+            # ms, where encoding the 800 KB list anew took 40 and checking every
+            # row (a stat each) 30.
+            return self._run_list.body(
+                snapshot.run_ids, snapshot.current_run, now, lambda run_id: self._encoded_row(run_id, now)
+            )
 
         return self._body(("runs",), (self.version, self._moment(now)), every_row, encoded=True)
 
-    def _encoded_row(self, run_id: str, now: float, current: bool) -> bytes:
-        """A run's row as JSON: the current run's checked now, an older run's every ROW_RECHECK s.
-
-        Checking 5,000 older rows (a stat each) took 30 ms, every second the
-        full list was asked for. Each row's checks are offset by a fixed
-        fraction of the period drawn from its id, so about a tenth of them
-        fall due in any one second.
-        """
-        cached = self._row_json.get(run_id)
-        if cached is not None and not current and now < cached.check_after:
-            return cached.encoded
+    def _encoded_row(self, run_id: str, now: float) -> bytes:
+        """A run's row in the full run list, as JSON, read from its files now."""
         row = self.project.run_row(run_id)
         liveness = self.liveness(run_id, now)
         # quiet_for moves every second and is not in a row: only a new state re-encodes it.
-        liveness = Liveness(liveness.state, None, liveness.last_activity)
-        encoded = encode_json(run_row_value(row, liveness))
-        if cached is None:
-            cached = self._row_json[run_id] = KeptRow(encoded, 0.0)
-        else:
-            cached.encoded = encoded
-        offset = (zlib.crc32(run_id.encode("ascii", "replace")) % 1000) / 1000 * ROW_RECHECK
-        cached.check_after = now + ROW_RECHECK - offset if cached.check_after == 0.0 else now + ROW_RECHECK
-        return cached.encoded
+        return encode_json(run_row_value(row, Liveness(liveness.state, None, liveness.last_activity)))
 
     def newest_run(self) -> str | None:
         return self.snapshot().current_run
