@@ -397,13 +397,8 @@ class _Shrunk:
         return getattr(self._st, name)
 
 
-def test_a_file_is_read_with_one_read_of_its_size_and_a_byte_more(
-    run: RealRun, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Each read asked os.read for 1 MiB and then 1 MiB more to see the end: a 1 MiB
-    buffer made and shrunk twice per poll, holes in glibc's heap (soak, 2026-12-03)."""
-    path = write_metrics(run)
-    size = os.path.getsize(path)
+def record_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The sizes os.read is asked for from now on, in order."""
     asked: list[int] = []
     real_read = os.read
 
@@ -412,6 +407,17 @@ def test_a_file_is_read_with_one_read_of_its_size_and_a_byte_more(
         return real_read(fd, n)
 
     monkeypatch.setattr(os, "read", read)
+    return asked
+
+
+def test_a_file_is_read_with_one_read_of_its_size_and_a_byte_more(
+    run: RealRun, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each read asked os.read for 1 MiB and then 1 MiB more to see the end: a 1 MiB
+    buffer made and shrunk twice per poll, holes in glibc's heap (soak, 2026-12-03)."""
+    path = write_metrics(run)
+    size = os.path.getsize(path)
+    asked = record_reads(monkeypatch)
     reading = FileCache(parse_metrics).read(path)
     assert reading.value is not None and reading.value.total_iterations == 1
     assert asked == [size + 1]
@@ -424,14 +430,7 @@ def test_a_file_that_grew_after_its_fstat_is_read_to_its_end(
     size = os.path.getsize(path)
     real_fstat = os.fstat
     monkeypatch.setattr(os, "fstat", lambda fd: _Shrunk(real_fstat(fd), size // 2))
-    asked: list[int] = []
-    real_read = os.read
-
-    def read(fd: int, n: int) -> bytes:
-        asked.append(n)
-        return real_read(fd, n)
-
-    monkeypatch.setattr(os, "read", read)
+    asked = record_reads(monkeypatch)
     reading = FileCache(parse_metrics).read(path)
     assert reading.error is None
     assert reading.value is not None and reading.value.total_iterations == 1
