@@ -397,6 +397,12 @@ class _Shrunk:
         return getattr(self._st, name)
 
 
+def grown_after_fstat(monkeypatch: pytest.MonkeyPatch, missing: int) -> None:
+    """From now on, fstat reports ``missing`` bytes fewer than a file holds."""
+    real_fstat = os.fstat
+    monkeypatch.setattr(os, "fstat", lambda fd: _Shrunk(real_fstat(fd), missing))
+
+
 def record_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The sizes os.read is asked for from now on, in order."""
     asked: list[int] = []
@@ -428,8 +434,7 @@ def test_a_file_that_grew_after_its_fstat_is_read_to_its_end(
 ) -> None:
     path = write_metrics(run)
     size = os.path.getsize(path)
-    real_fstat = os.fstat
-    monkeypatch.setattr(os, "fstat", lambda fd: _Shrunk(real_fstat(fd), size // 2))
+    grown_after_fstat(monkeypatch, size // 2)
     asked = record_reads(monkeypatch)
     reading = FileCache(parse_metrics).read(path)
     assert reading.error is None
@@ -443,8 +448,7 @@ def test_a_file_that_grew_past_the_limit_while_read_is_too_large(
 ) -> None:
     path = write_metrics(run)
     size = os.path.getsize(path)
-    real_fstat = os.fstat
-    monkeypatch.setattr(os, "fstat", lambda fd: _Shrunk(real_fstat(fd), size - 10))
+    grown_after_fstat(monkeypatch, size - 10)
     reading = FileCache(parse_metrics, max_bytes=100).read(path)
     assert reading.value is None
     assert reading.error == "file too large"
