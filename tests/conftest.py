@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
@@ -12,6 +13,13 @@ import pytest_twisted
 from loopdash.cli.sample import create_sample_project
 from tests.browser_support import CHROMIUM_ARGS, ConsoleWatch, require_chromium
 from tests.support import RunningDaemon, start_daemon
+
+# A suite started in the background of a non-interactive shell (`cmd &`, nohup)
+# inherits SIGINT ignored, and so would every loopdash it starts: the tests that
+# stop one with Ctrl-C (SIGINT) then wait for an exit that never comes. With a
+# handler here, a child starts with SIGINT at its default, as from a terminal.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 #: Upper bound of every wait for a page in Chromium, in milliseconds.
 WAIT = 20_000
