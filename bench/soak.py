@@ -36,7 +36,8 @@ from typing import Any
 from bench import procs
 from loopdash.cli.sample import SAMPLE_STORIES
 from loopdash.cli.simulator import BASE_ITERATION_SECONDS, LoopSimulator
-from loopdash.server.notify import KEEP
+from loopdash.server.notify import KEEP, NotificationLog
+from loopdash.server.service import notifications_path
 
 REST_PATHS = (
     "/api/status",
@@ -260,13 +261,11 @@ def fill_notification_history(root: str) -> None:
     2026-12-03), not what keeps growing. The daemon loads it at start, as it
     does after a restart. ``--empty-history`` measures the filling too.
     """
-    directory = os.path.join(root, ".claude-loop", "dashboard")
-    os.makedirs(directory, mode=0o700)
-    with open(os.path.join(directory, "notifications.jsonl"), "w", encoding="utf-8") as f:
-        for n in range(1, KEEP + 1):
-            run = f"20261202_{n // 8:06d}"
-            item = {
-                "id": n,
+    notifications = []
+    for n in range(1, KEEP + 1):
+        run = f"20261202_{n // 8:06d}"
+        notifications.append(
+            {
                 "kind": "iteration_failed",
                 "severity": "warning",
                 "title": "project: an iteration failed",
@@ -279,7 +278,9 @@ def fill_notification_history(root: str) -> None:
                 "time": f"2026-12-02T{n // 60 % 24:02d}:{n % 60:02d}:00Z",
                 "link": "http://127.0.0.1:8080/",
             }
-            f.write(json.dumps(item, separators=(",", ":")) + "\n")
+        )
+    # Written by the daemon's own log, so the file is what a daemon leaves.
+    NotificationLog(notifications_path(root)).add_all(notifications)
 
 
 def plan(count: int) -> list[dict[str, Any]]:
